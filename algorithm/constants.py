@@ -1,0 +1,8 @@
+"""Preprocessing constants of the paper (Section IV.D); nothing else repeats them."""
+
+HU_MIN = -1200.0  # clamp window lower bound (HU)
+HU_MAX = 400.0  # clamp window upper bound (HU)
+INPLANE_SIZE = 256  # preprocessed grid: 256 x 256 in plane, z resampled to isotropic spacing
+STAGE1_DOWNSAMPLE = 2  # stage I reads the preprocessed scan at half resolution
+STAGE2_TRAIN_PATCH_IN = 116  # stage II training patch (valid convs): 116^3 in ...
+STAGE2_TRAIN_PATCH_OUT = 28  # ... 28^3 out
