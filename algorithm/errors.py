@@ -1,0 +1,9 @@
+"""Errors with a message meant for the user (printed as one line, non-zero exit)."""
+
+
+class InputError(Exception):
+    """The input cannot be segmented: unreadable, wrong kind of image, not a chest CT in HU."""
+
+
+class OutputError(Exception):
+    """The outputs cannot be written (not writable, disk full...)."""

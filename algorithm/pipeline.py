@@ -1,0 +1,100 @@
+"""One case from image to lobe mask and measures: the steps every front end shares."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from algorithm import __version__
+from algorithm.checkpoint import Checkpoint
+from algorithm.errors import InputError
+from algorithm.inference import TilingSettings, count_tiles, predict_network_grid
+from algorithm.labels import label_map
+from algorithm.measures import volumes_ml
+from algorithm.postprocessing import clean_labels
+from algorithm.preprocessing import labels_to_input_grid, preprocess
+from algorithm.validation import check_geometry, check_intensities
+
+
+@dataclass
+class Segmentation:
+    """The lobe mask on the input grid and the report that goes with it."""
+
+    mask: sitk.Image
+    report: dict
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(now - start, 3)
+        return now
+
+
+def segment(
+    image: sitk.Image,
+    checkpoint: Checkpoint,
+    device: torch.device,
+    tiling: TilingSettings | None = None,
+    progress=None,
+) -> Segmentation:
+    """Segment the lobes of a CT (HU). ``progress(stage: str, tiles: int)`` is told of each step."""
+    clock, t = _Stopwatch(), time.perf_counter()
+    notify = progress or (lambda stage, n=0: None)
+    check_geometry(image)
+    hu = sitk.GetArrayViewFromImage(image)
+    check_intensities(hu)
+    settings = checkpoint.settings
+    notify("preprocess")
+    scan = preprocess(image, settings.inplane_size)
+    t = clock.lap("preprocess", t)
+    tiling = tiling or TilingSettings(tile_out=settings.tile_out)
+    tiling.bbox_margin_vox = int(np.ceil(settings.bbox_margin_mm / min(scan.spacing_mm_zyx)))
+    notify("network")
+    prediction = predict_network_grid(
+        checkpoint.model, scan.array, device, tiling, on_tile=lambda n: notify("tile", n)
+    )
+    t = clock.lap("network", t)
+    if prediction.lung_box is None:
+        raise InputError("no lungs found in the image: is it a chest CT?")
+    notify("postprocess")
+    labels = clean_labels(prediction.labels)
+    mask = labels_to_input_grid(labels, scan, image)
+    t = clock.lap("postprocess", t)
+    report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)
+    return Segmentation(mask=mask, report=report, timings_s=clock.timings)
+
+
+def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels) -> dict:
+    lung = labels > 0
+    low_confidence = float(np.mean(prediction.confidence[lung] < 0.5)) if lung.any() else 0.0
+    return {
+        "software": {"name": "ctsunet-lobes", "version": __version__},
+        "label_map": label_map(),
+        "volumes_ml": volumes_ml(mask),
+        "input_geometry": {
+            "size_xyz": list(image.GetSize()),
+            "spacing_mm_xyz": [float(s) for s in image.GetSpacing()],
+            "origin_mm_xyz": [float(s) for s in image.GetOrigin()],
+            "direction": [float(d) for d in image.GetDirection()],
+        },
+        "network_grid": {
+            "spacing_mm_zyx": [round(float(s), 4) for s in grid_spacing_mm],
+            "stage2_tiles": count_tiles(prediction.lung_box, checkpoint.settings.tile_out),
+        },
+        "weights": {
+            "path": str(checkpoint.path),
+            "sha256": checkpoint.sha256,
+            "trained_on": checkpoint.meta.get("trained_on", "unknown"),
+        },
+        "device": str(device),
+        "low_confidence_lung_share": round(low_confidence, 4),
+    }

@@ -1,0 +1,80 @@
+"""Clean-up of the lobe labels (paper IV.D, and the authors' container).
+
+One connected component per lobe; islands and holes inside the lungs are given to the nearest
+lobe; lung pieces far too small to be a lung are dropped. Runs on the network grid (cheaper than
+the input grid and the same for every scan), inside the lungs' bounding box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from algorithm.labels import LOBES
+
+MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
+
+
+def clean_labels(labels: np.ndarray) -> np.ndarray:
+    """Return a cleaned copy of a (Z, Y, X) uint8 lobe label array."""
+    out = np.zeros_like(labels)
+    lung = labels > 0
+    if not lung.any():
+        return out
+    box = _bounding_box(lung, margin=1, shape=labels.shape)
+    out[box] = _clean_box(labels[box])
+    return out
+
+
+def _clean_box(labels: np.ndarray) -> np.ndarray:
+    lung = _drop_small_pieces(labels > 0)
+    lung = ndimage.binary_fill_holes(lung)
+    kept = np.zeros_like(labels)
+    for lobe in LOBES:
+        component = _largest_component(labels == lobe)
+        kept[component] = lobe
+    unassigned = lung & (kept == 0)
+    if unassigned.any() and (kept > 0).any():
+        # each unassigned lung voxel (island, hole) takes the label of the nearest kept lobe voxel
+        _, nearest = ndimage.distance_transform_edt(kept == 0, return_indices=True)
+        kept[unassigned] = kept[tuple(axis[unassigned] for axis in nearest)]
+    kept[~lung] = 0
+    return kept
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    if not mask.any():
+        return mask
+    components, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 1:
+        return mask
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return components == int(np.argmax(sizes))
+
+
+def _drop_small_pieces(lung: np.ndarray) -> np.ndarray:
+    components, count = ndimage.label(lung, structure=np.ones((3, 3, 3), bool))
+    if count <= 1:
+        return lung
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    keep = sizes >= MIN_LUNG_PIECE_SHARE * sizes.sum()
+    keep[0] = False
+    return keep[components]
+
+
+def _bounding_box(mask: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        nonzero = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(nonzero[0] - margin, 0), min(nonzero[-1] + margin + 1, shape[axis])))
+    return tuple(box)
+
+
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of a mask (with a margin, clipped), or None if empty."""
+    if not mask.any():
+        return None
+    return _bounding_box(mask, margin, mask.shape)
