@@ -1,0 +1,63 @@
+"""Clean-up of the labels and the volumes on the input grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from algorithm.labels import Lobe
+from algorithm.measures import volumes_ml
+from algorithm.postprocessing import clean_labels
+
+
+def _two_lobes() -> np.ndarray:
+    """A right lung (RUL, RLL) and, apart from it, a left lung (LUL, LLL)."""
+    labels = np.zeros((20, 20, 60), np.uint8)
+    labels[2:18, 2:18, 2:14] = Lobe.RUL
+    labels[2:18, 2:18, 14:28] = Lobe.RLL
+    labels[2:18, 2:18, 34:46] = Lobe.LUL
+    labels[2:18, 2:18, 46:58] = Lobe.LLL
+    return labels
+
+
+def test_island_goes_to_the_surrounding_lobe():
+    labels = _two_lobes()
+    labels[8:10, 8:10, 5:7] = Lobe.LUL  # a stray LUL island inside the RUL
+    cleaned = clean_labels(labels)
+    assert (cleaned[8:10, 8:10, 5:7] == Lobe.RUL).all()
+    assert (cleaned[2:18, 2:18, 34:46] == Lobe.LUL).all()
+
+
+def test_one_component_per_lobe_and_holes_filled():
+    labels = _two_lobes()
+    labels[3:5, 3:5, 20:22] = Lobe.RUL  # detached RUL piece inside the RLL
+    labels[9:11, 9:11, 20:22] = 0  # a hole inside the RLL
+    cleaned = clean_labels(labels)
+    assert (cleaned[3:5, 3:5, 20:22] == Lobe.RLL).all()
+    assert (cleaned[9:11, 9:11, 20:22] == Lobe.RLL).all()
+    from scipy import ndimage
+
+    for lobe in (Lobe.RUL, Lobe.RLL):
+        assert ndimage.label(cleaned == lobe)[1] == 1
+
+
+def test_small_detached_lung_pieces_are_dropped():
+    labels = _two_lobes()
+    labels[0, 0, 31] = Lobe.LLL  # one voxel between the lungs, detached from both
+    assert clean_labels(labels)[0, 0, 31] == 0
+
+
+def test_volumes_with_anisotropic_spacing():
+    mask = np.zeros((10, 20, 30), np.uint8)
+    mask[:5, :10, :20] = Lobe.LUL  # 1000 voxels
+    mask[5:, :, :] = Lobe.RML  # 3000 voxels
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing((0.5, 0.8, 2.0))  # 0.8 mm^3 per voxel
+    volumes = volumes_ml(image)
+    assert volumes["LUL"] == pytest.approx(0.8)
+    assert volumes["RML"] == pytest.approx(2.4)
+    assert volumes["LLL"] == 0.0
+    assert volumes["left_lung"] == pytest.approx(0.8)
+    assert volumes["right_lung"] == pytest.approx(2.4)
+    assert volumes["total"] == pytest.approx(3.2)
