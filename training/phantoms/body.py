@@ -1,0 +1,293 @@
+"""Torso, chest wall, bones, mediastinum, upper abdomen and the table.
+
+All shapes are implicit functions of the patient coordinates X (left), Y (posterior), Z
+(superior) in mm, evaluated on the model grid with numpy. ``Thorax`` holds the derived geometry
+that the lungs, airways and vessels share (where the lungs, the spine, the heart, the hila are).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BodyParams
+from .fields import polyline_points, smooth_field, splat_spheres
+from .grid import Grid, PatientFrame
+
+AIR_HU = -1000.0
+
+
+@dataclass(frozen=True)
+class Thorax:
+    """Geometry derived from ``BodyParams`` (all mm, patient frame)."""
+
+    p: BodyParams
+
+    # Lungs: each an ellipse per axial slice, shrinking towards the apex.
+    @property
+    def cy(self) -> float:
+        return 0.0
+
+    @property
+    def cage_half_width(self) -> float:
+        return self.p.lung_center_x_mm + self.p.lung_half_width_mm + 2.0
+
+    @property
+    def cage_half_depth(self) -> float:
+        return self.p.lung_half_depth_mm + 2.0
+
+    @property
+    def spine_y(self) -> float:
+        return self.cy + self.cage_half_depth - 1.5 * self.p.spine_radius_mm
+
+    @property
+    def carina_z(self) -> float:
+        return 0.52 * self.p.apex_height_mm
+
+    @property
+    def trachea_y(self) -> float:
+        return self.spine_y - self.p.spine_radius_mm - 24.0
+
+    def hilum(self, side: int) -> np.ndarray:
+        """End of the main bronchus of the left (+1) or right (-1) lung."""
+        if side > 0:
+            return np.array([36.0, self.trachea_y + 10.0, self.carina_z - 38.0])
+        return np.array([-32.0, self.trachea_y + 6.0, self.carina_z - 22.0])
+
+    def width_scale(self, z: np.ndarray) -> np.ndarray:
+        """Cross-section scale of the lungs at height z: 1 at the base, 0 at the apex."""
+        apex = self.p.apex_height_mm
+        u = np.clip((z - 0.1 * apex) / (0.9 * apex), 0.0, 1.0)
+        return np.sqrt(np.clip(1.0 - u**2.2, 0.0, 1.0)) * (1.0 + 0.06 * (1 - u))
+
+    def lung_ellipse(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, side: int) -> np.ndarray:
+        """Normalised squared radius of the lung ellipse of one side (<1 inside)."""
+        s = np.maximum(self.width_scale(z), 1e-3)
+        apex_frac = np.clip(z / self.p.apex_height_mm, 0.0, 1.0)
+        cx = side * self.p.lung_center_x_mm * (1.0 - 0.15 * apex_frac)
+        cy = self.cy + 0.25 * self.p.lung_half_depth_mm * apex_frac  # the apex sits posteriorly
+        return ((x - cx) / (self.p.lung_half_width_mm * s)) ** 2 + ((y - cy) / (self.p.lung_half_depth_mm * s)) ** 2
+
+    def cage(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Superellipse measure of the inner rib cage (<1 inside)."""
+        return np.abs(x / self.cage_half_width) ** 3 + np.abs((y - self.cy) / self.cage_half_depth) ** 3
+
+    def dome(self, x: np.ndarray, y: np.ndarray, side: int) -> np.ndarray:
+        """Height of the hemidiaphragm under the lung of ``side``: a dome, deepest posteriorly."""
+        cx = side * self.p.lung_center_x_mm
+        q = ((x - cx) / (self.p.lung_half_width_mm * 1.05)) ** 2 + (
+            (y - self.cy + 0.15 * self.p.lung_half_depth_mm) / (self.p.lung_half_depth_mm * 1.1)
+        ) ** 2
+        top = 0.0 if side < 0 else -self.p.left_dome_drop_mm
+        posterior = np.clip((y - self.cy) / self.p.lung_half_depth_mm, 0.0, 1.0)
+        return top - self.p.recess_depth_mm * np.clip(q, 0.0, 1.6) ** 1.3 - 18.0 * posterior**2
+
+    def heart(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Ellipsoid measure of the heart (<1 inside), long axis to the left, front and down."""
+        k = self.p.heart_scale
+        xc, yc, zc = 22.0 * k, self.cy - 0.28 * self.p.lung_half_depth_mm, 42.0 * k - 0.5 * self.p.left_dome_drop_mm
+        c, s = np.cos(np.radians(-35)), np.sin(np.radians(-35))
+        u = c * (x - xc) - s * (y - yc)
+        v = s * (x - xc) + c * (y - yc)
+        return (u / (68 * k)) ** 2 + (v / (50 * k)) ** 2 + ((z - zc) / (62 * k)) ** 2
+
+    def mediastinum(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Where the lungs may not go: midline, great vessels, hila, spine and heart."""
+        d = self.p.lung_half_depth_mm
+        hilum_bulge = 14.0 * np.exp(-(((z - self.carina_z + 28.0) / 28.0) ** 2))
+        upper = ((x - 4.0) / (24.0 + hilum_bulge)) ** 2 + ((y - self.cy - 0.05 * d) / (0.7 * d)) ** 2 < 1.0
+        band = np.abs(x - 3.0) < 5.0
+        r = self.p.spine_radius_mm
+        spine = (x / (r + 12.0)) ** 2 + ((y - self.spine_y - 0.8 * r) / (1.9 * r)) ** 2 < 1.0
+        return upper | band | spine | (self.heart(x, y, z) < 1.0)
+
+    def aorta_path(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre line (mm) and radius of the ascending aorta, the arch and the descending aorta."""
+        d = self.p.lung_half_depth_mm
+        ys, r = self.spine_y, self.p.spine_radius_mm
+        zc = self.carina_z
+        nodes = np.array(
+            [
+                [2.0, self.cy - 0.3 * d, 45.0],
+                [0.0, self.cy - 0.35 * d, zc + 5.0],
+                [8.0, self.trachea_y - 12.0, zc + 25.0],
+                [20.0, self.trachea_y + 8.0, zc + 22.0],
+                [r + 6.0, ys - 0.3 * r, zc + 2.0],
+                [r + 4.0, ys - 0.4 * r, -40.0],
+                [6.0, ys - r - 8.0, -150.0],
+            ]
+        )
+        radius = np.array([15.0, 14.0, 13.0, 12.5, 12.0, 11.0, 10.0])
+        return nodes, radius
+
+    def vessels_mediastinum(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Other mediastinal tubes: pulmonary trunk and arteries, superior vena cava, oesophagus."""
+        d = self.p.lung_half_depth_mm
+        zc = self.carina_z
+        pa_root = np.array([18.0, self.cy - 0.4 * d, 55.0])
+        bif = np.array([10.0, self.cy - 0.1 * d, zc - 12.0])
+        left = self.hilum(+1) + np.array([6.0, -8.0, 12.0])
+        right = self.hilum(-1) + np.array([-4.0, -12.0, -6.0])
+        svc = np.array([[-22.0, self.cy - 0.3 * d, self.p.apex_height_mm], [-20.0, self.cy - 0.3 * d, 50.0]])
+        eso = np.array(
+            [[2.0, self.trachea_y + 15.0, self.p.apex_height_mm + 60], [10.0, self.spine_y - self.p.spine_radius_mm - 8, -40.0]]
+        )
+        return [
+            (np.stack([pa_root, bif, left]), np.array([14.0, 12.0, 10.0])),
+            (np.stack([bif, right]), np.array([11.0, 9.5])),
+            (svc, np.array([10.0, 11.0])),
+            (eso, np.array([7.0, 7.0])),
+        ]
+
+
+def tubes_density(
+    grid: Grid, frame: PatientFrame, tubes: list[tuple[np.ndarray, np.ndarray]], extra_mm: float = 0.0
+) -> np.ndarray:
+    """Occupancy (0..1) of tubes given as (nodes mm (N,3), radii mm (N,)), optionally widened."""
+    out = np.zeros(grid.shape_zyx, dtype=np.float32)
+    spacing_zyx = np.array(grid.spacing_mm[::-1])
+    step = 0.5 * float(min(grid.spacing_mm))
+    for nodes, radii in tubes:
+        r = radii + extra_mm
+        pts, rad = polyline_points(nodes, r, max(step, 0.3 * float(r.min())))
+        splat_spheres(grid.shape_zyx, frame.to_index(pts, grid), rad, spacing_zyx, out)
+    return out
+
+
+def _torso(th: Thorax, x: np.ndarray, y: np.ndarray, inset_mm: float) -> np.ndarray:
+    """Superellipse measure of the body outline shrunk by ``inset_mm`` (<1 inside); flat back."""
+    p = th.p
+    half_w = th.cage_half_width + 12.0 + p.muscle_mm + p.fat_mm - inset_mm
+    front = th.cage_half_depth + 10.0 + p.muscle_mm + 0.8 * p.fat_mm - inset_mm
+    back = th.cage_half_depth + 30.0 + p.muscle_mm + 0.6 * p.fat_mm - inset_mm
+    dy = y - th.cy
+    ny = np.where(dy < 0, dy / front, dy / back)
+    expo = np.where(dy < 0, 2.2, 3.5)
+    return np.abs(x / half_w) ** expo + np.abs(ny) ** expo
+
+
+def _ribs(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray, cage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cortex, marrow) masks of twelve rib pairs sloping down towards the front."""
+    p = th.p
+    rho = np.sqrt(x**2 + (y - th.cy) ** 2)
+    wall_mm = rho * (1.0 - cage ** (-1.0 / 3.0))  # radial distance outside the cage
+    phi = np.arctan2(np.abs(x), y - th.cy)  # 0 posterior, pi anterior
+    drop = 2.0 * p.rib_period_mm * (1.0 - np.cos(phi)) / 2.0
+    first = p.apex_height_mm - 12.0
+    k = np.round((first - drop - z) / p.rib_period_mm)
+    dz = z - (first - drop - k * p.rib_period_mm)
+    half_h = 0.24 * p.rib_period_mm * (1.0 + 0.3 * (phi / np.pi))
+    e = ((wall_mm - 6.0) / 4.5) ** 2 + (dz / half_h) ** 2
+    ok = (k >= 0) & (k <= 11) & (np.abs(x) > 20.0) & (phi < 0.85 * np.pi)
+    return ok & (e < 1.0) & (e >= 0.45), ok & (e < 0.45)
+
+
+def _spine(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cortex, marrow, canal) of vertebrae with discs every rib period."""
+    r = th.p.spine_radius_mm
+    ys = th.spine_y
+    period = th.p.rib_period_mm
+    disc = np.abs(((z - 7.0) % period) - period / 2) > period / 2 - 2.5
+    body = (x / r) ** 2 + ((y - ys) / (0.9 * r)) ** 2
+    canal_y = ys + 0.9 * r + 8.0
+    canal = (x / 8.0) ** 2 + ((y - canal_y) / 7.5) ** 2
+    arch = (canal < 2.6) & (canal >= 1.0)
+    spinous = (np.abs(x) < 3.5) & (y > canal_y) & (y < canal_y + 32.0)
+    transverse = (np.abs(y - canal_y + 2) < 4.0) & (np.abs(x) < 32.0) & (np.abs(x) > 8.0)
+    cortex = ((body < 1.0) & (body >= 0.72) & ~disc) | arch | spinous | transverse
+    marrow = (body < 0.72) & ~disc
+    return cortex, marrow, canal < 1.0
+
+
+def _sternum(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    front = th.cy - th.cage_half_depth - 8.0
+    e = (x / 14.0) ** 2 + ((y - front) / 6.5) ** 2
+    zr = (z < th.p.apex_height_mm - 25.0) & (z > 5.0)
+    return zr & (e < 1.0) & (e >= 0.5), zr & (e < 0.5)
+
+
+def _abdomen(th: Thorax, x, y, z, domes: dict[int, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Liver, spleen, stomach (with its gas bubble) under the diaphragm."""
+    p = th.p
+    below_r = z < domes[-1] - 4.0
+    below_l = z < domes[+1] - 4.0
+    liver = below_r & (x < 25.0 - 0.6 * (y - th.cy)) | (below_r & below_l & (x < 10.0))
+    spleen = below_l & (((x - 0.8 * th.cage_half_width) / 30.0) ** 2 + ((y - th.cy - 0.45 * p.lung_half_depth_mm) / 45.0) ** 2 < 1.0)
+    stomach_c = np.array([0.55 * th.cage_half_width, th.cy - 0.25 * p.lung_half_depth_mm, -p.left_dome_drop_mm - 45.0])
+    stomach = below_l & ~spleen & (
+        ((x - stomach_c[0]) / 45.0) ** 2 + ((y - stomach_c[1]) / 40.0) ** 2 + ((z - stomach_c[2]) / 50.0) ** 2 < 1.0
+    )
+    gas_level = stomach_c[2] + float(rng.uniform(5, 35))
+    gas = stomach & (z > gas_level)
+    return liver & ~spleen, spleen, stomach & ~gas, gas
+
+
+def _table(grid: Grid, frame: PatientFrame, th: Thorax, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shell, core) masks of the table in the scanner frame (it does not rotate with the patient)."""
+    x = grid.axis_mm(0)[None, :]
+    y = grid.axis_mm(1)[:, None]
+    back = frame.translation_mm[1] + th.cy + th.cage_half_depth + 30.0 + th.p.muscle_mm + 0.6 * th.p.fat_mm
+    curve = 0.0 if kind == 0 else 4e-4
+    top = back + 1.0 - curve * x**2
+    thick = [6.0, 12.0, 18.0][kind]
+    wide = np.abs(x) < 230.0
+    shell = wide & (((y >= top) & (y < top + 2.5)) | ((y >= top + thick - 2.5) & (y < top + thick)))
+    core = wide & (y >= top + 2.5) & (y < top + thick - 2.5)
+    return shell, core
+
+
+@dataclass
+class BodyRender:
+    """HU of everything but the lungs, and the masks the other modules need."""
+
+    hu: np.ndarray
+    inside_body: np.ndarray
+    mediastinum: np.ndarray
+    domes: dict[int, np.ndarray]  # hemidiaphragm height (mm) under the left (+1) and right (-1) lung
+
+
+def render_body(
+    th: Thorax, grid: Grid, frame: PatientFrame, x: np.ndarray, y: np.ndarray, z: np.ndarray, rng: np.random.Generator
+) -> BodyRender:
+    """HU of torso, bones, organs and table on the model grid (lungs are drawn over it later)."""
+    p = th.p
+    shape = grid.shape_zyx
+    hu = np.full(shape, AIR_HU, dtype=np.float32)
+    texture = smooth_field(rng, shape, 24) * 6.0  # tissue inhomogeneity
+    body = _torso(th, x, y, 0.0) < 1.0
+    hu[body] = 10.0  # skin
+    hu[_torso(th, x, y, 2.0) < 1.0] = p.fat_hu
+    muscle = _torso(th, x, y, p.fat_mm) < 1.0
+    hu[muscle] = p.muscle_hu
+    cage = th.cage(x, y)
+    inside = cage < 1.0
+    hu[inside] = p.fat_hu + 10.0  # mediastinal fat fills what organs leave
+    domes = {side: th.dome(x, y, side) for side in (+1, -1)}
+    dia_z = np.minimum(domes[-1], domes[+1])
+    below = inside & (z < np.where(x < 0, domes[-1], domes[+1]))
+    hu[below] = p.muscle_hu  # diaphragm muscle; organs below are drawn next
+    liver, spleen, stomach, gas = _abdomen(th, x, y, z, domes, rng)
+    hu[below & liver] = p.liver_hu
+    hu[below & spleen] = p.liver_hu - 10.0
+    hu[below & stomach] = 25.0
+    hu[below & gas] = AIR_HU
+    hu[inside & (th.heart(x, y, z) < 1.0) & (z > dia_z - 10)] = p.blood_hu
+    tubes = [th.aorta_path()] + th.vessels_mediastinum()
+    occ = tubes_density(grid, frame, tubes[:-1])
+    hu += occ * (p.blood_hu - hu) * inside
+    eso = tubes_density(grid, frame, tubes[-1:])
+    hu += eso * (p.muscle_hu - hu) * inside
+    cortex, marrow = _ribs(th, x, y, z, cage)
+    cortex, marrow = cortex & muscle, marrow & muscle
+    s_cortex, s_marrow = _sternum(th, x, y, z)
+    v_cortex, v_marrow, canal = _spine(th, x, y, z)
+    hu[marrow | s_marrow | v_marrow] = 0.3 * p.bone_hu
+    hu[cortex | s_cortex | v_cortex] = p.bone_hu
+    hu[canal] = 15.0
+    hu[body] += texture[body]
+    shell, core = _table(grid, frame, th, p.table_kind)
+    table_free = ~body
+    hu[table_free & shell] = 250.0
+    hu[table_free & core] = -850.0 if p.table_kind else -400.0
+    return BodyRender(hu=hu, inside_body=body, mediastinum=th.mediastinum(x, y, z) | (occ > 0.05), domes=domes)
