@@ -1,0 +1,72 @@
+"""Write a batch of phantoms: ``images/NAME.mha`` (int16), ``labels/NAME.mha`` (uint8), ``cases.csv``.
+
+Every file is written under a temporary name and renamed into place, so an interrupted run never
+leaves a truncated image under a final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from .config import PhantomOptions, stream
+from .generate import generate_case
+
+
+def _atomic_image(image: sitk.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    sitk.WriteImage(image, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def _atomic_csv(rows: list[dict], path: Path) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def case_options(seed: int, options: PhantomOptions, pathologies: Sequence[str] | None) -> PhantomOptions:
+    """The options of one case when the batch allows several pathologies (chosen from the seed)."""
+    if not pathologies:
+        return options
+    kinds = list(pathologies)
+    return replace(options, pathology=kinds[int(stream(seed, "batch-pathology").integers(len(kinds)))])
+
+
+def write_dataset(
+    out_dir: str | os.PathLike,
+    seeds: Iterable[int],
+    options: PhantomOptions | None = None,
+    names: Sequence[str] | None = None,
+    pathologies: Sequence[str] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Generate one case per seed into ``out_dir``; returns the cases.csv rows."""
+    options = options or PhantomOptions()
+    seeds = list(seeds)
+    if names is not None and len(names) != len(seeds):
+        raise ValueError(f"{len(names)} names for {len(seeds)} seeds")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="case", disable=not progress)):
+        name = names[i] if names is not None else f"phantom-{seed:06d}"
+        case = generate_case(seed, case_options(seed, options, pathologies), name=name)
+        _atomic_image(case.image, out / "images" / f"{name}.mha")
+        _atomic_image(case.label, out / "labels" / f"{name}.mha")
+        rows.append(case.meta)
+    _atomic_csv(rows, out / "cases.csv")
+    return rows
