@@ -4,6 +4,7 @@ stage-I lung bounding box (valid-conv tiles without overlap, as in the paper, ba
 from __future__ import annotations
 
 import itertools
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ class TilingSettings:
     tile_out: int = 28  # stage-II output tile edge (8k - 28); the paper trains and tiles 28
     batch_size: int = 2
     bbox_margin_vox: int = 8
+    crop_to_lungs: bool = True  # False: tile the whole scan (the paper-faithful reference path)
 
 
 @dataclass
@@ -28,6 +30,7 @@ class NetworkPrediction:
     confidence: np.ndarray  # float16 (Z, Y, X): winning softmax probability
     stage1_labels: np.ndarray  # uint8 at half resolution
     lung_box: tuple[slice, ...] | None  # full-res box tiled by stage II
+    timings_s: dict[str, float]
 
 
 def autocast_for(device: torch.device):
@@ -46,15 +49,20 @@ def predict_network_grid(
     on_tile=None,
 ) -> NetworkPrediction:
     """Run both stages on a preprocessed scan (float32 (Z, Y, X) in [0, 1])."""
+    started = time.perf_counter()
     scan = torch.from_numpy(scan_zyx)[None, None].to(device)
     with autocast_for(device):
         stage1 = model.forward_stage1(scan)
     stage1_labels = stage1.lobe_logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    timings = {"stage1": round(time.perf_counter() - started, 3)}
     labels = np.zeros(scan_zyx.shape, np.uint8)
     confidence = np.ones(scan_zyx.shape, np.float16)
     box = _lung_box(stage1_labels, scan_zyx.shape, tiling.bbox_margin_vox)
     if box is None:
-        return NetworkPrediction(labels, confidence, stage1_labels, None)
+        return NetworkPrediction(labels, confidence, stage1_labels, None, timings)
+    if not tiling.crop_to_lungs:
+        box = tuple(slice(0, dim) for dim in scan_zyx.shape)
+    started = time.perf_counter()
     starts = tile_starts(box, tiling.tile_out)
     size_in = valid_input_size(tiling.tile_out)
     context = (size_in - tiling.tile_out) // 2
@@ -69,7 +77,8 @@ def predict_network_grid(
         _write_tiles(labels, confidence, batch, winner.to(torch.uint8).cpu().numpy(), best.half().cpu().numpy())
         if on_tile is not None:
             on_tile(len(batch))
-    return NetworkPrediction(labels, confidence, stage1_labels, box)
+    timings["stage2"] = round(time.perf_counter() - started, 3)
+    return NetworkPrediction(labels, confidence, stage1_labels, box, timings)
 
 
 def tile_starts(box: tuple[slice, ...], tile_out: int) -> list[tuple[int, int, int]]:
