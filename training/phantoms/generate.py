@@ -13,7 +13,7 @@ from .airways import render_central_airways
 from .body import Thorax, render_body
 from .config import CaseParams, PhantomOptions, sample_case, stream
 from .grid import Grid, PatientFrame, linear_weights, nearest_indices, model_grid, rotation_matrix, upsample_linear_xy, upsample_nearest
-from .lungs import FISSURE_NAMES, _reassign_islands, build_lobes, lung_masks, parenchyma_hu
+from .lungs import FISSURE_NAMES, _reassign_islands, fissure_map_on_boundaries, build_lobes, lung_masks, parenchyma_hu
 from .noise import apply_kernel, noise_bank, noise_slice
 from .pathology import LungPoints, covid, distance_to_pleura_mm, effusion, emphysema
 from .vessels import render_trees
@@ -66,6 +66,7 @@ def _compose_lungs(params: CaseParams, th: Thorax, model: Grid, frame: PatientFr
         label = label.copy()
         label[fluid] = Lobe.BACKGROUND
         label = _reassign_islands(label, label > 0)
+        fluid |= (lobes.label > 0) & (label == 0)  # lung cut off by the fluid: count it as fluid
         extents["effusion_ml"] = float(fluid.sum() * model.voxel_ml)
     lung = label > 0
     idx = np.flatnonzero(lung)
@@ -199,7 +200,9 @@ def generate_case(seed: int, options: PhantomOptions | None = None, name: str | 
     hu = apply_kernel(hu, model.spacing_mm[::-1], params.scan.sharpening)
     image = _render_output(hu, model, out, params)
     label_out = upsample_nearest(label, model, out)
-    fissures = upsample_nearest(lobes.fissure_id, model, out) if options.with_fissure_map else None
+    fissures = None
+    if options.with_fissure_map:
+        fissures = upsample_nearest(fissure_map_on_boundaries(lobes.fissure_id, label), model, out)
     name = name or f"phantom-{seed:06d}"
     meta = _meta(name, params, out, _output_counts(label, model, out), lobes, extents)
     image_itk, label_itk = _sitk(image, out), _sitk(np.ascontiguousarray(label_out, dtype=np.uint8), out)

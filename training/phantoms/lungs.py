@@ -25,6 +25,8 @@ FISSURE_THICKNESS_MM = 1.0
 # Fissure ids in the fissure map, and the lobes each one separates.
 LEFT_OBLIQUE, RIGHT_OBLIQUE, HORIZONTAL = 1, 2, 3
 FISSURE_NAMES = {LEFT_OBLIQUE: "left_oblique", RIGHT_OBLIQUE: "right_oblique", HORIZONTAL: "right_horizontal"}
+LOBES_ALL = (Lobe.LUL, Lobe.LLL, Lobe.RUL, Lobe.RLL, Lobe.RML)
+# The first lobe lies on one side of the fissure, the others on the other side.
 FISSURE_LOBES: dict[int, tuple[Lobe, ...]] = {
     LEFT_OBLIQUE: (Lobe.LUL, Lobe.LLL),
     RIGHT_OBLIQUE: (Lobe.RLL, Lobe.RUL, Lobe.RML),
@@ -132,25 +134,39 @@ def _visibility(score: np.ndarray, visible_share: float) -> np.ndarray:
 
 
 def _reassign_islands(label: np.ndarray, lung: np.ndarray) -> np.ndarray:
-    """Keep each lobe's largest component; give stray pieces the label of the nearest lobe voxel."""
+    """Make every lobe one 6-connected piece.
+
+    A stray piece of a lobe joins the lobe it touches most; a piece that touches no other lobe
+    (cut off by fluid or the scan range) becomes background.
+    """
     box = _bbox(lung)
-    lab = label[box]
-    stray = np.zeros(lab.shape, dtype=bool)
-    for lobe in Lobe:
-        if lobe == Lobe.BACKGROUND:
-            continue
-        mask = lab == lobe
-        keep = _largest_component(mask)
-        stray |= mask & ~keep
-    if stray.any():
-        lab = lab.copy()
-        lab[stray] = 0
-        idx = ndimage.distance_transform_edt(lab == 0, return_distances=False, return_indices=True)
-        filled = lab[tuple(idx)]
-        lab[stray] = filled[stray]
-        label = label.copy()
-        label[box] = lab
-    return label
+    lab = label[box].copy()
+    for _ in range(4):
+        changed = False
+        for lobe in Lobe:
+            if lobe == Lobe.BACKGROUND:
+                continue
+            comps, n = ndimage.label(lab == lobe)
+            if n <= 1:
+                continue
+            sizes = np.bincount(comps.ravel())
+            sizes[0] = 0
+            for piece, sl in enumerate(ndimage.find_objects(comps), start=1):
+                if piece == int(np.argmax(sizes)):
+                    continue
+                grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
+                mask = comps[grown] == piece
+                shell = ndimage.binary_dilation(mask) & ~mask
+                around = lab[grown][shell]
+                around = around[(around != 0) & (around != lobe)]
+                new = np.bincount(around).argmax() if len(around) else 0
+                lab[grown][mask] = new
+                changed = True
+        if not changed:
+            break
+    out = label.copy()
+    out[box] = lab
+    return out
 
 
 def build_lobes(
@@ -217,3 +233,22 @@ def parenchyma_hu(th: Thorax, lp: LungParams, shape, y: np.ndarray, lung: np.nda
     fine = smooth_field(rng, shape, tuple(max(4, n // 2) for n in shape)).flat[idx] * 14.0
     posterior = np.clip((y.flat[idx] - th.cy) / th.p.lung_half_depth_mm, -1.0, 1.0)
     return (lp.parenchyma_hu + 0.5 * lp.gravity_gradient_hu * posterior + drift + fine).astype(np.float32)
+
+
+def fissure_map_on_boundaries(fissure_id: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Keep the fissure voxels that touch (26-neighbourhood) a lobe on the fissure's other side.
+
+    Where a fissure meets the pleura the surface can pass through a voxel whose other side lies
+    outside the lung; such voxels are not *between* two lobes and are dropped from the map.
+    """
+    out = np.zeros_like(fissure_id)
+    box = _bbox(fissure_id > 0)
+    fid, lab = fissure_id[box], label[box]
+    near = {lobe: ndimage.binary_dilation(lab == lobe, structure=np.ones((3, 3, 3), bool)) for lobe in LOBES_ALL}
+    for fissure, lobes in FISSURE_LOBES.items():
+        first, rest = lobes[0], lobes[1:]
+        near_rest = np.logical_or.reduce([near[lobe] for lobe in rest])
+        ok = ((lab == first) & near_rest) | (np.isin(lab, [int(v) for v in rest]) & near[first])
+        sel = (fid == fissure) & ok
+        out[box][sel] = fissure
+    return out

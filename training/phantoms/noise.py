@@ -48,6 +48,9 @@ def noise_slice(rng: np.random.Generator, bank: np.ndarray) -> np.ndarray:
 def apply_kernel(hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], sharpening: float) -> np.ndarray:
     """Blur by the system resolution (about 0.6 mm) and, for sharp kernels, enhance edges."""
     sigma_vox = [max(0.0, 0.6 / s) for s in spacing_zyx_mm]
+    # Edge enhancement acts at the millimetre scale: voxels of 2 mm and more do not show it.
+    voxel_mm = float(np.cbrt(np.prod(spacing_zyx_mm)))
+    sharpening *= float(np.clip((2.0 - voxel_mm) / 1.3, 0.0, 1.0))
     if max(sigma_vox) < 0.25 and sharpening <= 0:
         return hu
     blurred = ndimage.gaussian_filter(hu, sigma=[max(s, 0.35) for s in sigma_vox], truncate=2.5)
