@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory with recorded results (not timed tests)."""
