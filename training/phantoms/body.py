@@ -31,11 +31,11 @@ class Thorax:
 
     @property
     def cage_half_width(self) -> float:
-        return self.p.lung_center_x_mm + self.p.lung_half_width_mm + 2.0
+        return self.p.lung_center_x_mm + self.p.lung_half_width_mm + 5.0
 
     @property
     def cage_half_depth(self) -> float:
-        return self.p.lung_half_depth_mm + 2.0
+        return self.p.lung_half_depth_mm + 4.0
 
     @property
     def spine_y(self) -> float:
@@ -67,11 +67,14 @@ class Thorax:
         apex_frac = np.clip(z / self.p.apex_height_mm, 0.0, 1.0)
         cx = side * self.p.lung_center_x_mm * (1.0 - 0.15 * apex_frac)
         cy = self.cy + 0.25 * self.p.lung_half_depth_mm * apex_frac  # the apex sits posteriorly
-        return ((x - cx) / (self.p.lung_half_width_mm * s)) ** 2 + ((y - cy) / (self.p.lung_half_depth_mm * s)) ** 2
+        # A superellipse (exponent 2.3) fills the rib cage better than an ellipse.
+        return (
+            np.abs((x - cx) / (self.p.lung_half_width_mm * s)) ** 2.3 + np.abs((y - cy) / (self.p.lung_half_depth_mm * s)) ** 2.3
+        )
 
     def cage(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Superellipse measure of the inner rib cage (<1 inside)."""
-        return np.abs(x / self.cage_half_width) ** 3 + np.abs((y - self.cy) / self.cage_half_depth) ** 3
+        return np.abs(x / self.cage_half_width) ** 2.8 + np.abs((y - self.cy) / self.cage_half_depth) ** 2.8
 
     def dome(self, x: np.ndarray, y: np.ndarray, side: int) -> np.ndarray:
         """Height of the hemidiaphragm under the lung of ``side``: a dome, deepest posteriorly."""
@@ -86,11 +89,11 @@ class Thorax:
     def heart(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Ellipsoid measure of the heart (<1 inside), long axis to the left, front and down."""
         k = self.p.heart_scale
-        xc, yc, zc = 22.0 * k, self.cy - 0.28 * self.p.lung_half_depth_mm, 42.0 * k - 0.5 * self.p.left_dome_drop_mm
+        xc, yc, zc = 20.0 * k, self.cy - 0.4 * self.p.lung_half_depth_mm, 38.0 * k - 0.5 * self.p.left_dome_drop_mm
         c, s = np.cos(np.radians(-35)), np.sin(np.radians(-35))
         u = c * (x - xc) - s * (y - yc)
         v = s * (x - xc) + c * (y - yc)
-        return (u / (68 * k)) ** 2 + (v / (50 * k)) ** 2 + ((z - zc) / (62 * k)) ** 2
+        return (u / (60 * k)) ** 2 + (v / (42 * k)) ** 2 + ((z - zc) / (55 * k)) ** 2
 
     def mediastinum(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Where the lungs may not go: midline, great vessels, hila, spine and heart."""
@@ -158,12 +161,12 @@ def tubes_density(
 def _torso(th: Thorax, x: np.ndarray, y: np.ndarray, inset_mm: float) -> np.ndarray:
     """Superellipse measure of the body outline shrunk by ``inset_mm`` (<1 inside); flat back."""
     p = th.p
-    half_w = th.cage_half_width + 12.0 + p.muscle_mm + p.fat_mm - inset_mm
-    front = th.cage_half_depth + 10.0 + p.muscle_mm + 0.8 * p.fat_mm - inset_mm
-    back = th.cage_half_depth + 30.0 + p.muscle_mm + 0.6 * p.fat_mm - inset_mm
+    half_w = th.cage_half_width + 9.0 + 0.6 * p.muscle_mm + p.fat_mm - inset_mm
+    front = th.cage_half_depth + 9.0 + p.muscle_mm + 0.8 * p.fat_mm - inset_mm
+    back = th.cage_half_depth + 28.0 + p.muscle_mm + 0.5 * p.fat_mm - inset_mm
     dy = y - th.cy
     ny = np.where(dy < 0, dy / front, dy / back)
-    expo = np.where(dy < 0, 2.2, 3.5)
+    expo = np.where(dy < 0, 2.0, 2.8)
     return np.abs(x / half_w) ** expo + np.abs(ny) ** expo
 
 
@@ -171,16 +174,25 @@ def _ribs(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray, cage: np.ndar
     """(cortex, marrow) masks of twelve rib pairs sloping down towards the front."""
     p = th.p
     rho = np.sqrt(x**2 + (y - th.cy) ** 2)
-    wall_mm = rho * (1.0 - cage ** (-1.0 / 3.0))  # radial distance outside the cage
+    wall_mm = rho * (1.0 - cage ** (-1.0 / 2.8))  # radial distance outside the cage
     phi = np.arctan2(np.abs(x), y - th.cy)  # 0 posterior, pi anterior
     drop = 2.0 * p.rib_period_mm * (1.0 - np.cos(phi)) / 2.0
     first = p.apex_height_mm - 12.0
     k = np.round((first - drop - z) / p.rib_period_mm)
     dz = z - (first - drop - k * p.rib_period_mm)
-    half_h = 0.24 * p.rib_period_mm * (1.0 + 0.3 * (phi / np.pi))
-    e = ((wall_mm - 6.0) / 4.5) ** 2 + (dz / half_h) ** 2
+    half_h = 0.2 * p.rib_period_mm * (1.0 + 0.3 * (phi / np.pi))
+    e = ((wall_mm - 5.0) / 3.5) ** 2 + (dz / half_h) ** 2
     ok = (k >= 0) & (k <= 11) & (np.abs(x) > 20.0) & (phi < 0.85 * np.pi)
     return ok & (e < 1.0) & (e >= 0.45), ok & (e < 0.45)
+
+
+def _scapulae(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray, cage: np.ndarray) -> np.ndarray:
+    """Thin bone plates behind the upper ribs, outside the chest wall muscles."""
+    rho = np.sqrt(x**2 + (y - th.cy) ** 2)
+    wall_mm = rho * (1.0 - cage ** (-1.0 / 2.8))
+    phi = np.arctan2(np.abs(x), y - th.cy)
+    top, bottom = th.p.apex_height_mm - 5.0, 0.4 * th.p.apex_height_mm
+    return (np.abs(wall_mm - 16.0) < 2.0) & (phi > 0.2 * np.pi) & (phi < 0.42 * np.pi) & (z < top) & (z > bottom)
 
 
 def _spine(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,7 +239,7 @@ def _table(grid: Grid, frame: PatientFrame, th: Thorax, kind: int) -> tuple[np.n
     """(shell, core) masks of the table in the scanner frame (it does not rotate with the patient)."""
     x = grid.axis_mm(0)[None, :]
     y = grid.axis_mm(1)[:, None]
-    back = frame.translation_mm[1] + th.cy + th.cage_half_depth + 30.0 + th.p.muscle_mm + 0.6 * th.p.fat_mm
+    back = frame.translation_mm[1] + th.cy + th.cage_half_depth + 28.0 + th.p.muscle_mm + 0.5 * th.p.fat_mm
     curve = 0.0 if kind == 0 else 4e-4
     top = back + 1.0 - curve * x**2
     thick = [6.0, 12.0, 18.0][kind]
@@ -284,6 +296,7 @@ def render_body(
     v_cortex, v_marrow, canal = _spine(th, x, y, z)
     hu[marrow | s_marrow | v_marrow] = 0.3 * p.bone_hu
     hu[cortex | s_cortex | v_cortex] = p.bone_hu
+    hu[_scapulae(th, x, y, z, cage) & muscle] = 0.7 * p.bone_hu
     hu[canal] = 15.0
     hu[body] += texture[body]
     shell, core = _table(grid, frame, th, p.table_kind)

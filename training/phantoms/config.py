@@ -153,14 +153,14 @@ def sample_body(seed: int) -> BodyParams:
     size = _u(rng, 0.86, 1.12)  # overall patient size
     return BodyParams(
         lung_half_width_mm=size * _u(rng, 58, 70),
-        lung_half_depth_mm=size * _u(rng, 82, 100),
+        lung_half_depth_mm=size * _u(rng, 85, 105),
         lung_center_x_mm=size * _u(rng, 62, 72),
         apex_height_mm=size * _u(rng, 165, 215),
         recess_depth_mm=_u(rng, 45, 75),
         left_dome_drop_mm=_u(rng, 8, 28),
         fat_mm=_u(rng, 5, 40) * size,
         muscle_mm=_u(rng, 9, 20),
-        heart_scale=_u(rng, 0.9, 1.15),
+        heart_scale=_u(rng, 0.85, 1.05),
         spine_radius_mm=size * _u(rng, 16, 20),
         rib_period_mm=size * _u(rng, 24, 29),
         rotation_deg=(_u(rng, -3, 3), _u(rng, -3, 3), _u(rng, -5, 5)),
