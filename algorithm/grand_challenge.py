@@ -1,0 +1,251 @@
+"""The grand-challenge.org container mode: ``python -m algorithm gc`` (the image's entrypoint).
+
+Current contract (``/input/inputs.json`` present): the CT of socket ``images/ct`` or
+``images/chest-ct`` (or the only image socket) -> the lobe mask as the only file under
+``/output/images/pulmonary-lobes/`` and the lobe statistics in
+``/output/pulmonary-lobe-volumes.json``.
+
+Legacy contract (no inputs.json): each ``/input/*.mha|*.mhd|*.nii.gz`` -> ``/output/images/<name>.mha``
+plus ``/output/results.json`` in the evalutils form, with ``error_messages``.
+
+A failure prints its reason on stderr and exits 1; the current contract then leaves nothing in
+/output, the legacy one leaves complete files only and says which case failed in results.json.
+Paths and limits come from the environment (see ``algorithm.gc_contract``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import SimpleITK as sitk
+import torch
+
+from algorithm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from algorithm.device import resolve_device
+from algorithm.errors import InputError, OutputError
+from algorithm.gc_contract import (
+    MASK_SOCKET,
+    VOLUMES_SOCKET,
+    GCConfig,
+    available_cpus,
+    check_output_socket_empty,
+    find_model_checkpoint,
+    has_inputs_json,
+    legacy_inputs,
+    legacy_result_entry,
+    locate_ct,
+    output_stem,
+)
+from algorithm.gc_resources import MemoryPlan, ResourceError, cgroup_memory_limit_mb, plan_memory, read_header
+from algorithm.inference import TilingSettings
+from algorithm.pipeline import Segmentation, segment
+from algorithm.reading import read_image
+from algorithm.writing import ensure_output_dir, write_json, write_mask
+
+EXIT_OK, EXIT_FAILED = 0, 1
+USER_ERRORS = (InputError, OutputError, CheckpointError)
+
+
+@dataclass
+class Weights:
+    checkpoint: Checkpoint
+    source: str  # "model tarball" or "baked into the image"
+
+
+@dataclass
+class CaseResult:
+    mask: sitk.Image
+    mask_name: str
+    report: dict
+
+
+@dataclass
+class OutputTracker:
+    """What this run created under /output, so that a failure can take it all back."""
+
+    files: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+    def make_folder(self, folder: Path) -> None:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        ensure_output_dir(folder)
+        self.folders.extend(missing)  # deepest first: removal order
+
+    def rollback(self) -> None:
+        for path in self.files:
+            path.unlink(missing_ok=True)
+        for folder in self.folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty or already gone: leave it
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    config = GCConfig.from_env(os.environ if environ is None else environ)
+    if config.max_memory_mb is None:
+        config = replace(config, max_memory_mb=cgroup_memory_limit_mb())
+    # torch sizes its pool from the host's cores; a container often gets fewer (docker --cpus)
+    torch.set_num_threads(available_cpus())
+    started = time.perf_counter()
+    try:
+        if has_inputs_json(config.input_root):
+            code = run_current(config)
+        else:
+            code = run_legacy(config)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
+    except Exception as exc:  # a bug: the traceback goes with the one-line reason
+        traceback.print_exc(file=sys.stderr)
+        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
+    print(f"grand-challenge mode finished in {time.perf_counter() - started:.1f} s, exit code {code}", file=sys.stderr)
+    return code
+
+
+# ----------------------------------------------------------------------------- current contract
+
+
+def run_current(config: GCConfig) -> int:
+    """inputs.json -> one mask in images/pulmonary-lobes/ and pulmonary-lobe-volumes.json."""
+    socket = locate_ct(config.input_root)
+    mask_dir = config.output_root / MASK_SOCKET
+    check_output_socket_empty(mask_dir)
+    ensure_output_dir(config.output_root)
+    device = resolve_device(config.device)
+    weights = load_weights(config, device)
+    outputs, complete = OutputTracker(), False
+    try:
+        result = process_case(socket.image_path, config, weights, device)
+        result.report["input"] |= {
+            "socket": socket.slug,
+            "relative_path": socket.relative_path,
+            "image": socket.image_meta,
+        }
+        result.report["contract"] = "inputs.json"
+        write_current_outputs(result, config.output_root, outputs)
+        complete = True
+    finally:
+        if not complete:  # whatever went wrong, leave no half of the outputs behind
+            outputs.rollback()
+    print_summary(result)
+    return EXIT_OK
+
+
+def write_current_outputs(result: CaseResult, output_root: Path, outputs: OutputTracker) -> None:
+    """Mask first, JSON last, each written atomically; the tracker can undo both."""
+    mask_dir = output_root / MASK_SOCKET
+    outputs.make_folder(mask_dir)
+    mask_path = mask_dir / result.mask_name
+    outputs.files.append(mask_path)
+    write_mask(result.mask, mask_path)
+    json_path = output_root / VOLUMES_SOCKET
+    outputs.files.append(json_path)
+    write_json(result.report, json_path)
+
+
+# ------------------------------------------------------------------------------ legacy contract
+
+
+def run_legacy(config: GCConfig) -> int:
+    """Each /input/*.mha|*.mhd|*.nii.gz -> /output/images/<name>.mha, and results.json."""
+    files = legacy_inputs(config.input_root)
+    ensure_output_dir(config.output_root)
+    try:
+        device = resolve_device(config.device)
+        weights = load_weights(config, device)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        entries = [legacy_result_entry(p.name, None, [str(exc)], None) for p in files]
+        write_json(entries, config.output_root / "results.json")
+        return EXIT_FAILED
+    entries = [legacy_case(path, config, weights, device) for path in files]
+    write_json(entries, config.output_root / "results.json")
+    failed = sum(1 for entry in entries if entry["error_messages"])
+    if failed:
+        print(f"error: {failed} of {len(entries)} cases failed (see results.json)", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def legacy_case(path: Path, config: GCConfig, weights: Weights, device: torch.device) -> dict:
+    """One results.json entry; a failing case is reported there and on stderr, not raised."""
+    try:
+        result = process_case(path, config, weights, device)
+        result.report["contract"] = "legacy"
+        images = config.output_root / "images"
+        ensure_output_dir(images)
+        write_mask(result.mask, images / result.mask_name)
+    except USER_ERRORS as exc:
+        print(f"error: {path.name}: {exc}", file=sys.stderr)
+        return legacy_result_entry(path.name, None, [str(exc)], None)
+    except Exception as exc:  # keep going with the other cases; the traceback helps a bug report
+        traceback.print_exc(file=sys.stderr)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        print(f"error: {path.name}: {message}", file=sys.stderr)
+        return legacy_result_entry(path.name, None, [message], None)
+    print_summary(result)
+    return legacy_result_entry(path.name, result.mask_name, [], result.report)
+
+
+# ----------------------------------------------------------------------------------- shared
+
+
+def load_weights(config: GCConfig, device: torch.device) -> Weights:
+    """A checkpoint from the model tarball (/opt/ml/model) wins over the baked-in weights."""
+    uploaded = find_model_checkpoint(config.model_root)
+    checkpoint = load_checkpoint(uploaded, device)
+    return Weights(checkpoint, "model tarball" if uploaded else "baked into the image")
+
+
+def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.device) -> CaseResult:
+    """Plan memory from the header (before loading any voxel), read, segment."""
+    started = time.perf_counter()
+    settings = weights.checkpoint.settings
+    header = read_header(path)
+    plan = plan_memory(header, settings.inplane_size, settings.tile_out, device, config.max_memory_mb)
+    loaded = read_image(path)
+    for warning in loaded.warnings:
+        print(f"warning: {path.name}: {warning}", file=sys.stderr)
+    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan)
+    report = {
+        "case": output_stem(path),
+        "input": {"file": path.name, "read": loaded.description, "warnings": loaded.warnings},
+        **result.report,
+        "memory": {"limit_mb": plan.limit_mb, "estimate_mb": plan.host_estimate_mb, "tile_batch": plan.batch_size},
+        "run_time_s": {**result.timings_s, "total": round(time.perf_counter() - started, 3)},
+    }
+    report["weights"] = {**report["weights"], "source": weights.source}
+    return CaseResult(mask=result.mask, mask_name=f"{output_stem(path)}.mha", report=report)
+
+
+def segment_within_memory(image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan) -> Segmentation:
+    """Segment; on a CUDA out-of-memory retry once with one tile per pass, then give a clear error."""
+    batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
+    for attempt, batch in enumerate(batches, start=1):
+        tiling = TilingSettings(tile_out=checkpoint.settings.tile_out, batch_size=batch)
+        try:
+            return segment(image, checkpoint, device, tiling)
+        except torch.cuda.OutOfMemoryError as exc:
+            if attempt == len(batches):
+                raise ResourceError(f"the GPU ran out of memory even with one tile per pass ({exc})") from exc
+            torch.cuda.empty_cache()
+            print("warning: GPU out of memory; retrying with one tile per pass", file=sys.stderr)
+        except MemoryError as exc:
+            raise ResourceError("the container ran out of memory: raise the algorithm's memory limit") from exc
+    raise AssertionError("unreachable")
+
+
+def print_summary(result: CaseResult) -> None:
+    volumes = result.report["volumes_ml"]
+    lobes = "  ".join(f"{key} {volumes[key]:.1f}" for key in ("LUL", "LLL", "RUL", "RLL", "RML"))
+    weights = result.report["weights"]
+    print(f"{result.report['case']}: lobe volumes (mL) {lobes}  total {volumes['total']:.1f}")
+    print(f"  weights: {weights['path']} ({weights['source']}, sha256 {weights['sha256'][:12]}…)")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerate test/expected/ natively (no Docker) with the shipped weights, on the CPU.
+# Run it whenever the weights (algorithm/weights/ctsunet.pt) or the pipeline's output change,
+# review the diff of the volumes JSON, and commit test/expected/.
+#
+#   test/make_expected.sh                 # uses .venv/bin/python if present, else python3
+#   WEIGHTS_DIR=/path/to/model test/make_expected.sh   # a model folder instead of the baked-in weights
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+for contract in current legacy; do
+    "$PYTHON" test/make_input.py "$contract" "$WORK/$contract/input"
+    mkdir -p "$WORK/$contract/output"
+    # GC_MODEL_DIR points at an empty folder unless WEIGHTS_DIR is given: the baked-in weights run.
+    mkdir -p "$WORK/no-model"
+    GC_INPUT_DIR="$WORK/$contract/input" GC_OUTPUT_DIR="$WORK/$contract/output" \
+    GC_MODEL_DIR="${WEIGHTS_DIR:-$WORK/no-model}" GC_DEVICE=cpu \
+        "$PYTHON" -m algorithm gc
+    rm -rf "test/expected/$contract"
+    mkdir -p "test/expected"
+    cp -r "$WORK/$contract/output" "test/expected/$contract"
+    echo "wrote test/expected/$contract"
+done
