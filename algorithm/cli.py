@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     predict.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     predict.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
-    predict.add_argument("--tile-out", type=int, default=None, help="stage-II output tile edge, 8k-28 (default: from the checkpoint)")
-    predict.add_argument("--batch-size", type=int, default=2, help="stage-II tiles per forward pass")
+    predict.add_argument("--tile-out", type=int, default=None, help="fixed stage-II output tile edge, 8k-28 (default: planned per scan; the paper used 28)")
+    predict.add_argument("--max-tile-voxels", type=int, default=144**3, help="memory budget of a planned stage-II tile's input, in voxels")
+    predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     commands.add_parser("gc", help="grand-challenge.org container mode (reads /input, writes /output)")
@@ -58,7 +59,7 @@ def run_predict(args: argparse.Namespace) -> int:
     except (InputError, OutputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    tiling = TilingSettings(tile_out=args.tile_out or checkpoint.settings.tile_out, batch_size=args.batch_size)
+    tiling = TilingSettings(tile_out=args.tile_out, max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size)
     failures = 0
     for path in cases:
         name = case_name(path) if path.is_file() else path.name

@@ -1,9 +1,16 @@
 """Two-stage inference on the network grid: stage I on the whole scan, stage II tiled over the
-stage-I lung bounding box (valid-conv tiles without overlap, as in the paper, batched)."""
+stage-I lung bounding box (valid-conv tiles without overlap, as in the paper, batched).
+
+Tiles: the paper tiles 28^3 outputs (116^3 inputs). Valid convolutions spend most of a small
+tile's work on its 44-voxel context margin, so by default the tile plan picks, per axis, the
+fewest tiles of valid size (8k - 28) that cover the box within a memory budget: the same
+outputs per voxel up to the non-local module's wider context (measured in docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -16,12 +23,26 @@ from algorithm.network.cunet import valid_input_size
 from algorithm.postprocessing import bounding_box
 
 
+VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (valid convs)
+
+
 @dataclass
 class TilingSettings:
-    tile_out: int = 28  # stage-II output tile edge (8k - 28); the paper trains and tiles 28
-    batch_size: int = 2
+    tile_out: int | None = None  # fixed cubic output tile (8k - 28; the paper: 28); None: planned
+    max_tile_in_voxels: int = 144**3  # memory budget of one planned tile's input (about 1.7 GB fp32)
+    batch_size: int = 1
     bbox_margin_vox: int = 8
     crop_to_lungs: bool = True  # False: tile the whole scan (the paper-faithful reference path)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    size_out_zyx: tuple[int, int, int]
+    starts_zyx: list[tuple[int, int, int]]
+
+    @property
+    def size_in_zyx(self) -> tuple[int, int, int]:
+        return tuple(s + 2 * VALID_CONTEXT for s in self.size_out_zyx)
 
 
 @dataclass
@@ -31,6 +52,7 @@ class NetworkPrediction:
     stage1_labels: np.ndarray  # uint8 at half resolution
     lung_box: tuple[slice, ...] | None  # full-res box tiled by stage II
     timings_s: dict[str, float]
+    plan: "TilePlan | None" = None
 
 
 def autocast_for(device: torch.device):
@@ -63,14 +85,11 @@ def predict_network_grid(
     if not tiling.crop_to_lungs:
         box = tuple(slice(0, dim) for dim in scan_zyx.shape)
     started = time.perf_counter()
-    starts = tile_starts(box, tiling.tile_out)
-    size_in = valid_input_size(tiling.tile_out)
-    context = (size_in - tiling.tile_out) // 2
-    for batch in _batches(starts, tiling.batch_size):
-        out_starts = torch.tensor(batch)
-        in_starts = out_starts - context
+    plan = plan_tiles(box, tiling)
+    for batch in _batches(plan.starts_zyx, tiling.batch_size):
+        in_starts = torch.tensor(batch) - VALID_CONTEXT
         with autocast_for(device):
-            inputs = model.stage2_inputs(scan, stage1, in_starts, size_in)
+            inputs = model.stage2_inputs(scan, stage1, in_starts, plan.size_in_zyx)
             lobe_logits, _ = model.forward_stage2(inputs.to(scan.dtype), in_starts, stage1.full_shape_zyx)
         probs = torch.softmax(lobe_logits.float(), dim=1)
         best, winner = probs.max(dim=1)
@@ -78,19 +97,40 @@ def predict_network_grid(
         if on_tile is not None:
             on_tile(len(batch))
     timings["stage2"] = round(time.perf_counter() - started, 3)
-    return NetworkPrediction(labels, confidence, stage1_labels, box, timings)
+    return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan)
 
 
-def tile_starts(box: tuple[slice, ...], tile_out: int) -> list[tuple[int, int, int]]:
-    """Output-tile starts covering ``box`` without overlap (the last tile may run past it)."""
-    ranges = [range(s.start, s.stop, tile_out) for s in box]
-    return list(itertools.product(*ranges))
+def plan_tiles(box: tuple[slice, ...], tiling: TilingSettings) -> TilePlan:
+    """Output tiles covering ``box`` without overlap (the last ones may run past it)."""
+    if tiling.tile_out is not None:
+        valid_input_size(tiling.tile_out)  # raises on a size that cannot tile
+        size = (tiling.tile_out,) * 3
+    else:
+        size = _planned_tile_size([s.stop - s.start for s in box], tiling.max_tile_in_voxels)
+    ranges = [range(s.start, s.stop, t) for s, t in zip(box, size)]
+    return TilePlan(size, list(itertools.product(*ranges)))
 
 
-def count_tiles(box: tuple[slice, ...] | None, tile_out: int) -> int:
-    if box is None:
-        return 0
-    return int(np.prod([len(range(s.start, s.stop, tile_out)) for s in box]))
+def _planned_tile_size(extents: list[int], max_in_voxels: int) -> tuple[int, int, int]:
+    """Per-axis valid tile sizes minimising the input voxels processed, within the budget."""
+    best, best_cost = None, None
+    for counts in itertools.product(range(1, 13), repeat=3):
+        size = tuple(_valid_out_at_least(math.ceil(e / n)) for e, n in zip(extents, counts))
+        tile_in = math.prod(t + 2 * VALID_CONTEXT for t in size)
+        if tile_in > max_in_voxels:
+            continue
+        cost = (math.prod(counts) * tile_in, math.prod(counts))
+        if best_cost is None or cost < best_cost:
+            best, best_cost = size, cost
+    if best is None:
+        raise ValueError(f"no stage-II tile fits the budget of {max_in_voxels} input voxels")
+    return best
+
+
+def _valid_out_at_least(size: int) -> int:
+    """Smallest valid stage-II output size (8k - 28, k >= 5) that is at least ``size``."""
+    k = max(5, math.ceil((size + 28) / 8))
+    return 8 * k - 28
 
 
 def _lung_box(stage1_labels: np.ndarray, full_shape: tuple[int, ...], margin_vox: int) -> tuple[slice, ...] | None:

@@ -12,7 +12,7 @@ import torch
 from algorithm import __version__
 from algorithm.checkpoint import Checkpoint
 from algorithm.errors import InputError
-from algorithm.inference import TilingSettings, count_tiles, predict_network_grid
+from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import label_map
 from algorithm.measures import volumes_ml
 from algorithm.postprocessing import clean_labels
@@ -56,7 +56,7 @@ def segment(
     notify("preprocess")
     scan = preprocess(image, settings.inplane_size)
     t = clock.lap("preprocess", t)
-    tiling = tiling or TilingSettings(tile_out=settings.tile_out)
+    tiling = tiling or TilingSettings()
     tiling.bbox_margin_vox = int(np.ceil(settings.bbox_margin_mm / min(scan.spacing_mm_zyx)))
     notify("network")
     prediction = predict_network_grid(
@@ -71,6 +71,8 @@ def segment(
     mask = labels_to_input_grid(labels, scan, image)
     t = clock.lap("postprocess", t)
     report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)
+    report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
+    report["network_grid"]["stage2_tile_out_zyx"] = list(prediction.plan.size_out_zyx)
     return Segmentation(mask=mask, report=report, timings_s=clock.timings)
 
 
@@ -89,7 +91,6 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
         },
         "network_grid": {
             "spacing_mm_zyx": [round(float(s), 4) for s in grid_spacing_mm],
-            "stage2_tiles": count_tiles(prediction.lung_box, checkpoint.settings.tile_out),
         },
         "weights": {
             "path": str(checkpoint.path),

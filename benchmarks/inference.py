@@ -63,7 +63,7 @@ def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dic
     if reference:
         tiling = TilingSettings(tile_out=28, batch_size=1, crop_to_lungs=False)
     else:
-        tiling = TilingSettings(tile_out=args.tile_out or checkpoint.settings.tile_out, batch_size=args.batch_size)
+        tiling = TilingSettings(tile_out=args.tile_out, batch_size=args.batch_size)
     if device.type == "cuda" and not reference:
         torch.backends.cudnn.benchmark = True
     result = segment(image, checkpoint, device, tiling)
@@ -80,7 +80,7 @@ def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dic
         "total_s": sum(timings.values()),
         "peak_rss_mb": _peak_rss_mb(),
         "peak_gpu_mb": _gpu_peak_mb(device),
-        "tile_out": tiling.tile_out,
+        "tile_out_zyx": result.report["network_grid"]["stage2_tile_out_zyx"],
         "stage2_tiles": result.report["network_grid"]["stage2_tiles"],
     }
 
@@ -215,7 +215,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tile-out", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--no-peer", action="store_true", help="skip lungmask")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ctsunet-bench"))
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "performance"))

@@ -168,3 +168,13 @@ def test_patch_upsampling_equals_whole_scan_upsampling():
         s = [v + 30 for v in start]
         want = padded[:, :, s[0] : s[0] + 20, s[1] : s[1] + 20, s[2] : s[2] + 20]
         assert torch.allclose(got, want)
+
+
+def test_stage2_accepts_non_cubic_tiles():
+    model = CTSUNet().eval()
+    scan = torch.rand(1, 1, 20, 24, 28)
+    with torch.no_grad():
+        stage1 = model.forward_stage1(scan)
+        inputs = model.stage2_inputs(scan, stage1, torch.tensor([[-44, -44, -44]]), (100, 108, 116))
+        lobe, _ = model.forward_stage2(inputs, torch.tensor([[-44, -44, -44]]), stage1.full_shape_zyx)
+    assert lobe.shape[2:] == (12, 20, 28)

@@ -81,14 +81,15 @@ class CTSUNet(nn.Module):
         scan: torch.Tensor,
         stage1: Stage1Output,
         starts_zyx: torch.Tensor,
-        size_in: int,
+        size_in: int | tuple[int, int, int],
         batch_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The 8-channel stage-II input patches, (P, 8, size_in, size_in, size_in).
+        """The 8-channel stage-II input patches, (P, 8, *size_in).
 
-        starts_zyx: (P, 3) integer full-resolution starts; batch_index: (P,) which scan of
-        the batch each patch comes from (default 0).
+        starts_zyx: (P, 3) integer full-resolution starts; size_in: edge or (z, y, x) sizes;
+        batch_index: (P,) which scan of the batch each patch comes from (default 0).
         """
+        size_in = _as_size3(size_in)
         features = stage1.features()
         patches = []
         for p in range(starts_zyx.shape[0]):
@@ -103,16 +104,21 @@ class CTSUNet(nn.Module):
         self, inputs: torch.Tensor, starts_zyx: torch.Tensor, full_shape_zyx: tuple[int, int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage-II logits for input patches whose voxel 0 sits at ``starts_zyx``."""
-        valid_bridge_size(int(inputs.shape[2]))  # fail early on a size that cannot tile
+        for size in inputs.shape[2:]:
+            valid_bridge_size(int(size))  # fail early on a size that cannot tile
         return self.stage2(inputs, starts_zyx.float(), full_shape_zyx, 1.0)
 
     def forward(
-        self, scan: torch.Tensor, starts_zyx: torch.Tensor, size_in: int
+        self, scan: torch.Tensor, starts_zyx: torch.Tensor, size_in: int | tuple[int, int, int]
     ) -> tuple[Stage1Output, tuple[torch.Tensor, torch.Tensor]]:
         """End to end: stage I on the scan, stage II on the patches at ``starts_zyx``."""
         stage1 = self.forward_stage1(scan)
         inputs = self.stage2_inputs(scan, stage1, starts_zyx, size_in)
         return stage1, self.forward_stage2(inputs.to(scan.dtype), starts_zyx, stage1.full_shape_zyx)
+
+
+def _as_size3(size: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (size, size, size) if isinstance(size, int) else tuple(int(s) for s in size)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -122,10 +128,10 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, pads) if any(pads) else x
 
 
-def _crop_padded(x: torch.Tensor, start: list[int], size: int) -> torch.Tensor:
+def _crop_padded(x: torch.Tensor, start: list[int], size: int | tuple[int, int, int]) -> torch.Tensor:
     """x[..., start:start+size] on each spatial axis, zero outside the volume."""
     slices, pads = [], []
-    for s, dim in zip(start, x.shape[2:]):
+    for s, dim, size in zip(start, x.shape[2:], _as_size3(size)):
         lo, hi = max(s, 0), min(s + size, dim)
         slices.append(slice(lo, max(hi, lo)))
         pads.append((lo - s, s + size - max(hi, lo)))
@@ -135,7 +141,10 @@ def _crop_padded(x: torch.Tensor, start: list[int], size: int) -> torch.Tensor:
 
 
 def upsample_region(
-    half: torch.Tensor, start: list[int], size: int, full_shape_zyx: tuple[int, int, int]
+    half: torch.Tensor,
+    start: list[int],
+    size: int | tuple[int, int, int],
+    full_shape_zyx: tuple[int, int, int],
 ) -> torch.Tensor:
     """The full-resolution trilinear x2 upsampling of ``half`` over one patch, computed from a
     crop so that whole-scan probabilities are never materialised. Zero outside the scan.
@@ -144,7 +153,7 @@ def upsample_region(
     voxel o reads half-res o/2 - 0.25, so a half-res crop [a, b) is exact for o in [2a+1, 2b-2].
     """
     src, offsets, pads = [], [], []
-    for s, full, half_size in zip(start, full_shape_zyx, half.shape[2:]):
+    for s, full, half_size, size in zip(start, full_shape_zyx, half.shape[2:], _as_size3(size)):
         lo, hi = max(s, 0), min(s + size, full)
         hi = max(hi, lo)
         a = max((lo - 1) // 2, 0)
