@@ -79,7 +79,8 @@ class OutputTracker:
 
     def rollback(self) -> None:
         for path in self.files:
-            path.unlink(missing_ok=True)
+            if path.is_file():
+                path.unlink()
         for folder in self.folders:
             try:
                 folder.rmdir()
@@ -145,11 +146,11 @@ def write_current_outputs(result: CaseResult, output_root: Path, outputs: Output
     mask_dir = output_root / MASK_SOCKET
     outputs.make_folder(mask_dir)
     mask_path = mask_dir / result.mask_name
-    outputs.files.append(mask_path)
     write_mask(result.mask, mask_path)
+    outputs.files.append(mask_path)  # tracked once written: a failed write leaves nothing of ours
     json_path = output_root / VOLUMES_SOCKET
-    outputs.files.append(json_path)
     write_json(result.report, json_path)
+    outputs.files.append(json_path)
 
 
 # ------------------------------------------------------------------------------ legacy contract
