@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,11 +13,14 @@ from tqdm import tqdm
 from algorithm import __version__
 from algorithm.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
-from algorithm.errors import InputError, OutputError
+from algorithm.errors import InputError, OutputError, ResourceError
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import segment
 from algorithm.reading import case_name, is_image_file, read_image
-from algorithm.writing import ensure_output_dir, write_json, write_mask
+from algorithm.quiet import silence_itk_warnings
+from algorithm.writing import (
+    ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_mask,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -51,26 +55,65 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    silence_itk_warnings()  # reading.py reports what ITK would warn about, as one line
     try:
         cases = _collect_cases(args.input)
         ensure_output_dir(args.output)
-        device = resolve_device(args.device)
-        checkpoint = load_checkpoint(args.weights, device)
+        with locked_output_dir(args.output):
+            remove_stale_temp_files(args.output)  # left by a run killed while writing
+            device = resolve_device(args.device)
+            checkpoint = load_checkpoint(args.weights, device)
+            return _run_cases(cases, args, checkpoint, device)
     except (InputError, OutputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _run_cases(cases: list[Path], args: argparse.Namespace, checkpoint, device) -> int:
+    """Every case, whatever befalls the others; a folder run keeps OUTDIR/summary.json current."""
     tiling = TilingSettings(tile_out=args.tile_out, max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size)
-    failures = 0
+    batch = args.input.is_dir() and cases != [args.input]
+    statuses: list[dict] = []
+    names: dict[str, Path] = {}
     for path in cases:
-        name = case_name(path) if path.is_file() else path.name
+        name = output_case_name(path)
         try:
-            _predict_one(path, name, args, checkpoint, device, tiling)
-        except (InputError, OutputError) as exc:
-            failures += 1
+            if name in names:
+                raise InputError(f"case name {name!r} is already used by {names[name].name}: rename one")
+            names[name] = path
+            status = _predict_one(path, name, args, checkpoint, device, tiling)
+            statuses.append({"case": name, "input": str(path), "status": status})
+        except (InputError, OutputError, ResourceError) as exc:
+            statuses.append({"case": name, "input": str(path), "status": "failed", "message": str(exc)})
             print(f"error: {name}: {exc}", file=sys.stderr)
+        if batch:
+            write_json(_summary(statuses), args.output / SUMMARY_NAME)
+    failures = sum(s["status"] == "failed" for s in statuses)
     if len(cases) > 1:
         print(f"{len(cases) - failures} of {len(cases)} cases done, {failures} failed", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+SUMMARY_NAME = "summary.json"
+
+
+def _summary(statuses: list[dict]) -> dict:
+    counts = {key: sum(s["status"] == key for s in statuses) for key in ("done", "skipped", "failed")}
+    return {"software": {"name": "ctsunet-lobes", "version": __version__}, "counts": counts, "cases": statuses}
+
+
+def output_case_name(path: Path) -> str:
+    """The case name outputs are named after: the input's name without its suffix, made safe.
+
+    Names come from untrusted files and folders: path separators, control characters and
+    leading dots (hidden files, '..', the temporary-file pattern) are replaced; spaces and
+    non-ASCII letters are kept.
+    """
+    # abspath, not resolve: 'scans/..' names the folder, a symlink keeps its own name
+    raw = case_name(path) if path.is_file() else Path(os.path.abspath(path)).name
+    cleaned = "".join("_" if ch in "/\\" or not ch.isprintable() else ch for ch in raw).strip()
+    cleaned = cleaned.lstrip(".")
+    return cleaned or "case"
 
 
 def _collect_cases(path: Path) -> list[Path]:
@@ -82,18 +125,21 @@ def _collect_cases(path: Path) -> list[Path]:
     return [path]
 
 
-def _predict_one(path, name, args, checkpoint, device, tiling) -> None:
-    mask_path = args.output / f"{name}_lobes.mha"
-    json_path = args.output / f"{name}_lobes.json"
+def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
+    """One case; returns "done" or "skipped" (its outputs exist), raises on failure."""
+    mask_path = output_path(args.output, f"{name}_lobes.mha")
+    json_path = output_path(args.output, f"{name}_lobes.json")
     if json_path.exists() and mask_path.exists() and not args.overwrite:
         print(f"{name}: outputs exist, skipped (use --overwrite to redo)", file=sys.stderr)
-        return
+        return "skipped"
     started = time.perf_counter()
     loaded = read_image(path)
     for warning in loaded.warnings:
         print(f"warning: {name}: {warning}", file=sys.stderr)
     with _StageProgress(name, disable=args.quiet) as progress:
         result = segment(loaded.image, checkpoint, device, tiling, progress=progress)
+    for warning in result.warnings:
+        print(f"warning: {name}: {warning}", file=sys.stderr)
     report = {
         "case": name,
         "input": {"path": str(path), "read": loaded.description, "warnings": loaded.warnings},
@@ -104,6 +150,7 @@ def _predict_one(path, name, args, checkpoint, device, tiling) -> None:
     write_mask(result.mask, mask_path)
     write_json(report, json_path)
     _print_summary(name, report, mask_path, json_path)
+    return "done"
 
 
 def _print_summary(name: str, report: dict, mask_path: Path, json_path: Path) -> None:

@@ -7,3 +7,7 @@ class InputError(Exception):
 
 class OutputError(Exception):
     """The outputs cannot be written (not writable, disk full...)."""
+
+
+class ResourceError(Exception):
+    """Not enough memory (or another resource) even after the fallbacks, e.g. out of memory on the CPU."""

@@ -13,10 +13,12 @@ import itertools
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from algorithm.errors import ResourceError
 
 from algorithm.network import CTSUNet
 from algorithm.network.cunet import valid_input_size
@@ -53,6 +55,7 @@ class NetworkPrediction:
     lung_box: tuple[slice, ...] | None  # full-res box tiled by stage II
     timings_s: dict[str, float]
     plan: "TilePlan | None" = None
+    warnings: list[str] = field(default_factory=list)  # e.g. out of GPU memory, fell back to CPU
 
 
 def autocast_for(device: torch.device):
@@ -86,18 +89,81 @@ def predict_network_grid(
         box = tuple(slice(0, dim) for dim in scan_zyx.shape)
     started = time.perf_counter()
     plan = plan_tiles(box, tiling)
-    for batch in _batches(plan.starts_zyx, tiling.batch_size):
-        in_starts = torch.tensor(batch) - VALID_CONTEXT
-        with autocast_for(device):
-            inputs = model.stage2_inputs(scan, stage1, in_starts, plan.size_in_zyx)
-            lobe_logits, _ = model.forward_stage2(inputs.to(scan.dtype), in_starts, stage1.full_shape_zyx)
-        probs = torch.softmax(lobe_logits.float(), dim=1)
-        best, winner = probs.max(dim=1)
-        _write_tiles(labels, confidence, batch, winner.to(torch.uint8).cpu().numpy(), best.half().cpu().numpy())
-        if on_tile is not None:
-            on_tile(len(batch))
+    warnings: list[str] = []
+    state = _Stage2State(model, scan, stage1, device, tiling.batch_size)
+    try:
+        done = 0
+        while done < len(plan.starts_zyx):
+            batch = plan.starts_zyx[done : done + state.batch_size]
+            try:
+                winner, best = _predict_tiles(state, batch, plan)
+            except torch.OutOfMemoryError:
+                warnings.append(_shrink_or_fall_back(state, len(batch)))
+                continue
+            _write_tiles(labels, confidence, batch, winner, best)
+            done += len(batch)
+            if on_tile is not None:
+                on_tile(len(batch))
+    finally:
+        state.restore()
     timings["stage2"] = round(time.perf_counter() - started, 3)
-    return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan)
+    return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan, warnings)
+
+
+class _Stage2State:
+    """Where stage II runs and with how many tiles a batch: both shrink on out-of-memory."""
+
+    def __init__(self, model: CTSUNet, scan: torch.Tensor, stage1, device: torch.device, batch_size: int):
+        self.model, self.scan, self.stage1 = model, scan, stage1
+        self.device, self.home = device, device
+        self.batch_size = max(1, batch_size)
+
+    def move_to_cpu(self) -> None:
+        self.device = torch.device("cpu")
+        self.model.to(self.device)
+        self.scan = self.scan.cpu()
+        self.stage1 = type(self.stage1)(
+            self.stage1.lobe_logits.cpu(), self.stage1.border_logits.cpu(), self.stage1.full_shape_zyx
+        )
+        _release_cuda_cache()
+
+    def restore(self) -> None:
+        """The model goes back to its device for the next case (it is shared by a batch run)."""
+        if self.device != self.home:
+            try:
+                self.model.to(self.home)
+            except torch.OutOfMemoryError:
+                self.model.to("cpu")  # stays usable; the next case falls back again
+
+
+def _predict_tiles(state: _Stage2State, batch: list, plan: "TilePlan") -> tuple[np.ndarray, np.ndarray]:
+    in_starts = torch.tensor(batch) - VALID_CONTEXT
+    with autocast_for(state.device):
+        inputs = state.model.stage2_inputs(state.scan, state.stage1, in_starts, plan.size_in_zyx)
+        lobe_logits, _ = state.model.forward_stage2(
+            inputs.to(state.scan.dtype), in_starts, state.stage1.full_shape_zyx
+        )
+    probs = torch.softmax(lobe_logits.float(), dim=1)
+    best, winner = probs.max(dim=1)
+    return winner.to(torch.uint8).cpu().numpy(), best.half().cpu().numpy()
+
+
+def _shrink_or_fall_back(state: _Stage2State, failed_batch: int) -> str:
+    """Halve the tile batch after an out-of-memory error; at one tile, move to the CPU."""
+    _release_cuda_cache()
+    if failed_batch > 1:
+        state.batch_size = max(1, failed_batch // 2)
+        return f"out of memory on {state.device} with {failed_batch} tiles a batch: retried with {state.batch_size}"
+    if state.device.type != "cpu":
+        failed_on = state.device
+        state.move_to_cpu()
+        return f"out of memory on {failed_on} with one tile a batch: stage II continued on the CPU (slower)"
+    raise ResourceError("out of memory on the CPU with one stage-II tile a batch: lower --max-tile-voxels")
+
+
+def _release_cuda_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def plan_tiles(box: tuple[slice, ...], tiling: TilingSettings) -> TilePlan:

@@ -17,7 +17,7 @@ from algorithm.labels import label_map
 from algorithm.measures import volumes_ml
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import labels_to_input_grid, preprocess
-from algorithm.validation import check_geometry, check_intensities
+from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Segmentation:
     mask: sitk.Image
     report: dict
     timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # also in report["warnings"]
 
 
 class _Stopwatch:
@@ -52,6 +53,7 @@ def segment(
     check_geometry(image)
     hu = sitk.GetArrayViewFromImage(image)
     check_intensities(hu)
+    warnings = check_lungs_present(image)  # raises "no lungs found" on a non-chest CT
     settings = checkpoint.settings
     notify("preprocess")
     scan = preprocess(image, settings.inplane_size)
@@ -70,10 +72,12 @@ def segment(
     labels = clean_labels(prediction.labels)
     mask = labels_to_input_grid(labels, scan, image)
     t = clock.lap("postprocess", t)
+    warnings += prediction.warnings + coverage_warnings(mask)
     report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)
+    report["warnings"] = warnings
     report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
     report["network_grid"]["stage2_tile_out_zyx"] = list(prediction.plan.size_out_zyx)
-    return Segmentation(mask=mask, report=report, timings_s=clock.timings)
+    return Segmentation(mask=mask, report=report, timings_s=clock.timings, warnings=warnings)
 
 
 def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels) -> dict:

@@ -1,18 +1,29 @@
 """Atomic writing of outputs: a temporary name in the target folder, then a rename, so that an
-interrupted run never leaves a partial file under the final name."""
+interrupted run never leaves a partial file under the final name.
+
+A run killed while writing leaves at most a hidden temporary ``.NAME.XXXXXXXX.SUFFIX`` (mkstemp's
+eight random characters); ``remove_stale_temp_files`` deletes those of an output folder at the
+start of the next run, under an exclusive lock on the folder (``locked_output_dir``), so that a
+concurrent run's live temporary files are never taken for stale ones.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from algorithm.errors import OutputError
 from algorithm.labels import label_map_header
+from algorithm.quiet import quiet_native_stderr
 
 
 def _temp_path(final: Path, suffix: str) -> Path:
@@ -37,6 +48,59 @@ def _replace(tmp: Path, final: Path) -> None:
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
 
 
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9.]+)$")
+
+
+def is_temp_name(name: str) -> bool:
+    """``.NAME.XXXXXXXX.SUFFIX`` where NAME ends with SUFFIX: only what ``_temp_path`` makes."""
+    match = _TEMP_NAME.match(name)
+    return bool(match) and match["final"].endswith(match["suffix"])
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files an interrupted run left in ``folder`` (not recursive)."""
+    removed = []
+    for path in folder.iterdir():
+        if is_temp_name(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def locked_output_dir(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself (no lock file): one run writes into it at a time."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise OutputError(f"another run is writing to {folder}: wait for it to finish") from exc
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def output_path(folder: Path, file_name: str) -> Path:
+    """``folder / file_name``, refused unless it is a plain name directly inside ``folder``."""
+    candidate = folder / file_name
+    if (
+        not file_name or file_name in {".", ".."} or "/" in file_name or "\0" in file_name
+        or candidate.parent != folder
+    ):
+        raise OutputError(f"refusing output name {file_name!r}: it would leave {folder}")
+    return candidate
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a file written by a library (ITK) before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_output_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,10 +120,13 @@ def write_mask(mask: sitk.Image, final: Path) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
     try:
-        sitk.WriteImage(mask, str(tmp), useCompression=True)
-    except RuntimeError as exc:
+        with quiet_native_stderr():  # MetaIO prints its own note on a failed write
+            sitk.WriteImage(mask, str(tmp), useCompression=True)
+        _fsync_file(tmp)
+    except (RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {final}: {str(exc).strip().splitlines()[-1]}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).strip().splitlines()[-1]
+        raise OutputError(f"cannot write {final}: {reason}") from exc
     _replace(tmp, final)
 
 
