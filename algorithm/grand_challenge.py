@@ -28,6 +28,7 @@ import torch
 
 from algorithm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
+from algorithm import errors
 from algorithm.errors import InputError, OutputError
 from algorithm.gc_contract import (
     MASK_SOCKET,
@@ -49,7 +50,9 @@ from algorithm.reading import read_image
 from algorithm.writing import ensure_output_dir, write_json, write_mask
 
 EXIT_OK, EXIT_FAILED = 0, 1
-USER_ERRORS = (InputError, OutputError, CheckpointError)
+# The pipeline's own ResourceError (its out-of-memory fallbacks exhausted) is a user-facing
+# failure too; looked up so this module also runs against a pipeline without it.
+USER_ERRORS = (InputError, OutputError, CheckpointError, getattr(errors, "ResourceError", InputError))
 
 
 @dataclass
