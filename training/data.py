@@ -1,0 +1,361 @@
+"""Cases, splits, the preprocessed cache and the training sample stream.
+
+* Cases come from a folder with ``images/`` and ``labels/`` (mha, nii, nii.gz, nrrd, mhd; paired
+  by name) or from a CSV with columns ``image,label`` and optional ``split`` and ``name``.
+* Label values of other conventions are remapped to the paper's (``LABEL_REMAPS``).
+* Splits are written to ``splits.csv`` in the run folder and read back on later runs, so they
+  never change under a running experiment; new splits are a seeded permutation of sorted names.
+* Preprocessing (``algorithm.preprocessing``) runs once per scan and setting; the result is
+  stored as ``.npy`` files opened as memory maps, keyed by the sha256 of the image and label file
+  bytes plus the settings. Writes are atomic, so ranks and workers can share one cache.
+* The sample of global step ``s`` on rank ``r`` (scan index and augmentation) is a pure function
+  of (seed, s, r): data order survives a restart without saving sampler state.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from algorithm.labels import Lobe
+from algorithm.preprocessing import preprocess, preprocess_labels
+from training.borders import lobe_borders
+from training.config import AugmentConfig, DataConfig
+
+IMAGE_SUFFIXES = (".nii.gz", ".mha", ".mhd", ".nrrd", ".nii")
+CACHE_VERSION = 1  # bump when preprocessing changes the arrays it produces
+
+# Source value -> paper value; anything not listed becomes background.
+LABEL_REMAPS: dict[str, dict[int, int]] = {
+    "paper": {int(v): int(v) for v in Lobe},
+    # TotalSegmentator v2: 10 upper-left, 11 lower-left, 12 upper-right, 13 middle-right, 14 lower-right
+    "totalsegmentator": {10: Lobe.LUL, 11: Lobe.LLL, 12: Lobe.RUL, 13: Lobe.RML, 14: Lobe.RLL},
+    # lungmask LTRCLobes: 1 LUL, 2 LLL, 3 RUL, 4 RML, 5 RLL (middle and lower swapped w.r.t. the paper)
+    "lungmask": {1: Lobe.LUL, 2: Lobe.LLL, 3: Lobe.RUL, 4: Lobe.RML, 5: Lobe.RLL},
+}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One labelled scan."""
+
+    name: str
+    image: Path
+    label: Path
+    split: str = ""
+
+
+def strip_suffix(path: Path) -> str:
+    """File name without its image suffix (``a.nii.gz`` -> ``a``)."""
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):
+            files[strip_suffix(path)] = path
+    return files
+
+
+def discover_folder(root: str | Path) -> list[Case]:
+    """Cases of ``root/images`` and ``root/labels`` paired by name (images without labels are an error)."""
+    root = Path(root).resolve()
+    images, labels = _image_files(root / "images"), _image_files(root / "labels")
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) in {root}/images have no label, e.g. {missing[0]}")
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}/images")
+    return [Case(name, images[name], labels[name]) for name in sorted(images)]
+
+
+def read_case_csv(path: str | Path) -> list[Case]:
+    """Cases of a CSV (columns image, label, optional split, name); relative paths are relative to it."""
+    path = Path(path)
+    cases = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            image = (path.parent / row["image"]).resolve()
+            label = (path.parent / row["label"]).resolve()
+            name = row.get("name") or strip_suffix(image)
+            split = (row.get("split") or "").strip().lower()
+            if split and split not in SPLITS:
+                raise ValueError(f"{path}: split {split!r} of {name} is not one of {SPLITS}")
+            cases.append(Case(name, image, label, split))
+    if len({c.name for c in cases}) != len(cases):
+        raise ValueError(f"{path}: case names are not unique")
+    return sorted(cases, key=lambda c: c.name)
+
+
+def assign_splits(cases: list[Case], val_fraction: float, test_fraction: float, seed: int) -> list[Case]:
+    """Give every case without a split one: a seeded permutation of the names."""
+    todo = sorted(c.name for c in cases if not c.split)
+    order = np.random.default_rng(seed).permutation(len(todo))
+    n_test = int(round(test_fraction * len(todo)))
+    n_val = int(round(val_fraction * len(todo)))
+    split_of = {}
+    for rank, index in enumerate(order):
+        split_of[todo[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return [c if c.split else Case(c.name, c.image, c.label, split_of[c.name]) for c in cases]
+
+
+def write_splits(cases: list[Case], path: Path) -> None:
+    """splits.csv: name, split, image, label (absolute paths)."""
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", "split", "image", "label"])
+    for c in cases:
+        writer.writerow([c.name, c.split, str(Path(c.image).resolve()), str(Path(c.label).resolve())])
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def load_cases(config: DataConfig, splits_path: Path) -> list[Case]:
+    """The cases with their splits: read from ``splits_path`` if it exists, else made and written."""
+    if splits_path.is_file():
+        return read_case_csv(splits_path)
+    cases = read_case_csv(config.csv) if config.csv else discover_folder(config.root)
+    cases = assign_splits(cases, config.val_fraction, config.test_fraction, config.split_seed)
+    write_splits(cases, splits_path)
+    return cases
+
+
+def cases_of(cases: list[Case], split: str, max_cases: int | None = None) -> list[Case]:
+    chosen = [c for c in cases if c.split == split]
+    return chosen[:max_cases] if max_cases else chosen
+
+
+def remap_labels(labels: np.ndarray, remap: str | dict[int, int]) -> np.ndarray:
+    """Map source label values to the paper's; unknown values become background."""
+    table_map = LABEL_REMAPS[remap] if isinstance(remap, str) else {int(k): int(v) for k, v in remap.items()}
+    if remap == "paper":
+        out = labels.astype(np.uint8, copy=True)
+        out[out >= len(Lobe)] = 0
+        return out
+    table = np.zeros(max(int(labels.max(initial=0)), max(table_map)) + 1, dtype=np.uint8)
+    for src, dst in table_map.items():
+        table[src] = dst
+    return table[np.clip(labels, 0, None).astype(np.int64)]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and os.replace (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npy")
+    os.close(fd)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedScan:
+    """A preprocessed case opened from the cache (arrays are read-only memory maps)."""
+
+    name: str
+    image: np.ndarray  # float16 (Z, Y, X) in [0, 1]
+    labels: np.ndarray  # uint8 (Z, Y, X), paper label values
+    spacing_mm_zyx: tuple[float, float, float]
+
+
+class PreprocessedCache:
+    """Preprocessed scans stored once per (file bytes, settings) as memory-mappable .npy files."""
+
+    def __init__(self, folder: str | Path, inplane_size: int, label_remap: str | dict[int, int]) -> None:
+        self.folder = Path(folder)
+        self.inplane_size = inplane_size
+        self.label_remap = label_remap
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def key(self, case: Case) -> str:
+        """sha256 over both files' bytes and the settings; file hashes are memoised by
+        (path, size, mtime) so that a large data set is hashed once."""
+        parts = [self._file_hash(case.image), self._file_hash(case.label)]
+        settings = json.dumps(
+            {"inplane": self.inplane_size, "remap": self.label_remap, "v": CACHE_VERSION}, sort_keys=True, default=str
+        )
+        return hashlib.sha256("|".join(parts + [settings]).encode()).hexdigest()[:32]
+
+    def _file_hash(self, path: Path) -> str:
+        stat = path.stat()
+        memo_id = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+        memo = self.folder / "hashes" / memo_id
+        if memo.is_file():
+            return memo.read_text().strip()
+        digest = file_sha256(path)
+        atomic_write_bytes(memo, digest.encode())
+        return digest
+
+    def paths(self, key: str) -> tuple[Path, Path, Path]:
+        return (self.folder / f"{key}_image.npy", self.folder / f"{key}_labels.npy", self.folder / f"{key}.json")
+
+    def ensure(self, case: Case) -> str:
+        """Preprocess ``case`` unless cached; returns its key."""
+        key = self.key(case)
+        image_path, label_path, meta_path = self.paths(key)
+        if meta_path.is_file():  # written last: its presence means the arrays are complete
+            return key
+        scan = preprocess(sitk.ReadImage(str(case.image)), self.inplane_size)
+        label_image = sitk.ReadImage(str(case.label))
+        remapped = remap_labels(sitk.GetArrayFromImage(label_image), self.label_remap)
+        remapped_image = sitk.GetImageFromArray(remapped)
+        remapped_image.CopyInformation(label_image)
+        labels = preprocess_labels(remapped_image, scan.array.shape)
+        _atomic_save_npy(image_path, scan.array.astype(np.float16))
+        _atomic_save_npy(label_path, labels.astype(np.uint8))
+        meta = {"name": case.name, "spacing_mm_zyx": list(scan.spacing_mm_zyx), "shape_zyx": list(scan.array.shape)}
+        atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        return key
+
+    def open(self, key: str) -> CachedScan:
+        image_path, label_path, meta_path = self.paths(key)
+        meta = json.loads(meta_path.read_text())
+        return CachedScan(
+            name=meta["name"],
+            image=np.load(image_path, mmap_mode="r"),
+            labels=np.load(label_path, mmap_mode="r"),
+            spacing_mm_zyx=tuple(meta["spacing_mm_zyx"]),
+        )
+
+
+def step_generator(seed: int, step: int, rank: int, purpose: int) -> np.random.Generator:
+    """Independent, reproducible randomness for one (step, rank, purpose)."""
+    return np.random.default_rng([seed, step, rank, purpose])
+
+
+def case_index_for_step(step: int, rank: int, world_size: int, num_cases: int, seed: int) -> int:
+    """Global sample ``step * world + rank`` walks seeded per-epoch permutations of the cases."""
+    sample = step * world_size + rank
+    epoch, position = divmod(sample, num_cases)
+    return int(np.random.default_rng([seed, epoch, 7919]).permutation(num_cases)[position])
+
+
+def augment(
+    image: torch.Tensor, labels: torch.Tensor, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random small rotation, isotropic scaling and translation (no mirroring: the affine's
+    determinant is always positive, so left stays left), then intensity scale, shift and noise.
+
+    image: float32 (Z, Y, X) in [0, 1]; labels: uint8 (Z, Y, X). Voxels coming from outside are
+    air (0) and background.
+    """
+    if not config.enabled:
+        return image, labels
+    if rng.random() < config.probability:
+        theta = _random_affine(config, rng)
+        grid = F.affine_grid(theta[None], [1, 1, *image.shape], align_corners=False)
+        image = F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
+        labels = F.grid_sample(labels[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
+        labels = labels.round().to(torch.uint8)
+    scale = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale)
+    shift = rng.uniform(-config.intensity_shift, config.intensity_shift)
+    noise_std = rng.uniform(0.0, config.noise_std_max)
+    noise = torch.from_numpy(rng.standard_normal(image.shape).astype(np.float32)) * noise_std
+    image = (image * scale + shift + noise).clamp(0.0, 1.0)
+    return image, labels
+
+
+def _random_affine(config: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+    """(3, 4) affine_grid matrix (x, y, z order) of a rotation-scale-translation, det > 0."""
+    angles = [math.radians(rng.uniform(-a, a)) for a in config.rotate_deg]  # about z, y, x
+    rz, ry, rx = angles
+
+    def rot(axis: int, a: float) -> np.ndarray:
+        c, s = math.cos(a), math.sin(a)
+        m = np.eye(3)
+        i, j = [(1, 2), (0, 2), (0, 1)][axis]  # in (x, y, z): rotation about x, y, z
+        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+        return m
+
+    rotation = rot(2, rz) @ rot(1, ry) @ rot(0, rx)
+    scale = rng.uniform(*config.scale_range)
+    translate = rng.uniform(-config.translate_fraction, config.translate_fraction, size=3) * 2.0
+    matrix = np.concatenate([rotation / scale, translate[:, None]], axis=1)
+    return torch.from_numpy(matrix.astype(np.float32))
+
+
+class TrainSamples(Dataset):
+    """Item i is the sample of global step ``start_step + i`` on this rank (a pure function of the
+    seed, the step and the rank, so the stream restarts exactly after a crash)."""
+
+    def __init__(
+        self,
+        cache: PreprocessedCache,
+        keys: list[str],
+        augment_config: AugmentConfig,
+        seed: int,
+        rank: int,
+        world_size: int,
+        start_step: int,
+        end_step: int,
+        border_include_background: bool = False,
+    ) -> None:
+        if not keys:
+            raise ValueError("no training cases")
+        self.cache, self.keys, self.augment_config = cache, keys, augment_config
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.start_step, self.end_step = start_step, end_step
+        self.border_include_background = border_include_background
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step)
+
+    def __getitem__(self, index: int) -> dict:
+        step = self.start_step + index
+        case_index = case_index_for_step(step, self.rank, self.world_size, len(self.keys), self.seed)
+        scan = self.cache.open(self.keys[case_index])
+        image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))
+        labels = torch.from_numpy(np.array(scan.labels, dtype=np.uint8))
+        image, labels = augment(image, labels, self.augment_config, step_generator(self.seed, step, self.rank, 1))
+        border = lobe_borders(labels, self.border_include_background)
+        return {"step": step, "name": scan.name, "image": image[None], "labels": labels, "border": border}
+
+
+def identity_collate(items: list[dict]) -> dict:
+    """Batch of one scan per rank and step (scans differ in size)."""
+    if len(items) != 1:
+        raise ValueError("the training stream yields one scan per step")
+    return items[0]
