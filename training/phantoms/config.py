@@ -9,7 +9,7 @@ healthy twin.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,7 +29,8 @@ class PhantomOptions:
     spacing_mm: (x, y, z) in mm. None: in-plane 0.5-1.0 mm, slices 0.5-3 mm, or, when size_xyz is
         given, the spacing that fits the chest into a 340-400 mm field of view.
     pathology: "none", "copd", "covid", "effusion", or None for a random choice.
-    noise_sigma_hu: standard deviation of the image noise; None: 10-80 HU drawn from the seed.
+    noise_sigma_hu: standard deviation of the image noise. None: 10-80 HU at 0.8 mm pixels drawn
+        from the seed, lowered for coarser pixels (they average the noise, as resampled scans do).
     model_voxels_max: the anatomy is modelled on a grid of at most this many voxels, then
         resampled to the output grid (the speed/detail trade-off of large outputs).
     with_fissure_map: also return the voxels of the visible fissure sheets (for tests).
@@ -99,6 +100,7 @@ class LungParams:
     fissure_hu: float
     parenchyma_hu: float
     gravity_gradient_hu: float  # posterior (dependent) lung is denser by this much
+    texture_hu: float  # amplitude of the parenchymal texture
     vessel_hu: float
 
 
@@ -150,7 +152,7 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 def sample_body(seed: int) -> BodyParams:
     rng = stream(seed, "body")
-    size = _u(rng, 0.86, 1.12)  # overall patient size
+    size = _u(rng, 0.82, 1.08)  # overall patient size
     return BodyParams(
         lung_half_width_mm=size * _u(rng, 58, 70),
         lung_half_depth_mm=size * _u(rng, 85, 105),
@@ -192,8 +194,9 @@ def sample_lungs(seed: int) -> LungParams:
         # The minor fissure is incomplete more often than the oblique ones.
         fissure_visible=(_visible_fraction(rng, 0.3), _visible_fraction(rng, 0.3), _visible_fraction(rng, 0.6)),
         fissure_hu=_u(rng, -720, -620),
-        parenchyma_hu=_u(rng, -880, -840),
-        gravity_gradient_hu=_u(rng, 15, 45),
+        parenchyma_hu=_u(rng, -885, -840),
+        gravity_gradient_hu=_u(rng, 15, 50),
+        texture_hu=_u(rng, 14, 32),
         vessel_hu=_u(rng, 30, 50),
     )
 
@@ -231,8 +234,14 @@ def sample_scan(seed: int, options: PhantomOptions, body: BodyParams) -> ScanPar
     size, spacing = _scan_geometry(rng, options, z_top - z_bottom)
     low_dose = rng.random() < 0.35
     sigma = _u(rng, 35, 80) if low_dose else _u(rng, 10, 40)
+    sigma *= min(1.0, 0.8 / float(np.sqrt(spacing[0] * spacing[1])))
     if options.noise_sigma_hu is not None:
         sigma = float(options.noise_sigma_hu)
+    pad = [None, -2048, -3024][int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+    fov_mm = min(size[0] * spacing[0], size[1] * spacing[1])
+    body_width_mm = 2 * (body.lung_center_x_mm + body.lung_half_width_mm + 14 + 0.6 * body.muscle_mm + body.fat_mm)
+    if body_width_mm > 0.98 * fov_mm:  # a targeted reconstruction: no circle cutting the body
+        pad = None
     sharp = rng.random() < 0.5
     return ScanParams(
         size_xyz=size,
@@ -241,7 +250,7 @@ def sample_scan(seed: int, options: PhantomOptions, body: BodyParams) -> ScanPar
         noise_sigma_hu=sigma,
         noise_cutoff_cyc_per_mm=_u(rng, 0.55, 0.9) if sharp else _u(rng, 0.25, 0.45),
         sharpening=_u(rng, 0.3, 0.8) if sharp else 0.0,
-        pad_value_hu=[None, -2048, -3024][int(rng.choice(3, p=[0.5, 0.3, 0.2]))],
+        pad_value_hu=pad,
         range_cut=range_cut,
     )
 
@@ -279,13 +288,34 @@ def sample_pathology(seed: int, options: PhantomOptions) -> PathologyParams:
     return PathologyParams(kind="none", extent=0.0)
 
 
+def fit_to_fov(body: BodyParams, fov_mm: float) -> BodyParams:
+    """Shrink the patient's cross-section so that both lungs fit a small field of view."""
+    lung_width_mm = 2 * (body.lung_center_x_mm + body.lung_half_width_mm) + 20.0
+    if lung_width_mm <= fov_mm:
+        return body
+    f = fov_mm / lung_width_mm
+    return replace(
+        body,
+        lung_half_width_mm=f * body.lung_half_width_mm,
+        lung_center_x_mm=f * body.lung_center_x_mm,
+        lung_half_depth_mm=f * body.lung_half_depth_mm,
+        fat_mm=f * body.fat_mm,
+        muscle_mm=f * body.muscle_mm,
+        spine_radius_mm=f * body.spine_radius_mm,
+        heart_scale=f * body.heart_scale,
+        offset_mm=(f * body.offset_mm[0], f * body.offset_mm[1]),
+    )
+
+
 def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
     """All parameters of case ``seed``."""
     body = sample_body(seed)
+    scan = sample_scan(seed, options, body)
+    body = fit_to_fov(body, min(scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]))
     return CaseParams(
         seed=int(seed),
         body=body,
         lungs=sample_lungs(seed),
-        scan=sample_scan(seed, options, body),
+        scan=scan,
         pathology=sample_pathology(seed, options),
     )

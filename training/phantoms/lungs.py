@@ -51,10 +51,11 @@ class _Surface:
     slope_y: float
     curvature_y: float
     slope_x: float
+    twist: float  # lateral tilt that changes from front to back (the fissure's propeller shape)
     waves: tuple[tuple[float, float, float, float], ...]  # (amplitude mm, kx, ky, phase)
 
     def height(self, xl: np.ndarray, yn: np.ndarray, half_depth_mm: float) -> np.ndarray:
-        f = half_depth_mm * (self.slope_y * yn + self.curvature_y * yn**2) + self.slope_x * xl
+        f = half_depth_mm * (self.slope_y * yn + self.curvature_y * yn**2) + (self.slope_x + self.twist * yn) * xl
         for amp, kx, ky, phase in self.waves:
             f = f + amp * np.sin(kx * xl / half_depth_mm + ky * yn + phase)
         return f
@@ -65,7 +66,8 @@ def _surface(rng: np.random.Generator, slope_y: float, curvature: float, slope_x
         (wobble_mm * float(rng.uniform(0.4, 1.0)), float(rng.uniform(-4, 4)), float(rng.uniform(-4, 4)), float(rng.uniform(0, 2 * np.pi)))
         for _ in range(3)
     )
-    return _Surface(slope_y, curvature, slope_x, waves)
+    twist = float(rng.uniform(-0.3, 0.3))
+    return _Surface(slope_y, curvature, slope_x, twist, waves)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -186,7 +188,7 @@ def build_lobes(
             continue
         px, py, pz = x.flat[idx], y.flat[idx], z.flat[idx]
         k = 0 if side > 0 else 1
-        obl = _surface(rng, lp.oblique_slope[k], lp.oblique_curvature[k], 0.0, lp.fissure_wobble_mm[k])
+        obl = _surface(rng, lp.oblique_slope[k], lp.oblique_curvature[k], float(rng.uniform(-0.35, 0.35)), lp.fissure_wobble_mm[k])
         d_obl, ext_obl = _signed_distance(obl, px, py, pz, side, th, spacing)
         share_lower = lp.share_lll_of_left if side > 0 else lp.share_rll_of_right
         d_obl = d_obl - np.quantile(d_obl, share_lower)
@@ -229,8 +231,8 @@ def parenchyma_hu(th: Thorax, lp: LungParams, shape, y: np.ndarray, lung: np.nda
     vessels and interlobular septa.
     """
     idx = np.flatnonzero(lung)
-    drift = smooth_field(rng, shape, 8).flat[idx] * 10.0
-    fine = smooth_field(rng, shape, tuple(max(4, n // 2) for n in shape)).flat[idx] * 14.0
+    drift = smooth_field(rng, shape, 8).flat[idx] * 0.6 * lp.texture_hu
+    fine = smooth_field(rng, shape, tuple(max(4, n // 2) for n in shape)).flat[idx] * lp.texture_hu
     posterior = np.clip((y.flat[idx] - th.cy) / th.p.lung_half_depth_mm, -1.0, 1.0)
     return (lp.parenchyma_hu + 0.5 * lp.gravity_gradient_hu * posterior + drift + fine).astype(np.float32)
 

@@ -57,14 +57,23 @@ def grow_tree(rng: np.random.Generator, root_mm: np.ndarray, points_mm: np.ndarr
         if n == 1:
             continue
         centred = pts - centroid
-        _, vecs = np.linalg.eigh(centred.T @ centred)
-        order = np.argsort(centred @ vecs[:, -1])
+        axis = _principal_axis(centred.T @ centred)
+        order = np.argsort(centred @ axis)
         cut = int(np.clip(round(n * rng.uniform(0.35, 0.65)), 1, n - 1))
         stack.append((q, idx[order[:cut]], off_q))
         stack.append((q, idx[order[cut:]], off_q))
     return Tree(
         np.array(starts), np.array(ends), np.array(radii), np.array(served), np.array(off0), np.array(off1)
     )
+
+
+def _principal_axis(cov: np.ndarray) -> np.ndarray:
+    """Dominant eigenvector of a 3x3 covariance by power iteration (cheaper than eigh here)."""
+    v = cov[:, int(np.argmax(np.diag(cov)))] + 1e-9
+    for _ in range(4):
+        v = cov @ v
+        v = v / (np.abs(v).max() + 1e-12)
+    return v
 
 
 @dataclass
@@ -109,14 +118,14 @@ def render_trees(
     """Arterial, venous and bronchial trees of all five lobes."""
     spacing_zyx = np.array(grid.spacing_mm[::-1])
     voxel_mm = float(np.cbrt(np.prod(spacing_zyx)))
-    r_terminal = max(0.35, 0.33 * voxel_mm)
+    r_terminal = max(0.3, 0.28 * voxel_mm)
     r_airway_min = max(0.9, 0.5 * voxel_mm)
     out = TreeRender(*(np.zeros(grid.shape_zyx, dtype=np.float32) for _ in range(3)))
     lung_voxels = max(1, int(np.count_nonzero(label)))
     for lobe in LOBES:
         share = np.count_nonzero(label == lobe) / lung_voxels
-        r_root = 5.5 * (max(share, 0.02) / 0.2) ** (1.0 / 3.0)
-        n_points = int(np.clip((r_root / r_terminal) ** 3, 8, 2500))
+        r_root = 4.6 * (max(share, 0.02) / 0.2) ** (1.0 / 3.0)
+        n_points = int(np.clip((r_root / r_terminal) ** 3, 8, 3000))
         for vein in (False, True):
             points = _lobe_points(rng, label, lobe, n_points, x, y, z)
             if len(points) < 2:
