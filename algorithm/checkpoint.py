@@ -102,6 +102,7 @@ def save_checkpoint(
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are read by other users (container)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
