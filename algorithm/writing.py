@@ -154,3 +154,19 @@ def write_json(data, final: Path) -> None:
             Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
     _replace(tmp, final)
+
+
+def write_png(rgb, final: Path) -> None:
+    """An (H, W, 3) uint8 picture as PNG, atomically (scikit-image's writer, a runtime package)."""
+    from skimage import io  # imported here: only the preview needs the image writer
+
+    try:
+        tmp = _temp_path(final, ".png")
+    except OSError as exc:
+        raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
+    try:
+        io.imsave(str(tmp), rgb, check_contrast=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {final}: {exc}") from exc
+    _replace(tmp, final)

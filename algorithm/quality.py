@@ -1,0 +1,224 @@
+"""Quality flags: what makes a lobe mask or its density measures less trustworthy.
+
+Flags are reported next to the measures, never used to zero or drop them: the reader decides.
+Each flag is ``{"code", "severity", "message"}`` plus ``"lobe"`` when it concerns one lobe and
+``"value"``/``"limit"`` when it comes from a number. Severities: ``"error"`` (the measures of that
+scope are not usable as such: a missing lobe, an image not in HU) and ``"warning"`` (usable with
+care).
+
+The image noise is estimated as in the global noise index of Christianson et al. (AJR 2015): the
+standard deviation of HU in small in-plane windows (about 6 mm) is computed on a few planes through
+the lungs, the windows whose mean lies in the soft-tissue range (-20...120 HU: muscle, blood,
+liver) are kept, and the mode of their standard deviations is the noise. The mode picks the
+homogeneous regions: windows across an edge have larger deviations and fall in the tail. Sharp
+(lung) kernels and low-dose scans give large values; density measures such as LAA-950 grow with
+the noise, so above ``max_noise_hu`` they are flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from algorithm.labels import LOBES, LOBE_NAMES, Lobe
+from algorithm.lobe_measures import lung_box
+
+# Lobe shares of the total lung volume (%) that adult CT studies rarely leave (about +-3 SD
+# around the usual 20/8/25 % right, 25/22 % left).
+DEFAULT_SHARE_RANGE_PERCENT: dict[str, tuple[float, float]] = {
+    "LUL": (14.0, 40.0),
+    "LLL": (12.0, 37.0),
+    "RUL": (8.0, 33.0),
+    "RLL": (13.0, 38.0),
+    "RML": (2.5, 16.0),
+}
+PADDING_BELOW_HU = -1074.0  # below any air value: the padding outside the reconstruction circle
+_AXIS_ENDS = {"L": ("right", "left"), "R": ("left", "right"), "P": ("anterior", "posterior"),
+              "A": ("posterior", "anterior"), "S": ("inferior", "superior"), "I": ("superior", "inferior")}
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """Where a flag is raised; recorded in the output."""
+
+    max_slice_spacing_mm: float = 3.0
+    max_noise_hu: float = 40.0
+    air_hu: float = -1000.0
+    air_peak_tolerance_hu: float = 100.0
+    lobe_volume_range_ml: tuple[float, float] = (30.0, 4000.0)
+    lobe_share_range_percent: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_SHARE_RANGE_PERCENT)
+    )
+    max_low_confidence_share: float = 0.05
+    noise_window_mm: float = 6.0
+    soft_tissue_range_hu: tuple[float, float] = (-20.0, 120.0)
+
+
+@dataclass
+class QualityReport:
+    flags: list[dict]
+    estimates: dict  # the numbers behind the image flags: noise_hu, air_peak_hu, slice_spacing_mm
+
+
+def _flag(code: str, severity: str, message: str, lobe: Lobe | None = None, value=None, limit=None) -> dict:
+    flag = {"code": code, "severity": severity, "message": message}
+    if lobe is not None:
+        flag["lobe"] = lobe.name
+    if value is not None:
+        flag["value"] = value
+    if limit is not None:
+        flag["limit"] = limit
+    return flag
+
+
+def _axis_letters(image: sitk.Image) -> str:
+    """Orientation letters of the index axes x, y, z: the direction each index grows towards."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def fov_contacts(image: sitk.Image, mask: sitk.Image) -> dict[Lobe, list[str]]:
+    """For each lobe, the edges of the field of view it touches: image faces ('superior slice'...)
+    and the reconstruction circle (padding below -1074 HU next to the lobe)."""
+    labels = sitk.GetArrayViewFromImage(mask)
+    letters = _axis_letters(image)
+    contacts: dict[Lobe, list[str]] = {lobe: [] for lobe in LOBES}
+    for array_axis in range(3):
+        low, high = _AXIS_ENDS[letters[2 - array_axis]]
+        for end, where in ((0, low), (-1, high)):
+            face = np.take(labels, end, axis=array_axis)
+            for lobe in LOBES:
+                if np.any(face == lobe):
+                    contacts[lobe].append(f"{where} edge")
+    box = lung_box(labels)
+    if box is not None:
+        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        padding = sitk.GetArrayViewFromImage(image)[grown] < PADDING_BELOW_HU
+        if padding.any():
+            near = ndimage.binary_dilation(padding) & ~padding
+            for value in np.unique(labels[grown][near]):
+                if value:
+                    contacts[Lobe(int(value))].append("reconstruction circle")
+    return contacts
+
+
+def air_peak_hu(hu: np.ndarray, limits: QualityLimits) -> float | None:
+    """Position of the highest histogram peak within -1300...-500 HU (outside air, airways)."""
+    sample = hu.reshape(-1)[:: max(1, hu.size // 4_000_000)]
+    edges = np.arange(-1300.0, -495.0, 10.0)
+    counts, _ = np.histogram(sample, bins=edges)
+    if counts.sum() == 0:
+        return None
+    smooth = np.convolve(counts, np.ones(3) / 3.0, mode="same")
+    peak = int(np.argmax(smooth))
+    return float((edges[peak] + edges[peak + 1]) / 2)
+
+
+def noise_hu(image: sitk.Image, mask: sitk.Image, limits: QualityLimits, planes: int = 8) -> float | None:
+    """Global noise index (HU): mode of the local SD in soft-tissue windows, on planes through the lungs."""
+    labels = sitk.GetArrayViewFromImage(mask)
+    hu = sitk.GetArrayViewFromImage(image)
+    box = lung_box(labels)
+    rows = range(hu.shape[0]) if box is None else range(box[0].start, box[0].stop)
+    chosen = np.unique(np.linspace(rows.start, rows.stop - 1, num=min(planes, len(rows))).round().astype(int))
+    spacing_yx = image.GetSpacing()[1::-1]
+    size = [max(3, int(round(limits.noise_window_mm / s)) | 1) for s in spacing_yx]
+    low, high = limits.soft_tissue_range_hu
+    deviations = []
+    for k in chosen:
+        plane = hu[k].astype(np.float64)
+        mean = ndimage.uniform_filter(plane, size)
+        var = ndimage.uniform_filter(plane * plane, size) - mean * mean
+        keep = (mean >= low) & (mean <= high)
+        deviations.append(np.sqrt(np.clip(var[keep], 0, None)))
+    values = np.concatenate(deviations) if deviations else np.zeros(0)
+    if values.size < 200:
+        return None  # not enough soft tissue in view (a lung-only crop)
+    counts, edges = np.histogram(values, bins=np.arange(0.0, 401.0, 1.0))
+    smooth = np.convolve(counts, np.ones(5) / 5.0, mode="same")
+    peak = int(np.argmax(smooth))
+    return float((edges[peak] + edges[peak + 1]) / 2)
+
+
+def slice_spacing_mm(image: sitk.Image) -> float:
+    """Spacing along the axis closest to head-feet (the slice axis of an axial scan)."""
+    letters = _axis_letters(image)
+    axis = next(i for i, letter in enumerate(letters) if letter in "SI")
+    return float(image.GetSpacing()[axis])
+
+
+def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: QualityLimits) -> list[dict]:
+    flags = []
+    lo_ml, hi_ml = limits.lobe_volume_range_ml
+    for lobe in LOBES:
+        name, entry = LOBE_NAMES[lobe], measures[lobe.name]
+        volume, share = entry["volume_ml"], entry["share_of_lung_percent"]
+        if volume == 0:
+            flags.append(_flag("lobe_missing", "error", f"no {name} in the mask: its measures are empty", lobe))
+            continue
+        if contacts[lobe]:
+            where = ", ".join(contacts[lobe])
+            flags.append(_flag("lobe_at_fov_edge", "warning",
+                               f"the {name} touches the field of view ({where}): its volume is a lower bound", lobe))
+        if not lo_ml <= volume <= hi_ml:
+            flags.append(_flag("lobe_volume_implausible", "warning",
+                               f"{name} volume {volume:.0f} mL is outside {lo_ml:.0f}-{hi_ml:.0f} mL", lobe,
+                               value=volume, limit=[lo_ml, hi_ml]))
+        lo_share, hi_share = limits.lobe_share_range_percent[lobe.name]
+        if share is not None and not lo_share <= share <= hi_share:
+            flags.append(_flag("lobe_share_implausible", "warning",
+                               f"{name} is {share:.1f} % of the lungs, outside {lo_share:g}-{hi_share:g} %", lobe,
+                               value=share, limit=[lo_share, hi_share]))
+    return flags
+
+
+def _image_flags(estimates: dict, low_confidence_share: float, limits: QualityLimits) -> list[dict]:
+    flags = []
+    peak = estimates["air_peak_hu"]
+    if peak is None or abs(peak - limits.air_hu) > limits.air_peak_tolerance_hu:
+        seen = "no air peak" if peak is None else f"the air peak at {peak:.0f} HU"
+        flags.append(_flag("intensity_not_hu", "error",
+                           f"{seen}, not near {limits.air_hu:.0f} HU: the image may not be calibrated in HU, "
+                           "so the density measures are not meaningful", value=peak, limit=limits.air_hu))
+    spacing = estimates["slice_spacing_mm"]
+    if spacing > limits.max_slice_spacing_mm:
+        flags.append(_flag("thick_slices", "warning",
+                           f"slices {spacing:.2f} mm apart (over {limits.max_slice_spacing_mm:g} mm): partial volume "
+                           "biases the density measures and the lobe borders", value=spacing, limit=limits.max_slice_spacing_mm))
+    noise = estimates["noise_hu"]
+    if noise is not None and noise > limits.max_noise_hu:
+        flags.append(_flag("noisy_image", "warning",
+                           f"image noise about {noise:.0f} HU (over {limits.max_noise_hu:g}): a sharp kernel or low dose; "
+                           "LAA-950 and the 15th percentile are biased", value=noise, limit=limits.max_noise_hu))
+    if low_confidence_share > limits.max_low_confidence_share:
+        flags.append(_flag("low_confidence", "warning",
+                           f"{100 * low_confidence_share:.1f} % of the lung voxels were given a lobe with low confidence "
+                           "(winning probability under 0.5): check the lobe borders",
+                           value=round(low_confidence_share, 4), limit=limits.max_low_confidence_share))
+    return flags
+
+
+def assess_quality(
+    image: sitk.Image,
+    mask: sitk.Image,
+    measures: dict,
+    low_confidence_share: float = 0.0,
+    limits: QualityLimits | None = None,
+) -> QualityReport:
+    """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares)."""
+    limits = limits or QualityLimits()
+    hu = sitk.GetArrayViewFromImage(image)
+    estimates = {
+        "noise_hu": _rounded(noise_hu(image, mask, limits)),
+        "air_peak_hu": _rounded(air_peak_hu(hu, limits)),
+        "slice_spacing_mm": round(slice_spacing_mm(image), 4),
+    }
+    flags = _lobe_flags(measures, fov_contacts(image, mask), limits)
+    flags += _image_flags(estimates, low_confidence_share, limits)
+    return QualityReport(flags=flags, estimates=estimates)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
