@@ -9,6 +9,9 @@ resampled onto a regular grid with a warning; one with large gaps is refused (do
 
 from __future__ import annotations
 
+import gzip
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +67,8 @@ def read_image(path: str | Path) -> LoadedImage:
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: {_first_line(exc)}") from exc
     _check_reader_header(reader, path)
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_stream(path, _data_bytes(reader))
     try:
         with quiet_native_stderr():
             image = reader.Execute()
@@ -81,6 +86,45 @@ def _check_reader_header(reader: sitk.ImageFileReader, path: Path) -> None:
         )
     except InputError as exc:
         raise InputError(f"{path.name}: {exc}") from exc
+
+
+def _data_bytes(reader: sitk.ImageFileReader) -> int:
+    """Bytes of pixel data the header announces."""
+    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
+    voxels = int(np.prod([int(s) for s in reader.GetSize()], dtype=object))
+    return voxels * probe.GetSizeOfPixelComponent() * reader.GetNumberOfComponents()
+
+
+def _check_gzip_stream(path: Path, data_bytes: int) -> None:
+    """A whole gzip stream holding at least the announced data.
+
+    ITK's NIfTI reader fills what a truncated .nii.gz lacks with zeros, silently: zeros are
+    water in HU, so the scan would pass every later check. Streamed in chunks, never held.
+    """
+    total, offset = 0, 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                if total == 0:
+                    offset = _nifti_data_offset(chunk)
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"cannot read {path}: truncated or corrupt gzip data ({exc})") from exc
+    if total - offset < data_bytes:
+        raise InputError(
+            f"cannot read {path}: the file holds {max(total - offset, 0)} bytes of pixel data, "
+            f"its header announces {data_bytes}"
+        )
+
+
+def _nifti_data_offset(head: bytes) -> int:
+    """vox_offset of a NIfTI-1 header (either byte order); 0 where it is not one."""
+    if len(head) < 112:
+        return 0
+    for order in "<>":
+        if struct.unpack(order + "i", head[:4])[0] == 348:
+            return max(int(struct.unpack(order + "f", head[108:112])[0]), 348)
+    return 0
 
 
 def _read_dicom_folder(folder: Path) -> LoadedImage:

@@ -134,7 +134,7 @@ def _likely_kind(sample: np.ndarray) -> str:
     """A guess at what the image is instead, to make the error message actionable."""
     integral = sample.dtype.kind in "iub" or bool(np.all(sample == np.round(sample)))
     values = np.unique(sample) if integral else np.empty(0)
-    if integral and 0 < values.size <= 32 and values.min() >= 0:
+    if integral and 0 < values.size <= 32 and values.min() >= 0 and values.max() <= 255:
         return f"it looks like a label image ({values.size} distinct values from {values.min():g} to {values.max():g})"
     low, high = float(sample.min()), float(sample.max())
     body = sample[sample > 200]
