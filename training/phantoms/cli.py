@@ -25,6 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=lambda t: _triple(t, float), help="mm X,Y,Z; default drawn from the seed")
     p.add_argument("--pathology", help=f"comma-separated subset of {','.join(PATHOLOGIES)}; default: random mix")
     p.add_argument("--noise-sigma", type=float, help="image noise (HU); default 10-80 drawn from the seed")
+    p.add_argument("--cycle-pathology", action="store_true", help="give case i the i-th listed pathology (in turn) instead of a seeded draw")
+    p.add_argument("--image-dir", default="images", help="sub-folder of --out for the images (default images)")
     p.add_argument("--names", help="comma-separated case names (one per case); default phantom-SEED")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -39,7 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     options = PhantomOptions(size_xyz=args.size, spacing_mm=args.spacing, noise_sigma_hu=args.noise_sigma)
     seeds = range(args.seed, args.seed + args.n)
-    rows = write_dataset(args.out, seeds, options, names=names, pathologies=kinds, progress=not args.no_progress)
+    rows = write_dataset(
+        args.out,
+        seeds,
+        options,
+        names=names,
+        pathologies=kinds,
+        progress=not args.no_progress,
+        cycle_pathologies=args.cycle_pathology,
+        image_dir=args.image_dir,
+    )
     print(f"wrote {len(rows)} cases to {args.out}", file=sys.stderr)
     return 0
 

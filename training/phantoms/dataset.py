@@ -37,12 +37,16 @@ def _atomic_csv(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def case_options(seed: int, options: PhantomOptions, pathologies: Sequence[str] | None) -> PhantomOptions:
-    """The options of one case when the batch allows several pathologies (chosen from the seed)."""
+def case_options(
+    seed: int, options: PhantomOptions, pathologies: Sequence[str] | None, index: int | None = None
+) -> PhantomOptions:
+    """The options of one case when the batch allows several pathologies: chosen from the seed,
+    or, given the case's ``index`` in the batch, taken in turn."""
     if not pathologies:
         return options
     kinds = list(pathologies)
-    return replace(options, pathology=kinds[int(stream(seed, "batch-pathology").integers(len(kinds)))])
+    pick = index % len(kinds) if index is not None else int(stream(seed, "batch-pathology").integers(len(kinds)))
+    return replace(options, pathology=kinds[pick])
 
 
 def write_dataset(
@@ -52,21 +56,29 @@ def write_dataset(
     names: Sequence[str] | None = None,
     pathologies: Sequence[str] | None = None,
     progress: bool = True,
+    cycle_pathologies: bool = False,
+    image_dir: str = "images",
+    label_dir: str = "labels",
 ) -> list[dict]:
-    """Generate one case per seed into ``out_dir``; returns the cases.csv rows."""
+    """Generate one case per seed into ``out_dir``; returns the cases.csv rows.
+
+    ``pathologies``: the kinds allowed in the batch, drawn per case from its seed, or taken in turn
+    with ``cycle_pathologies``. ``image_dir``/``label_dir``: the sub-folders (images/, labels/).
+    """
     options = options or PhantomOptions()
     seeds = list(seeds)
     if names is not None and len(names) != len(seeds):
         raise ValueError(f"{len(names)} names for {len(seeds)} seeds")
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / image_dir).mkdir(parents=True, exist_ok=True)
+    (out / label_dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for i, seed in enumerate(tqdm(seeds, desc="phantoms", unit="case", disable=not progress)):
         name = names[i] if names is not None else f"phantom-{seed:06d}"
-        case = generate_case(seed, case_options(seed, options, pathologies), name=name)
-        _atomic_image(case.image, out / "images" / f"{name}.mha")
-        _atomic_image(case.label, out / "labels" / f"{name}.mha")
+        opts = case_options(seed, options, pathologies, i if cycle_pathologies else None)
+        case = generate_case(seed, opts, name=name)
+        _atomic_image(case.image, out / image_dir / f"{name}.mha")
+        _atomic_image(case.label, out / label_dir / f"{name}.mha")
         rows.append(case.meta)
     _atomic_csv(rows, out / "cases.csv")
     return rows

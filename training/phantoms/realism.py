@@ -129,23 +129,28 @@ def _nps_peak(hu: np.ndarray, region: np.ndarray, spacing_xy: float, rng: np.ran
     return float(centres[int(np.argmax(radial))])
 
 
-def _dome_heights(lungs: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float]:
-    """Height (mm) of each dome top above the lowest lung point of that side: (right, left)."""
-    out = []
+def _dome_tops(lungs: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(right dome, left dome) heights above their deepest recess, and right minus left dome top (mm).
+
+    Uses the lateral half of each lung (away from the heart and mediastinum): per column, the
+    lowest lung voxel traces the diaphragm; its highest point is the dome top.
+    """
+    tops, heights = [], []
     mid = np.median(np.argwhere(body)[:, 2])
-    for side in (-1, +1):  # LPS: right lung has the smaller x index
-        xs = np.arange(lungs.shape[2])
+    xs = np.arange(lungs.shape[2])
+    for side in (-1, +1):  # LPS: the right lung has the smaller x index
         half = lungs & ((side * (xs - mid)) > 0)[None, None, :]
-        if not half.any():
-            out.append(float("nan"))
+        cols = np.argwhere(half.any(axis=0))
+        if len(cols) == 0:
+            tops.append(np.nan)
+            heights.append(np.nan)
             continue
-        has = half.any(axis=0)
-        lowest = np.argmax(half, axis=0).astype(float)  # first z (inferior) with lung per column
-        lowest[~has] = np.nan
-        inner = ndimage.binary_erosion(has, iterations=3)
-        dome_top = np.nanmax(np.where(inner, lowest, np.nan)) if inner.any() else np.nan
-        out.append(float((dome_top - np.nanmin(lowest)) * spacing[2]))
-    return out[0], out[1]
+        lateral = side * (cols[:, 1] - np.median(cols[:, 1])) > 0
+        lowest = np.argmax(half, axis=0)[cols[lateral, 0], cols[lateral, 1]].astype(float)
+        top, deep = np.percentile(lowest, 98), lowest.min()
+        tops.append(top * spacing[2])
+        heights.append((top - deep) * spacing[2])
+    return heights[0], heights[1], tops[0] - tops[1]
 
 
 def measure(image: sitk.Image, rng: np.random.Generator) -> dict[str, float]:
@@ -161,7 +166,7 @@ def measure(image: sitk.Image, rng: np.random.Generator) -> dict[str, float]:
     bext = (bidx.max(0) - bidx.min(0) + 1) * np.array([sy, sx]) if len(bidx) else np.zeros(2)
     soft = body & (hu > -50) & (hu < 120) & ~ndimage.binary_dilation(lungs, iterations=2)
     outside = ~ndimage.binary_dilation(body, iterations=3) & (hu > -1500) & (hu < -850)
-    dome_r, dome_l = _dome_heights(lungs, body, image.GetSpacing())
+    dome_r, dome_l, dome_diff = _dome_tops(lungs, body, image.GetSpacing())
     return {
         "lung volume (ml)": float(lungs.sum() * sx * sy * sz / 1000),
         "lung width L-R (mm)": float(ext[2]),
@@ -178,6 +183,7 @@ def measure(image: sitk.Image, rng: np.random.Generator) -> dict[str, float]:
         "body depth at widest lung slice (mm)": float(bext[0]),
         "right dome height above its recess (mm)": dome_r,
         "left dome height above its recess (mm)": dome_l,
+        "right dome top minus left dome top (mm)": dome_diff,
     }
 
 
@@ -265,7 +271,7 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
         "",
-        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about a minute).",
+        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; a few minutes).",
         "",
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
