@@ -13,13 +13,15 @@ from tqdm import tqdm
 from algorithm import __version__
 from algorithm.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
+from algorithm.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.errors import InputError, OutputError, ResourceError
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import segment
+from algorithm.preview import render_preview
 from algorithm.reading import case_name, is_image_file, read_image
 from algorithm.quiet import silence_itk_warnings
 from algorithm.writing import (
-    ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_mask,
+    ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_mask, write_png,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
+    predict.add_argument("--dicom-seg", action="store_true", help="also write NAME_lobes_seg.dcm, a DICOM Segmentation (DICOM folder input; needs highdicom)")
     commands.add_parser("gc", help="grand-challenge.org container mode (reads /input, writes /output)")
     return parser
 
@@ -132,6 +136,8 @@ def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
     if json_path.exists() and mask_path.exists() and not args.overwrite:
         print(f"{name}: outputs exist, skipped (use --overwrite to redo)", file=sys.stderr)
         return "skipped"
+    if args.dicom_seg:
+        _check_dicom_seg(path)
     started = time.perf_counter()
     loaded = read_image(path)
     for warning in loaded.warnings:
@@ -148,9 +154,20 @@ def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
     }
     # mask first, JSON last: a JSON means the case is complete
     write_mask(result.mask, mask_path)
+    if not args.no_preview:
+        write_png(render_preview(loaded.image, result.mask, report), output_path(args.output, f"{name}_lobes_preview.png"))
+    if args.dicom_seg:
+        write_dicom_seg(result.mask, path, output_path(args.output, f"{name}_lobes_seg.dcm"))
     write_json(report, json_path)
     _print_summary(name, report, mask_path, json_path)
     return "done"
+
+
+def _check_dicom_seg(path: Path) -> None:
+    """Before any work: a DICOM-SEG needs the source series and the optional highdicom."""
+    if not path.is_dir():
+        raise InputError(f"--dicom-seg needs a DICOM folder as input (the object references its series), not {path.name}")
+    require_highdicom()
 
 
 def _print_summary(name: str, report: dict, mask_path: Path, json_path: Path) -> None:

@@ -61,7 +61,7 @@ class DensityParameters:
     consolidation_min_hu: float = -250.0  # ... to here (inclusive); consolidation: strictly above
     thin_structure_radius_mm: float = 3.0  # ground glass: opening ball, removes fissures, rims, speckle
     vessel_radius_mm: float = 4.5  # consolidation: opening ball, removes vessels up to ~9 mm across
-    none_below_percent: float = 0.5  # involvement below this is band 0 ("none"): the noise floor
+    none_below_percent: float = 1.0  # involvement below this is band 0 ("none"): the filtered floor of healthy lungs
     band_upper_percent: tuple[float, float, float, float] = (5.0, 25.0, 50.0, 75.0)  # bands 1-4
 
     def as_dict(self) -> dict:

@@ -14,9 +14,11 @@ from algorithm.checkpoint import Checkpoint
 from algorithm.errors import InputError
 from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import label_map
+from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import labels_to_input_grid, preprocess
+from algorithm.quality import assess_quality
 from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
 
@@ -74,6 +76,7 @@ def segment(
     t = clock.lap("postprocess", t)
     warnings += prediction.warnings + coverage_warnings(mask)
     report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)
+    clock.lap("measures", t)  # density measures and quality flags
     report["warnings"] = warnings
     report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
     report["network_grid"]["stage2_tile_out_zyx"] = list(prediction.plan.size_out_zyx)
@@ -83,6 +86,8 @@ def segment(
 def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels) -> dict:
     lung = labels > 0
     low_confidence = float(np.mean(prediction.confidence[lung] < 0.5)) if lung.any() else 0.0
+    measures = lobe_measures(image, mask)
+    quality = assess_quality(image, mask, measures, low_confidence)
     return {
         "software": {"name": "ctsunet-lobes", "version": __version__},
         "label_map": label_map(),
@@ -103,4 +108,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
         },
         "device": str(device),
         "low_confidence_lung_share": round(low_confidence, 4),
+        "measures": measures,
+        "quality_flags": quality.flags,
+        "quality_estimates": quality.estimates,
     }
