@@ -194,7 +194,7 @@ def sample_lungs(seed: int) -> LungParams:
         # The minor fissure is incomplete more often than the oblique ones.
         fissure_visible=(_visible_fraction(rng, 0.3), _visible_fraction(rng, 0.3), _visible_fraction(rng, 0.6)),
         fissure_hu=_u(rng, -720, -620),
-        parenchyma_hu=_u(rng, -885, -840),
+        parenchyma_hu=_u(rng, -895, -845),
         gravity_gradient_hu=_u(rng, 15, 50),
         texture_hu=_u(rng, 14, 32),
         vessel_hu=_u(rng, 30, 50),
@@ -290,7 +290,8 @@ def sample_pathology(seed: int, options: PhantomOptions) -> PathologyParams:
 
 def fit_to_fov(body: BodyParams, fov_mm: float) -> BodyParams:
     """Shrink the patient's cross-section so that both lungs fit a small field of view."""
-    lung_width_mm = 2 * (body.lung_center_x_mm + body.lung_half_width_mm) + 20.0
+    # The lungs widen by up to 6 % at the base; keep 15 mm of chest wall on each side in view.
+    lung_width_mm = 2.12 * (body.lung_center_x_mm + body.lung_half_width_mm) + 30.0
     if lung_width_mm <= fov_mm:
         return body
     f = fov_mm / lung_width_mm

@@ -77,20 +77,22 @@ def _fill_2d(mask: np.ndarray) -> np.ndarray:
 
 
 def masks(hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(body, lungs) by thresholds: lungs are air inside the body, vessels filled in."""
+    """(body, lungs) by thresholds; vessels inside the lungs are filled in."""
     body = hu > -500
     body = ndimage.binary_opening(body, iterations=2)
     lab, n = ndimage.label(body)
     if n:
         body = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
     body = _fill_2d(body)
-    air_inside = body & (hu < -400)
-    lab, n = ndimage.label(air_inside)
+    # Lungs: air components that touch no side of the field of view (outside air, table foam do).
+    lab, n = ndimage.label(hu < -400)
     if n == 0:
-        return body, air_inside
+        return body, lab > 0
+    edge = np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    lab[np.isin(lab, edge)] = 0
     sizes = np.bincount(lab.ravel())[1:]
     keep = np.argsort(sizes)[::-1][:2]
-    keep = [k + 1 for k in keep if sizes[k] > 0.1 * sizes.max()]
+    keep = [k + 1 for k in keep if sizes[k] > 0.1 * sizes.max() and sizes[k] > 0]
     lungs = _fill_2d(np.isin(lab, keep))
     return body, lungs
 
@@ -275,8 +277,8 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
         "",
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
-        "threshold pipeline (body: > -500 HU, largest component, holes filled; lungs: < -400 HU inside "
-        "the body, two largest components, holes filled so vessels count), not through the phantom "
+        "threshold pipeline (body: > -500 HU, largest component, holes filled; lungs: the two largest "
+        "components below -400 HU that do not touch the sides of the field of view, holes filled so vessels count), not through the phantom "
         "labels. **differs** marks a real value more than 15 % outside the phantoms' range.",
         "",
         "![phantoms beside a real scan](img/phantoms.png)",
