@@ -13,6 +13,7 @@ are functions of the step), best score and RNG states.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -189,7 +190,8 @@ def plot_curves(records: list[dict], path: Path) -> None:
     ax2.set_xlabel("step")
     ax2.set_ylabel("validation IoU (mean of lobes)")
     ax2.set_ylim(0, 1)
-    ax2.legend()
+    if val:
+        ax2.legend()
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -395,9 +397,24 @@ class Trainer:
             bar.set_postfix(loss=f"{record['loss']:.4f}", s_per_step=f"{record['time_s']:.1f}")
             self._periodic(cache, val_keys, log)
         bar.close()
+        if info.world_size > 1:
+            self.check_ranks_in_sync()
         if info.is_main:
             print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s; run folder {self.out_dir}", file=sys.stderr)
         return 0
+
+    def check_ranks_in_sync(self) -> None:
+        """Every rank's weight digest to ranks.json; a warning if they differ (they must not)."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digests: list = [None] * self.info.world_size
+        dist.all_gather_object(digests, digest.hexdigest())
+        if self.info.is_main:
+            data_mod.atomic_write_bytes(self.out_dir / "ranks.json", json.dumps({"step": self.step, "digests": digests}).encode())
+            if len(set(digests)) > 1:
+                print(f"WARNING: ranks hold different weights after step {self.step}: {digests}", file=sys.stderr)
 
     def _periodic(self, cache: data_mod.PreprocessedCache, val_keys: list[str], log: MetricsLog | None) -> None:
         cfg = self.config

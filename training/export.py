@@ -1,0 +1,74 @@
+"""``python -m training export CKPT --out algorithm/weights/ctsunet.pt``
+
+Writes a training checkpoint (``last.pt`` / ``best.pt`` of a run folder, or the folder itself,
+which picks best.pt when it exists) in the shipped format of ``algorithm.checkpoint``: fp16
+weights, the InferenceSettings the run was trained with (grid, stage-II patch and tile, margin,
+network switches), the label map and a sha256. The written file is loaded back and verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from algorithm.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
+from algorithm.network import CTSUNet, NetworkConfig
+from training.config import config_from_dict
+from training.train import CHECKPOINT_FORMAT
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A run folder means its best.pt (else last.pt)."""
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"no best.pt or last.pt in {path}")
+    return path
+
+
+def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
+    """Convert; returns the sha256 of the written checkpoint."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
+    config = config_from_dict(payload["config"])
+    if config.model.kind != "ctsunet":
+        raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")
+    network = NetworkConfig(nonlocal_mode=config.model.nonlocal_mode)
+    model = CTSUNet(network)
+    model.load_state_dict(payload["model"])
+    settings = InferenceSettings(
+        inplane_size=config.inplane_size,
+        train_patch_in=config.patch_in,
+        tile_out=config.tile_out,
+        bbox_margin_mm=config.bbox_margin_mm,
+        network=network.to_dict(),
+    )
+    extra = {
+        "training": {
+            "config_name": config.name,
+            "step": int(payload["step"]),
+            "max_iters": config.optim.max_iters,
+            "best_validation": payload.get("best"),
+            "source_checkpoint": checkpoint.name,
+        }
+    }
+    digest = save_checkpoint(model, settings, out, config.trained_on or config.name, extra, half_precision)
+    load_checkpoint(out)  # verify the file round-trips (format, sha256, shapes)
+    return digest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder")
+    parser.add_argument("--out", required=True, type=Path, help="shipped checkpoint to write")
+    parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16 storage)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    source = resolve_checkpoint(args.checkpoint)
+    digest = export(source, args.out, half_precision=not args.fp32)
+    print(f"wrote {args.out} from {source} (sha256 {digest})")
+    return 0
