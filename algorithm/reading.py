@@ -59,6 +59,8 @@ def read_image(path: str | Path) -> LoadedImage:
         raise InputError(f"input not found: {path}")
     if path.is_dir():
         return _read_dicom_folder(path)
+    if path.name.lower().endswith((".mha", ".mhd")):
+        _precheck_metaimage_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -75,6 +77,50 @@ def read_image(path: str | Path) -> LoadedImage:
     except (RuntimeError, MemoryError) as exc:
         raise InputError(f"cannot read {path}: {_first_line(exc)}") from exc
     return LoadedImage(image=image, source=path, description=f"file {path.name}")
+
+
+MAX_METAIMAGE_HEADER = 1 << 16
+
+
+def _precheck_metaimage_header(path: Path) -> None:
+    """The MetaImage fields MetaIO trusts blindly (``NDims = -1`` crashes it with a segfault)."""
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_METAIMAGE_HEADER)
+    fields = {}
+    for raw in head.split(b"\n"):
+        key, sep, value = raw.partition(b"=")
+        if not sep:
+            continue
+        fields[key.strip().decode("latin-1")] = value.strip().decode("latin-1")
+        if key.strip() == b"ElementDataFile":
+            break
+    problem = _metaimage_problem(fields)
+    if problem:
+        raise InputError(f"cannot read {path}: malformed MetaImage header ({problem})")
+
+
+def _metaimage_problem(fields: dict[str, str]) -> str | None:
+    try:
+        dims = int(fields.get("NDims", ""))
+    except ValueError:
+        return f"NDims = {fields.get('NDims', 'missing')!r}"
+    if not 1 <= dims <= 8:
+        return f"NDims = {dims}"
+    for key in ("DimSize", "ElementSpacing", "ElementSize", "Offset", "Origin", "Position"):
+        if key not in fields:
+            continue
+        values = fields[key].split()
+        if len(values) < dims:
+            return f"{key} has {len(values)} values for {dims} dimensions"
+        try:
+            numbers = [float(v) for v in values[:dims]]
+        except ValueError:
+            return f"{key} = {fields[key]!r}"
+        if key == "DimSize" and any(n < 0 or n != int(n) for n in numbers):
+            return f"DimSize = {fields[key]!r}"
+    if "DimSize" not in fields:
+        return "no DimSize"
+    return None
 
 
 def _check_reader_header(reader: sitk.ImageFileReader, path: Path) -> None:

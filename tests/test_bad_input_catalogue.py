@@ -159,6 +159,8 @@ def _refused_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         write_mha_header(tmp_path / name, {"ElementSpacing": "5.5 5.5 6", **geometry, **fields}, pixels)
         cases[name] = (tmp_path / name, message)
     noise = np.random.default_rng(2).integers(-20, 21, hu.shape)
+    write_mha_header(tmp_path / "ndims-minus-one.mha", {"NDims": "-1", **geometry}, pixels)  # MetaIO segfaulted
+    cases["ndims-minus-one.mha"] = (tmp_path / "ndims-minus-one.mha", "malformed MetaImage header (NDims = -1)")
     raw = (hu.astype(np.int32) + 1024 + noise).clip(0, 4095).astype(np.uint16)
     raw[hu > 0] += 1400  # bone-like values up to the 12-bit range
     raw[:, :, 32:] = (hu[:, :, 32:].astype(np.int32) + 1024 + noise[:, :, 32:]).clip(0, 4095)
@@ -220,7 +222,7 @@ REFUSED = [
     "truncated.nii.gz", "corrupt-header.nii.gz", "short-data.nii.gz", "bad-dims.nii.gz", "truncated-data.nrrd",
     "corrupt-header.nrrd", "not-nrrd.nrrd", "zero-size.mha", "one-slice.mha", "nan.mha", "inf.mha",
     "zero-spacing.mha", "negative-spacing.mha", "degenerate-direction.mha", "sheared-direction.mha",
-    "raw-stored.mha", "labels.nii.gz", "mr.nii.gz", "head.mha", "abdomen.nrrd",
+    "ndims-minus-one.mha", "raw-stored.mha", "labels.nii.gz", "mr.nii.gz", "head.mha", "abdomen.nrrd",
 ]
 
 
