@@ -112,6 +112,7 @@ class ScanParams:
     spacing_mm: tuple[float, float, float]
     z_top_mm: float  # patient Z of the top of the scan range
     noise_sigma_hu: float
+    air_noise_ratio: float  # noise outside the body relative to inside (less attenuation there)
     noise_cutoff_cyc_per_mm: float  # reconstruction kernel: where the noise spectrum falls off
     sharpening: float  # edge enhancement of sharp kernels (0 = soft kernel)
     pad_value_hu: int | None  # value outside the reconstruction circle, None: no circle
@@ -248,6 +249,7 @@ def sample_scan(seed: int, options: PhantomOptions, body: BodyParams) -> ScanPar
         spacing_mm=spacing,
         z_top_mm=z_top,
         noise_sigma_hu=sigma,
+        air_noise_ratio=_u(rng, 0.55, 0.8),
         noise_cutoff_cyc_per_mm=_u(rng, 0.55, 0.9) if sharp else _u(rng, 0.25, 0.45),
         sharpening=_u(rng, 0.3, 0.8) if sharp else 0.0,
         pad_value_hu=pad,

@@ -97,13 +97,17 @@ def _compose_lungs(params: CaseParams, th: Thorax, model: Grid, frame: PatientFr
     return hu, label, lobes, extents, trees
 
 
-def _render_output(hu_model: np.ndarray, model: Grid, out: Grid, params: CaseParams) -> np.ndarray:
+def _render_output(hu_model: np.ndarray, body_model: np.ndarray, model: Grid, out: Grid, params: CaseParams) -> np.ndarray:
     """Resample to the output grid slice by slice, add noise, clip and pad: int16 [z, y, x]."""
     rng = stream(params.seed, "noise")
     scan = params.scan
     nz, ny, nx = out.shape_zyx
     bank = noise_bank(rng, ny, nx, scan.spacing_mm[:2], scan.noise_cutoff_cyc_per_mm)
     zlo, zhi, zw = linear_weights(model, out)[0]
+    # Noise is weaker outside the body (no attenuation): a per-slice map from the body mask.
+    iz, iy, ix = nearest_indices(model, out)
+    body_xy = body_model.take(iy, axis=1).take(ix, axis=2)
+    air_factor = np.float32(scan.air_noise_ratio)
     one = Grid((1,) + model.shape_zyx[1:], model.spacing_mm, model.origin_mm)
     one_out = Grid((1,) + out.shape_zyx[1:], (out.spacing_mm[0], out.spacing_mm[1], model.spacing_mm[2]), model.origin_mm)
     cache: dict[int, np.ndarray] = {}
@@ -124,7 +128,8 @@ def _render_output(hu_model: np.ndarray, model: Grid, out: Grid, params: CasePar
     image = np.empty(out.shape_zyx, dtype=np.int16)
     for k in range(nz):
         s = xy(int(zlo[k])) * (1.0 - zw[k]) + xy(int(zhi[k])) * zw[k]
-        s += (scan.noise_sigma_hu * float(rng.uniform(0.93, 1.07))) * noise_slice(rng, bank)
+        noise = noise_slice(rng, bank) * np.float32(scan.noise_sigma_hu * float(rng.uniform(0.93, 1.07)))
+        s += np.where(body_xy[iz[k]], noise, noise * air_factor)
         np.clip(s, HU_MIN, HU_MAX, out=s)
         if pad is not None:
             s[pad] = scan.pad_value_hu
@@ -198,7 +203,7 @@ def generate_case(seed: int, options: PhantomOptions | None = None, name: str | 
     body = render_body(th, model, frame, *coords, stream(seed, "body-render"))
     hu, label, lobes, extents, _ = _compose_lungs(params, th, model, frame, coords, body, seed)
     hu = apply_kernel(hu, model.spacing_mm[::-1], params.scan.sharpening)
-    image = _render_output(hu, model, out, params)
+    image = _render_output(hu, body.inside_body, model, out, params)
     label_out = upsample_nearest(label, model, out)
     fissures = None
     if options.with_fissure_map:

@@ -84,17 +84,26 @@ def masks(hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n:
         body = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
     body = _fill_2d(body)
-    # Lungs: air components that touch no side of the field of view (outside air, table foam do).
-    lab, n = ndimage.label(hu < -400)
-    if n == 0:
-        return body, lab > 0
+    # Lungs, two ways, keeping the larger: air components that touch no side of the field of view
+    # (fails when a crop cuts the lungs), or air inside the filled body (fails when the field of
+    # view cuts the chest wall open).
+    air = hu < -400
+    lab, n = ndimage.label(air)
     edge = np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
     lab[np.isin(lab, edge)] = 0
+    by_edge = _two_largest(lab)
+    by_body = _two_largest(ndimage.label(air & body)[0])
+    lungs = by_edge if by_edge.sum() >= by_body.sum() else by_body
+    return body, _fill_2d(lungs)
+
+
+def _two_largest(lab: np.ndarray) -> np.ndarray:
+    """The two largest labelled components (the second only if at least 10 % of the first)."""
     sizes = np.bincount(lab.ravel())[1:]
-    keep = np.argsort(sizes)[::-1][:2]
-    keep = [k + 1 for k in keep if sizes[k] > 0.1 * sizes.max() and sizes[k] > 0]
-    lungs = _fill_2d(np.isin(lab, keep))
-    return body, lungs
+    if len(sizes) == 0 or sizes.max() == 0:
+        return np.zeros(lab.shape, dtype=bool)
+    keep = [k + 1 for k in np.argsort(sizes)[::-1][:2] if sizes[k] > 0.1 * sizes.max()]
+    return np.isin(lab, keep)
 
 
 def _local_noise(hu: np.ndarray, region: np.ndarray) -> float:
@@ -278,7 +287,8 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
         "threshold pipeline (body: > -500 HU, largest component, holes filled; lungs: the two largest "
-        "components below -400 HU that do not touch the sides of the field of view, holes filled so vessels count), not through the phantom "
+        "components below -400 HU that do not touch the sides of the field of view, or inside the body, "
+        "whichever is larger; holes filled so vessels count), not through the phantom "
         "labels. **differs** marks a real value more than 15 % outside the phantoms' range.",
         "",
         "![phantoms beside a real scan](img/phantoms.png)",
