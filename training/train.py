@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.checkpoint import CheckpointError, load_checkpoint
 from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import LOBES
 from algorithm.network import CTSUNet, NetworkConfig, UNet3D
@@ -112,11 +112,15 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     """Weights from a shipped checkpoint (algorithm format) or a training checkpoint."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
-        state = payload["model"]
-    else:
+    try:
         state = load_checkpoint(path).model.state_dict()
+    except CheckpointError:
+        # a training checkpoint (it holds RNG states, so it is not weights_only-loadable):
+        # the same trust as --resume places in the run folder
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if not (isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT):
+            raise
+        state = payload["model"]
     model.load_state_dict({k: v.float() for k, v in state.items()})
 
 
