@@ -13,6 +13,7 @@ are functions of the step), best score and RNG states.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import math
@@ -66,7 +67,8 @@ def setup_distributed(device_kind: str) -> DistInfo:
     if world <= 1:
         return DistInfo()
     backend = "nccl" if device_kind == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
+    # rank 0 validates while the others wait at a barrier: allow long validations
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -386,7 +388,11 @@ class Trainer:
         log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None) if info.is_main else None
         find_unused = cfg.run.stage1_only_iters > 0 and cfg.model.kind == "ctsunet"
         self.wrapped = (
-            DistributedDataParallel(self.step_module, find_unused_parameters=find_unused)
+            DistributedDataParallel(
+                self.step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused,
+            )
             if info.world_size > 1
             else self.step_module
         )
