@@ -114,7 +114,7 @@ def test_evaluate_command_writes_table_plots_and_wilcoxon(tmp_path):
         if case == 0:
             bad[bad == 5] = 0  # a missing lobe in one case
         _write(dirs["a"] / f"c{case}.nii.gz", good)
-        _write(dirs["b"] / f"c{case}.mha", bad)
+        _write(dirs["b"] / f"c{case}_lobes.mha", bad)  # the name algorithm predict writes
     out = tmp_path / "report"
     code = evaluate.main(["--pred", str(dirs["a"]), "--ref", str(dirs["ref"]), "--vs", str(dirs["b"]), "--out", str(out)])
     assert code == 0

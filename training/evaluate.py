@@ -9,7 +9,8 @@ Per case and per lobe IoU and HD95 (mm) on the reference's own grid (paper IV.E)
   Bonferroni-corrected over the lobes and the overall score (6 tests per metric);
 * ``boxplot_iou.png`` (and ``boxplot_hd95.png``): per-lobe box plots like Fig. 2.
 
-Predictions and references pair by file name (mha, nii, nii.gz, nrrd, mhd). A prediction must
+Predictions and references pair by file name (mha, nii, nii.gz, nrrd, mhd); a prediction
+``NAME_lobes.mha`` (what ``python -m algorithm predict`` writes) pairs with reference ``NAME``. A prediction must
 have the reference's size; its spacing is taken from the reference (the original grid).
 """
 
@@ -30,6 +31,7 @@ from training.metrics import lobe_scores
 
 LOBE_NAMES = [lobe.name for lobe in LOBES]
 COLUMNS = ["Overall", *LOBE_NAMES]
+PREDICTION_SUFFIX = "_lobes"  # the mask name suffix of ``python -m algorithm predict``
 SIGNIFICANCE = 0.01  # paper: p < 0.01 with Bonferroni correction
 
 
@@ -44,6 +46,10 @@ def evaluate_folder(pred_dir: Path, ref_dir: Path, remap: str = "paper", pred_re
     A reference without a prediction is an error: dropping it would flatter the mean.
     """
     refs, preds = _image_files(ref_dir), _image_files(pred_dir)
+    # ``python -m algorithm predict`` writes NAME_lobes.mha: pair it with NAME
+    for name, path in list(preds.items()):
+        if name.endswith(PREDICTION_SUFFIX) and name[: -len(PREDICTION_SUFFIX)] not in preds:
+            preds[name[: -len(PREDICTION_SUFFIX)]] = path
     missing = sorted(set(refs) - set(preds))
     if missing:
         raise FileNotFoundError(f"{len(missing)} reference(s) have no prediction in {pred_dir}, e.g. {missing[0]}")
