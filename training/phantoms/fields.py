@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 
 def _lerp_axis(a: np.ndarray, axis: int, n: int) -> np.ndarray:
@@ -27,11 +26,6 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cells: int | 
     for axis in np.argsort([n / c for n, c in zip(shape, coarse_shape)]):
         field = _lerp_axis(field, int(axis), shape[axis])
     return field
-
-
-def sample_field_at(field: np.ndarray, index_zyx: np.ndarray) -> np.ndarray:
-    """Linear interpolation of ``field`` at continuous indices (N, 3)."""
-    return ndimage.map_coordinates(field, index_zyx.T, order=1, mode="nearest").astype(np.float32)
 
 
 def polyline_points(nodes_mm: np.ndarray, radii_mm: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
