@@ -33,8 +33,13 @@ class LungPoints:
 
 def distance_to_pleura_mm(lung: np.ndarray, grid: Grid, idx: np.ndarray) -> np.ndarray:
     """Distance (mm) from each lung voxel to the nearest non-lung voxel."""
-    dist = ndimage.distance_transform_edt(np.pad(lung, 1), sampling=grid.spacing_mm[::-1])[1:-1, 1:-1, 1:-1]
-    return dist.flat[idx].astype(np.float32)
+    if len(idx) == 0:
+        return np.zeros(0, dtype=np.float32)
+    box = tuple(slice(max(0, a.min()), a.max() + 1) for a in np.unravel_index(idx, lung.shape))
+    crop = np.pad(lung[box], 1)  # the crop's border is outside the lung
+    dist = np.zeros(lung.shape, dtype=np.float32)
+    dist[box] = ndimage.distance_transform_edt(crop, sampling=grid.spacing_mm[::-1])[1:-1, 1:-1, 1:-1]
+    return dist.flat[idx]
 
 
 def _top_share(score: np.ndarray, share: float) -> np.ndarray:
