@@ -165,8 +165,8 @@ def _torso(th: Thorax, x: np.ndarray, y: np.ndarray, inset_mm: float) -> np.ndar
     """Superellipse measure of the body outline shrunk by ``inset_mm`` (<1 inside); flat back."""
     p = th.p
     half_w = th.cage_half_width + 9.0 + 0.6 * p.muscle_mm + p.fat_mm - inset_mm
-    front = th.cage_half_depth + 6.0 + 0.7 * p.muscle_mm + 0.7 * p.fat_mm - inset_mm
-    back = th.cage_half_depth + 20.0 + p.muscle_mm + 0.4 * p.fat_mm - inset_mm
+    front = th.cage_half_depth + 5.0 + 0.6 * p.muscle_mm + 0.6 * p.fat_mm - inset_mm
+    back = th.cage_half_depth + 14.0 + 0.8 * p.muscle_mm + 0.4 * p.fat_mm - inset_mm
     dy = y - th.cy
     u = np.abs(x / half_w)
     # Rounder front (exponent 2), flatter back on the table (exponent 3).
@@ -240,7 +240,7 @@ def _table(grid: Grid, frame: PatientFrame, th: Thorax, kind: int) -> tuple[np.n
     """(shell, core) masks of the table in the scanner frame (it does not rotate with the patient)."""
     x = grid.axis_mm(0)[None, :]
     y = grid.axis_mm(1)[:, None]
-    back = frame.translation_mm[1] + th.cy + th.cage_half_depth + 20.0 + th.p.muscle_mm + 0.4 * th.p.fat_mm
+    back = frame.translation_mm[1] + th.cy + th.cage_half_depth + 14.0 + 0.8 * th.p.muscle_mm + 0.4 * th.p.fat_mm
     curve = 0.0 if kind == 0 else 4e-4
     top = back + 1.0 - curve * x**2
     thick = [6.0, 12.0, 18.0][kind]

@@ -124,7 +124,7 @@ def render_trees(
     lung_voxels = max(1, int(np.count_nonzero(label)))
     for lobe in LOBES:
         share = np.count_nonzero(label == lobe) / lung_voxels
-        r_root = 4.6 * (max(share, 0.02) / 0.2) ** (1.0 / 3.0)
+        r_root = 4.2 * (max(share, 0.02) / 0.2) ** (1.0 / 3.0)
         n_points = int(np.clip((r_root / r_terminal) ** 3, 8, 3000))
         for vein in (False, True):
             points = _lobe_points(rng, label, lobe, n_points, x, y, z)
