@@ -49,11 +49,14 @@ def test_same_seed_same_bytes(tmp_path: Path):
     for rel in ["images/phantom-000003.mha", "labels/phantom-000004.mha", "cases.csv"]:
         assert hashlib.sha256((a / rel).read_bytes()).digest() == hashlib.sha256((b / rel).read_bytes()).digest()
     written = sitk.GetArrayFromImage(sitk.ReadImage(str(a / "images/phantom-000003.mha")))
-    assert np.array_equal(written, sitk.GetArrayFromImage(generate_case(3, PhantomOptions(size_xyz=(48, 48, 40))).image))
-    assert not np.array_equal(written, sitk.GetArrayFromImage(generate_case(5, PhantomOptions(size_xyz=(48, 48, 40))).image))
+    small = PhantomOptions(size_xyz=(48, 48, 40))
+    assert np.array_equal(written, sitk.GetArrayFromImage(generate_case(3, small).image))
+    assert not np.array_equal(written, sitk.GetArrayFromImage(generate_case(5, small).image))
 
 
-@pytest.mark.parametrize("seed,pathology", [(0, "none"), (1, "copd"), (2, "covid"), (3, "effusion"), (4, None), (11, "effusion")])
+@pytest.mark.parametrize(
+    "seed,pathology", [(0, "none"), (1, "copd"), (2, "covid"), (3, "effusion"), (4, None), (11, "effusion")]
+)
 def test_five_connected_lobes(seed, pathology):
     _, label = _arrays(_case(seed, pathology))
     for lobe in LOBES:

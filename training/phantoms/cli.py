@@ -17,7 +17,9 @@ def _triple(text: str, kind: type) -> tuple:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training phantoms", description="Synthetic chest CT phantoms with lobe labels.")
+    p = argparse.ArgumentParser(
+        prog="python -m training phantoms", description="Synthetic chest CT phantoms with lobe labels."
+    )
     p.add_argument("--out", required=True, help="output folder (images/, labels/, cases.csv)")
     p.add_argument("--n", type=int, default=1, help="number of cases")
     p.add_argument("--seed", type=int, default=0, help="seed of the first case; case i uses seed + i")
@@ -25,7 +27,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=lambda t: _triple(t, float), help="mm X,Y,Z; default drawn from the seed")
     p.add_argument("--pathology", help=f"comma-separated subset of {','.join(PATHOLOGIES)}; default: random mix")
     p.add_argument("--noise-sigma", type=float, help="image noise (HU); default 10-80 drawn from the seed")
-    p.add_argument("--cycle-pathology", action="store_true", help="give case i the i-th listed pathology (in turn) instead of a seeded draw")
+    p.add_argument(
+        "--cycle-pathology",
+        action="store_true",
+        help="give case i the i-th listed pathology (in turn) instead of a seeded draw",
+    )
     p.add_argument("--image-dir", default="images", help="sub-folder of --out for the images (default images)")
     p.add_argument("--names", help="comma-separated case names (one per case); default phantom-SEED")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

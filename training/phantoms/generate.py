@@ -12,7 +12,16 @@ from algorithm.labels import LOBES, Lobe, label_map_header
 from .airways import render_central_airways
 from .body import Thorax, render_body
 from .config import CaseParams, PhantomOptions, sample_case, stream
-from .grid import Grid, PatientFrame, linear_weights, nearest_indices, model_grid, rotation_matrix, upsample_linear_xy, upsample_nearest
+from .grid import (
+    Grid,
+    PatientFrame,
+    linear_weights,
+    model_grid,
+    nearest_indices,
+    rotation_matrix,
+    upsample_linear_xy,
+    upsample_nearest,
+)
 from .lungs import FISSURE_NAMES, _reassign_islands, fissure_map_on_boundaries, build_lobes, lung_masks, parenchyma_hu
 from .noise import apply_kernel, noise_bank, noise_slice
 from .pathology import LungPoints, covid, distance_to_pleura_mm, effusion, emphysema

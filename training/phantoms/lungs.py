@@ -63,7 +63,12 @@ class _Surface:
 
 def _surface(rng: np.random.Generator, slope_y: float, curvature: float, slope_x: float, wobble_mm: float) -> _Surface:
     waves = tuple(
-        (wobble_mm * float(rng.uniform(0.4, 1.0)), float(rng.uniform(-4, 4)), float(rng.uniform(-4, 4)), float(rng.uniform(0, 2 * np.pi)))
+        (
+            wobble_mm * float(rng.uniform(0.4, 1.0)),
+            float(rng.uniform(-4, 4)),
+            float(rng.uniform(-4, 4)),
+            float(rng.uniform(0, 2 * np.pi)),
+        )
         for _ in range(3)
     )
     twist = float(rng.uniform(-0.3, 0.3))
