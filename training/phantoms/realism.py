@@ -32,8 +32,9 @@ KNOWN_DIFFERENCES = """\
 - Large outputs are modelled on a grid of at most 6 million voxels (about 1.7 mm at 512 x 512 x 300)
   and interpolated: fine structure at 0.5-1 mm (sub-millimetre vessels, fissure crispness, rib
   trabeculae) is blurred, and only the noise carries the full-resolution texture.
-- Noise is stationary in plane (real noise rises behind the shoulders and in the body centre) and
-  independent between slices (thin-slice reconstructions are correlated along z).
+- Noise is stationary inside the body (real noise rises behind the shoulders and in the body
+  centre), weaker outside it, and independent between slices (thin-slice reconstructions are
+  correlated along z).
 - Vessels and bronchi follow a recursive-partition tree, not the true segmental anatomy; arteries
   and veins have the same density (no contrast agent is simulated).
 - Lobes are separated by height-field fissures; the lung behind an effusion is compressed in
@@ -55,12 +56,12 @@ SCAN_NOTES = {
 INTERPRETATION = """\
 - For the whole-chest scans, lung width, depth and height, lung HU median and 15th percentile,
   soft-tissue and air noise and body width fall within or near (15 %) the phantoms' range; the
-  phantom bodies tend to be deeper (front to back) than the thinner real patients.
+  phantom bodies tend to be deeper (front to back) than the thin A0002 patient.
 - Share below -950 HU: healthy phantoms sit at 0.5-8 %; the COPDGene subject (19.5 %) is
   emphysematous, which the COPD phantoms reproduce only at their severe end.
-- Vessel share (> -500 HU) is about one point higher in phantoms at sub-millimetre in-plane spacing
-  (about 5.5-6 % against 4.7-5.4 %): the synthetic trees keep large trunks inside the lung, whereas
-  real hilar vessels lie mostly outside a threshold lung mask.
+- Vessel share (> -500 HU) matches at sub-millimetre in-plane spacing (4.5-7.4 % against
+  4.7-5.4 %) but is higher at 1.5 mm (5.6-6.6 % against 4.5 %): the synthetic trees keep large
+  trunks inside the lung, whereas real hilar vessels lie mostly outside a threshold lung mask.
 - Dome heights depend on where the scan range and the threshold mask cut the lung bases; the
   phantoms put the right dome 8-28 mm above the left by construction, which two of the real scans
   do not show (a lung-cancer and a COPD patient; the measure is also sensitive to the heart border).
