@@ -209,11 +209,6 @@ def _lung_box(stage1_labels: np.ndarray, full_shape: tuple[int, ...], margin_vox
     )
 
 
-def _batches(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def _write_tiles(labels, confidence, starts, tile_labels, tile_confidence) -> None:
     for (z, y, x), lab, conf in zip(starts, tile_labels, tile_confidence):
         dz, dy, dx = (min(t, dim - s) for t, s, dim in zip(lab.shape, (z, y, x), labels.shape))
