@@ -115,3 +115,18 @@ def test_border_of_two_half_boxes_is_two_voxels_thick():
     assert border[1:5, 1:5, 4].all() and border[1:5, 1:5, 5].all()
     with_surface = lobe_borders(labels, include_background=True).numpy()
     assert with_surface.sum() == (labels > 0).sum() - 2 * 8  # all but the 2x2x2 interior of each box
+
+
+def test_border_gdl_stays_in_range_when_a_patch_has_no_border():
+    """Raw weights 1/N^2 are ~1e-10 for a large patch: the smoothing term must not dominate."""
+    import torch
+
+    from training.losses import border_gdl, generalized_dice_loss
+
+    logits = torch.full((1, 1, 44, 44, 44), -3.0)
+    no_border = torch.zeros(1, 1, 44, 44, 44)
+    loss = border_gdl(logits, no_border)
+    assert 0.0 <= loss.item() < 0.1
+    probs = torch.rand(1, 2, 40, 40, 40)
+    ref = torch.nn.functional.one_hot((torch.rand(1, 40, 40, 40) > 0.5).long(), 2).movedim(-1, 1).float()
+    assert 0.0 <= generalized_dice_loss(probs, ref).item() <= 1.0

@@ -35,6 +35,9 @@ def generalized_dice_loss(probs: torch.Tensor, reference: torch.Tensor) -> torch
     # all classes empty (cannot happen with a background class): fall back to equal weights
     fallback = torch.where(finite_max > 0, finite_max, torch.ones_like(finite_max))
     weights = torch.where(empty, fallback, weights)
+    # The ratio does not depend on the weights' scale; normalising keeps _EPS negligible (raw
+    # weights of 1/N^2 are ~1e-10 and would let _EPS dominate, even drive the loss below 0).
+    weights = weights / weights.sum()
     numerator = (weights * (r * p).sum(dim=1)).sum()
     denominator = (weights * (r + p).sum(dim=1)).sum()
     return 1.0 - 2.0 * (numerator + _EPS) / (denominator + _EPS)
