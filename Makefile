@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SAMPLE := samples/ct/sample-healthy.mha
 
-.PHONY: setup demo test test-all test-slow clean
+.PHONY: setup demo test test-all results bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,18 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q
+
+# The held-out phantom benchmark of docs/results.md (seeds 0-31, disjoint from training's 1000+).
+TESTSET := data/testset
+results: setup
+	$(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --no-progress
+	$(PY) -m algorithm predict $(TESTSET)/images -o $(TESTSET)-pred --no-preview --quiet --overwrite
+	$(PY) -m training evaluate --pred $(TESTSET)-pred --ref $(TESTSET)/labels --out docs/results-phantoms
+
+# Inference speed and memory (docs/performance.md); installs the lungmask peer first.
+bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100
 
 clean:
 	rm -rf demo-output .pytest_cache
