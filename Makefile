@@ -37,7 +37,7 @@ results: setup
 # Inference speed and memory (docs/performance.md); installs the lungmask peer first.
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
-	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100
+	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100 --peer-sizes 100
 
 clean:
 	rm -rf demo-output .pytest_cache

@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> dict:
             if "error" not in entry["reference"] and "error" not in entry["ours"]:
                 entry["agreement_mean_iou"] = _mean_iou(ours_mask, ref_mask)
                 entry["speedup_vs_reference"] = entry["reference"]["total_s"] / entry["ours"]["total_s"]
-        if not args.no_peer:
+        if not args.no_peer and (not args.peer_sizes or str(n) in args.peer_sizes.split(",")):
             entry["lungmask"] = _run_worker("lungmask", ct, args)
+            if "error" not in entry["lungmask"] and "error" not in entry["ours"]:
+                entry["speedup_vs_lungmask"] = entry["lungmask"]["total_s"] / entry["ours"]["total_s"]
         results["runs"].append(entry)
         print(json.dumps(entry), file=sys.stderr)
     return results
@@ -199,6 +201,8 @@ def to_markdown(results: dict, command: str) -> str:
                 f"{cell('postprocess')} | {cell('write')} | {run['total_s']:.2f} | {entry['voxels'] / run['total_s']:,.0f} | "
                 f"{run['peak_rss_mb']:.0f} | {gpu} |"
             )
+        if "speedup_vs_lungmask" in entry:
+            lines.append(f"| {size} | ours vs lungmask | speed-up {entry['speedup_vs_lungmask']:.1f}× |" + " |" * 10)
         if "agreement_mean_iou" in entry:
             lines.append(
                 f"| {size} | ours vs reference | speed-up {entry['speedup_vs_reference']:.1f}×, mean lobe IoU agreement "
@@ -217,6 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tile-out", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--no-peer", action="store_true", help="skip lungmask")
+    parser.add_argument("--peer-sizes", default="", help="sizes that run lungmask (default: all)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ctsunet-bench"))
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "performance"))
     parser.add_argument("--worker", choices=["ours", "reference", "lungmask"], help=argparse.SUPPRESS)
