@@ -2,6 +2,8 @@
 # Both create or update the environment in .venv/ (Python 3.11) on first use.
 
 PYTHON ?= python3.11
+# UTF-8 whatever the locale (CI and cron often run with LANG=C): messages and reports hold ± − ×.
+export PYTHONUTF8 := 1
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
