@@ -1,6 +1,6 @@
 """The shipped weights on the real scans of ../shared/data/real (no lobe references there).
 
-    python -m benchmarks.real_scans [--weights PATH] [--out docs/real-scans.md]
+    python -m benchmarks.real_scans [--weights PATH] [--out docs/real-scans.md]  (docs/results.md quotes it)
 
 Per scan: the five lobes present, each one connected piece, left lobes on the patient's left
 (physical LPS x of the centroids), volumes, quality flags, run time, and the preview picture
