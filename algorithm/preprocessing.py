@@ -45,7 +45,9 @@ def to_canonical(image: sitk.Image) -> sitk.Image:
 
 def normalize_hu(hu: np.ndarray) -> np.ndarray:
     """Clamp to [HU_MIN, HU_MAX] and rescale to [0, 1] (float32)."""
-    out = np.clip(hu, HU_MIN, HU_MAX).astype(np.float32, copy=False)
+    # one float32 copy; clipping int16 against float bounds directly would make a float64 scan
+    out = np.array(hu, dtype=np.float32, copy=True)
+    np.clip(out, HU_MIN, HU_MAX, out=out)
     out -= HU_MIN
     out *= 1.0 / (HU_MAX - HU_MIN)
     return out
