@@ -477,4 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return trainer.run(resume=args.resume)
     finally:
         if info.world_size > 1:
+            # leave together: a rank tearing gloo down while its peer is still writing
+            # (rank 0: ranks.json, checkpoints) can leave the peer waiting forever
+            if sys.exc_info()[0] is None:
+                dist.barrier()
             dist.destroy_process_group()
