@@ -54,3 +54,12 @@ def chest_ct_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ct") / "chest.mha"
     sitk.WriteImage(make_simple_chest(), str(path))
     return path
+
+
+@pytest.fixture
+def fast_network(monkeypatch):
+    """Replace the network by a fast, orientation-aware stand-in (tests of everything around it)."""
+    import algorithm.pipeline
+    from robustness_helpers import fake_predict_network_grid
+
+    monkeypatch.setattr(algorithm.pipeline, "predict_network_grid", fake_predict_network_grid)

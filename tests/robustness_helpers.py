@@ -101,3 +101,12 @@ def wait_for(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
             return True
         time.sleep(poll_s)
     return predicate()
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``python -m algorithm`` in-process: (exit code, stdout, stderr)."""
+    from algorithm.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

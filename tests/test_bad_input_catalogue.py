@@ -30,18 +30,7 @@ from scipy import ndimage
 import algorithm.pipeline
 from algorithm.cli import main
 from conftest import REPO_ROOT, SHARED_REAL, make_simple_chest
-from robustness_helpers import fake_predict_network_grid, listing, write_dicom_series, write_mha_header
-
-
-@pytest.fixture
-def fast_network(monkeypatch):
-    monkeypatch.setattr(algorithm.pipeline, "predict_network_grid", fake_predict_network_grid)
-
-
-def _run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing, write_dicom_series, write_mha_header
 
 
 def _predict(capsys, weights: Path, source: Path, out: Path) -> tuple[int, str, str]:

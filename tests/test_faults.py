@@ -22,7 +22,7 @@ from algorithm.inference import TilingSettings, _shrink_or_fall_back, _Stage2Sta
 from algorithm.network.cascade import Stage1Output
 from algorithm.writing import is_temp_name
 from conftest import REPO_ROOT, make_simple_chest
-from robustness_helpers import fake_predict_network_grid, listing
+from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing
 
 # The CLI with the network replaced by the fast stand-in, as a subprocess that can be killed.
 FAST_CLI = (
@@ -30,17 +30,6 @@ FAST_CLI = (
     "p.predict_network_grid = h.fake_predict_network_grid; from algorithm.cli import main; "
     "sys.exit(main(sys.argv[1:]))"
 )
-
-
-@pytest.fixture
-def fast_network(monkeypatch):
-    monkeypatch.setattr(algorithm.pipeline, "predict_network_grid", fake_predict_network_grid)
-
-
-def _run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _case_folder(folder: Path, count: int, size_zyx=(40, 64, 64)) -> Path:
