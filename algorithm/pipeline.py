@@ -16,8 +16,8 @@ from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import label_map
 from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
-from algorithm.postprocessing import clean_labels
-from algorithm.preprocessing import labels_to_input_grid, preprocess
+from algorithm.postprocessing import clean_labels, to_input_mask
+from algorithm.preprocessing import preprocess
 from algorithm.quality import assess_quality
 from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
@@ -72,7 +72,7 @@ def segment(
         raise InputError("no lungs found in the image: is it a chest CT?")
     notify("postprocess")
     labels = clean_labels(prediction.labels)
-    mask = labels_to_input_grid(labels, scan, image)
+    mask = to_input_mask(labels, scan, image)
     t = clock.lap("postprocess", t)
     warnings += prediction.warnings + coverage_warnings(mask)
     report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)

@@ -2,15 +2,19 @@
 
 One connected component per lobe; islands and holes inside the lungs are given to the nearest
 lobe; lung pieces far too small to be a lung are dropped. Runs on the network grid (cheaper than
-the input grid and the same for every scan), inside the lungs' bounding box.
+the input grid and the same for every scan), inside the lungs' bounding box, and once more on the
+input grid when that grid is coarser than the network's on some axis (thick slices), where
+nearest-neighbour resampling can cut a thin lobe tip off.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES
+from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, labels_to_input_grid, skips_network_voxels
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
 
@@ -24,6 +28,14 @@ def clean_labels(labels: np.ndarray) -> np.ndarray:
     box = _bounding_box(lung, margin=1, shape=labels.shape)
     out[box] = _clean_box(labels[box])
     return out
+
+
+def to_input_mask(cleaned_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
+    """Cleaned network-grid labels -> the lobe mask with the geometry of ``reference``."""
+    canonical = labels_to_canonical(cleaned_zyx, scan)
+    if skips_network_voxels(scan):  # a lobe can come apart on a coarser input grid: clean again there
+        canonical = clean_labels(canonical)
+    return labels_to_input_grid(cleaned_zyx, scan, reference, canonical)
 
 
 def _clean_box(labels: np.ndarray) -> np.ndarray:

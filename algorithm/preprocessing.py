@@ -116,12 +116,32 @@ def preprocess_labels(label_image: sitk.Image, grid_shape_zyx: tuple[int, int, i
     return resample_array(labels, grid_shape_zyx, "nearest-exact").numpy().astype(np.uint8)
 
 
-def labels_to_input_grid(
-    labels_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image
-) -> sitk.Image:
-    """Network-grid labels -> a uint8 image with the exact geometry of ``reference``."""
+def labels_to_canonical(labels_zyx: np.ndarray, scan: PreprocessedScan) -> np.ndarray:
+    """Network-grid labels -> the reoriented input grid (nearest neighbour), uint8 (Z, Y, X)."""
     canonical = resample_array(torch.from_numpy(labels_zyx), scan.canonical_shape_zyx, "nearest-exact")
-    image = sitk.GetImageFromArray(canonical.numpy().astype(np.uint8))
+    return canonical.numpy().astype(np.uint8, copy=False)
+
+
+def skips_network_voxels(scan: PreprocessedScan) -> bool:
+    """True when some input axis is coarser than the network grid (thick slices, small matrix).
+
+    Nearest-neighbour resampling maps each axis monotonically; where every network voxel is hit
+    (upsampling) 26-connected regions stay connected, but where the input is coarser some
+    network planes are never sampled and a thin lobe tip can come apart.
+    """
+    return any(c < n for c, n in zip(scan.canonical_shape_zyx, scan.array.shape))
+
+
+def labels_to_input_grid(
+    labels_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image, canonical: np.ndarray | None = None
+) -> sitk.Image:
+    """Network-grid labels -> a uint8 image with the exact geometry of ``reference``.
+
+    ``canonical``: labels already on the reoriented input grid (``labels_to_canonical``, cleaned).
+    """
+    if canonical is None:
+        canonical = labels_to_canonical(labels_zyx, scan)
+    image = sitk.GetImageFromArray(canonical)
     image.SetSpacing(tuple(reversed(scan.canonical_spacing_mm_zyx)))
     image = sitk.DICOMOrient(image, scan.input_orientation)
     if image.GetSize() != reference.GetSize():

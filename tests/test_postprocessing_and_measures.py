@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from algorithm.labels import Lobe
 from algorithm.measures import volumes_ml
 from algorithm.postprocessing import clean_labels
+from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, skips_network_voxels
 
 
 def _two_lobes() -> np.ndarray:
@@ -61,3 +63,35 @@ def test_volumes_with_anisotropic_spacing():
     assert volumes["left_lung"] == pytest.approx(0.8)
     assert volumes["right_lung"] == pytest.approx(2.4)
     assert volumes["total"] == pytest.approx(3.2)
+
+
+def _thick_slice_scan(network_z: int, input_z: int) -> PreprocessedScan:
+    return PreprocessedScan(
+        array=np.zeros((network_z, 8, 8), np.float32),
+        spacing_mm_zyx=(2.0, 2.0, 2.0),
+        canonical_shape_zyx=(input_z, 8, 8),
+        canonical_spacing_mm_zyx=(2.0 * network_z / input_z, 2.0, 2.0),
+        input_orientation="LPS",
+    )
+
+
+def test_coarser_input_grid_is_detected():
+    assert skips_network_voxels(_thick_slice_scan(network_z=10, input_z=5))
+    assert not skips_network_voxels(_thick_slice_scan(network_z=10, input_z=10))
+    assert not skips_network_voxels(_thick_slice_scan(network_z=10, input_z=25))
+
+
+def test_lobe_split_by_thick_slices_is_one_piece_after_input_grid_clean():
+    # lobe 1 is a U: two pillars joined only in plane z=0, which a 10 -> 5 nearest resampling skips
+    labels = np.full((10, 8, 8), 2, np.uint8)
+    labels[:, 0:2, 0:2] = 1
+    labels[:, 0:2, 6:8] = 1
+    labels[0, 0:2, :] = 1
+    assert ndimage.label(clean_labels(labels) == 1, structure=np.ones((3, 3, 3)))[1] == 1
+    scan = _thick_slice_scan(network_z=10, input_z=5)
+    canonical = labels_to_canonical(labels, scan)
+    assert ndimage.label(canonical == 1, structure=np.ones((3, 3, 3)))[1] == 2  # the failure mode
+    cleaned = clean_labels(canonical)
+    assert ndimage.label(cleaned == 1, structure=np.ones((3, 3, 3)))[1] == 1
+    assert ((cleaned > 0) == (canonical > 0)).all()  # the lung is unchanged: the piece changed lobe
+    assert (cleaned == 1).sum() == (canonical == 1).sum() // 2

@@ -11,10 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 import torch
+from conftest import make_simple_chest
 
 from algorithm.checkpoint import load_checkpoint
+from algorithm.pipeline import segment
 from training import export as export_mod
+from training import predict as predict_mod
 from training import train as train_mod
 from training.config import load_config
 from training.toy import write_toy_dataset
@@ -70,6 +74,19 @@ def test_smoke_loss_falls_then_cascade_validates_and_exports(toy_root, tmp_path)
     checkpoint = load_checkpoint(shipped)
     assert checkpoint.settings.inplane_size == 32 and checkpoint.settings.train_patch_in == 92
     assert checkpoint.meta["training"]["step"] == 32
+    _check_training_predict_matches_pipeline(run, tmp_path)
+
+
+def _check_training_predict_matches_pipeline(run: Path, tmp_path: Path) -> None:
+    """``training predict`` (used for the baseline tables) = the shipped pipeline on the same weights."""
+    full_precision = tmp_path / "fp32.pt"
+    assert export_mod.main([str(run / "last.pt"), "--out", str(full_precision), "--fp32"]) == 0
+    image = make_simple_chest()
+    shipped = segment(image, load_checkpoint(full_precision), torch.device("cpu")).mask
+    model, config, step = predict_mod.load_training_model(run / "last.pt")
+    ours = predict_mod.predict_case(model, config, image)
+    assert step == 32 and ours.GetSize() == image.GetSize() and ours.GetSpacing() == image.GetSpacing()
+    assert (sitk.GetArrayViewFromImage(ours) == sitk.GetArrayViewFromImage(shipped)).all()
 
 
 def _train_cmd(toy_root: Path, run: Path, resume: bool, **extra) -> list[str]:
@@ -158,6 +175,12 @@ def test_unet3d_baseline_trains_a_step(toy_root, tmp_path):
         toy_root, run, **{"model.kind": "unet3d", "optim.max_iters": 2, "run.val_every": 2, "run.val_tile_out": 36})]
     assert train_mod.main(args) == 0
     assert len(_records(run)) == 2 and _records(run, "val")
+    images, out = tmp_path / "images", tmp_path / "pred"
+    images.mkdir()
+    sitk.WriteImage(make_simple_chest(), str(images / "chest.mha"))
+    assert predict_mod.main([str(run), "--images", str(images), "--out", str(out)]) == 0
+    mask = sitk.ReadImage(str(out / "chest_lobes.mha"))
+    assert mask.GetSize() == (64, 64, 40) and sitk.GetArrayViewFromImage(mask).max() <= 5
 
 
 @pytest.mark.slow

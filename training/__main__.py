@@ -9,6 +9,7 @@ COMMANDS = {
     "phantoms": ("training.phantoms.cli", "generate synthetic chest CT phantoms with lobe labels"),
     "train": ("training.train", "train or fine-tune CTSU-Net from a config"),
     "evaluate": ("training.evaluate", "IoU / HD95 of predicted lobe masks against references"),
+    "predict": ("training.predict", "lobe masks from a training checkpoint (any model kind), for comparisons"),
     "export": ("training.export", "write a training checkpoint in the shipped format"),
 }
 

@@ -1,0 +1,82 @@
+"""``python -m training predict RUN --images DIR --out DIR``: lobe masks from a training checkpoint.
+
+For the comparisons of docs/results.md (Tables III and IV) every model, the one-stage 3D U-Net
+included, goes through the shipped pipeline's steps: reading, preprocessing to the network grid,
+clean-up, back to the input grid. Cascades (any non-local mode) tile stage II as
+``algorithm predict`` does; the 3D U-Net tiles its trained output size over the whole scan (it has
+no stage I to find the lungs). Masks are written as ``<case>_lobes.mha``, the names
+``algorithm predict`` uses, so ``python -m training evaluate --pred OUT`` reads either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from algorithm.inference import TilingSettings, predict_network_grid
+from algorithm.network import CTSUNet
+from algorithm.postprocessing import clean_labels, to_input_mask
+from algorithm.preprocessing import preprocess
+from algorithm.reading import case_name, is_image_file, read_image
+from algorithm.writing import write_mask
+from training.config import TrainConfig, config_from_dict
+from training.export import resolve_checkpoint
+from training.infer import predict_unet
+from training.train import CHECKPOINT_FORMAT, build_model
+
+
+def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig, int]:
+    """The model of a training checkpoint in eval mode, its config and its step."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
+    config = config_from_dict(payload["config"])
+    model = build_model(config)
+    model.load_state_dict(payload["model"])
+    return model.eval(), config, int(payload["step"])
+
+
+@torch.no_grad()
+def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image) -> sitk.Image:
+    """Lobe mask of one CT (HU) on its own grid."""
+    scan = preprocess(image, config.inplane_size)
+    if isinstance(model, CTSUNet):
+        tiling = TilingSettings()
+        tiling.bbox_margin_vox = int(np.ceil(config.bbox_margin_mm / min(scan.spacing_mm_zyx)))
+        labels = predict_network_grid(model, scan.array, torch.device("cpu"), tiling).labels
+    else:
+        volume = torch.from_numpy(scan.array)[None, None]
+        labels = predict_unet(model, volume, config.tile_out).numpy()
+    return to_input_mask(clean_labels(labels), scan, image)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder (best.pt, else last.pt)")
+    parser.add_argument("--images", required=True, type=Path, help="folder of CT images")
+    parser.add_argument("--out", required=True, type=Path, help="folder for <case>_lobes.mha")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = resolve_checkpoint(args.checkpoint)
+    model, config, step = load_training_model(source)
+    images = sorted(p for p in args.images.iterdir() if is_image_file(p))
+    if not images:
+        print(f"error: no images in {args.images}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for path in images:
+        mask = predict_case(model, config, read_image(path).image)
+        write_mask(mask, args.out / f"{case_name(path)}_lobes.mha")  # atomic: no half-written mask
+    elapsed = time.perf_counter() - started
+    print(f"{len(images)} masks from {source} (step {step}, {config.model.kind}/{config.model.nonlocal_mode}) "
+          f"in {elapsed:.0f} s -> {args.out}")
+    return 0
