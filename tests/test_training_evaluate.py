@@ -126,6 +126,35 @@ def test_evaluate_command_writes_table_plots_and_wilcoxon(tmp_path):
     assert (out / "boxplot_iou.png").stat().st_size > 1000
 
 
+def test_evaluate_compares_the_first_method_with_each_other_bonferroni_over_all(tmp_path):
+    dirs = {k: tmp_path / k for k in ("ref", "a", "b", "c")}
+    for d in dirs.values():
+        d.mkdir()
+    for case in range(8):
+        ref = np.zeros((12, 24, 24), np.uint8)
+        ref[2:10, 2:22, 2:12] = 1
+        ref[2:10, 2:22, 13:22] = 3
+        _write(dirs["ref"] / f"c{case}.mha", ref)
+        _write(dirs["a"] / f"c{case}.mha", ref)
+        _write(dirs["b"] / f"c{case}.mha", np.roll(ref, 1, axis=2))
+        _write(dirs["c"] / f"c{case}.mha", np.roll(ref, 1 + case % 3, axis=1))
+    out = tmp_path / "report"
+    args = ["--pred", str(dirs["a"]), "--ref", str(dirs["ref"]), "--vs", str(dirs["b"]), str(dirs["c"]),
+            "--names", "A", "B", "C", "--out", str(out)]
+    assert evaluate.main(args) == 0
+    text = (out / "report.md").read_text()
+    assert "## Wilcoxon signed-rank: A vs B" in text and "## Wilcoxon signed-rank: A vs C" in text
+    assert "Bonferroni over 12 tests per metric" in text
+    table_rows = [line for line in text.splitlines() if line.startswith(("| A |", "| B |", "| C |"))]
+    assert len(table_rows) == 3
+    tables = {m: evaluate.per_case_table(evaluate.evaluate_folder(dirs[m.lower()], dirs["ref"])) for m in "AB"}
+    (row,) = [r for r in evaluate.wilcoxon_tests(tables["A"], tables["B"], comparisons=2)
+              if r["metric"] == "iou" and r["column"] == "LUL"]
+    assert row["p_bonferroni"] == pytest.approx(min(1.0, row["p"] * 12)) and row["median_diff"] > 0
+    with pytest.raises(SystemExit):
+        evaluate.main([*args[:-6], "--names", "A", "B", "--out", str(out)])
+
+
 def test_evaluate_refuses_missing_predictions(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "pred").mkdir()

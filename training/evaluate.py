@@ -1,12 +1,13 @@
-"""``python -m training evaluate --pred DIR --ref DIR [--vs DIR2] --out REPORT_DIR``
+"""``python -m training evaluate --pred DIR --ref DIR [--vs DIR2 ...] --out REPORT_DIR``
 
 Per case and per lobe IoU and HD95 (mm) on the reference's own grid (paper IV.E), via the
 ``grand_challenge_metrics`` wrapper of ``training.metrics``. Writes to REPORT_DIR:
 
 * ``cases.csv``: case, method, lobe, iou, hd95_mm (one row per case and lobe);
 * ``report.md``: mean +- standard deviation per lobe and overall (the per-case mean of the five
-  lobes) laid out like Table III; with ``--vs``, a Wilcoxon signed-rank test per lobe and metric,
-  Bonferroni-corrected over the lobes and the overall score (6 tests per metric);
+  lobes) laid out like Table III; with ``--vs`` (one or more folders), a Wilcoxon signed-rank test
+  of ``--pred`` against each, per lobe and metric, Bonferroni-corrected over every test of a metric
+  (the lobes and the overall score, times the number of comparisons);
 * ``boxplot_iou.png`` (and ``boxplot_hd95.png``): per-lobe box plots like Fig. 2.
 
 Predictions and references pair by file name (mha, nii, nii.gz, nrrd, mhd); a prediction
@@ -89,8 +90,9 @@ def markdown_table(tables: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def wilcoxon_tests(a: dict, b: dict) -> list[dict]:
-    """Paired Wilcoxon signed-rank per metric and column, Bonferroni over the columns."""
+def wilcoxon_tests(a: dict, b: dict, comparisons: int = 1) -> list[dict]:
+    """Paired Wilcoxon signed-rank per metric and column, Bonferroni over the columns times
+    ``comparisons`` (the number of methods ``a`` is compared with)."""
     from scipy.stats import wilcoxon
 
     rows = []
@@ -101,7 +103,7 @@ def wilcoxon_tests(a: dict, b: dict) -> list[dict]:
                 p = 1.0  # identical pairs: no evidence of a difference (scipy would raise)
             else:
                 p = float(wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
-            corrected = min(1.0, p * len(COLUMNS))
+            corrected = min(1.0, p * len(COLUMNS) * comparisons)
             rows.append(
                 {"metric": metric, "column": column, "median_diff": float(np.median(x - y)), "p": p,
                  "p_bonferroni": corrected, "significant": corrected < SIGNIFICANCE}
@@ -161,10 +163,11 @@ def report(all_results: dict[str, dict], out_dir: Path) -> str:
           "IOU and HD95 (mm) as mean ± standard deviation over cases; Overall: per-case mean of the five lobes.",
           "A lobe missing from a prediction scores IOU 0 and HD95 = image diagonal."]
     methods = list(tables)
-    if len(methods) == 2:
-        rows = wilcoxon_tests(tables[methods[0]], tables[methods[1]])
-        md += ["", f"## Wilcoxon signed-rank: {methods[0]} vs {methods[1]}", "",
-               f"Bonferroni over {len(COLUMNS)} tests per metric; significant at p < {SIGNIFICANCE}.", "",
+    for other in methods[1:]:
+        rows = wilcoxon_tests(tables[methods[0]], tables[other], comparisons=len(methods) - 1)
+        md += ["", f"## Wilcoxon signed-rank: {methods[0]} vs {other}", "",
+               f"Median difference {methods[0]} − {other}; Bonferroni over {len(COLUMNS) * (len(methods) - 1)} "
+               f"tests per metric; significant at corrected p < {SIGNIFICANCE}.", "",
                "| Metric | Column | median diff | p | p (Bonferroni) | significant |", "|---|---|---|---|---|---|"]
         for r in rows:
             md.append(f"| {r['metric']} | {r['column']} | {r['median_diff']:+.4f} | {r['p']:.3g} | {r['p_bonferroni']:.3g} | {'yes' if r['significant'] else 'no'} |")
@@ -179,16 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pred", required=True, type=Path, help="folder of predicted lobe masks")
     parser.add_argument("--ref", required=True, type=Path, help="folder of reference lobe masks (same names)")
-    parser.add_argument("--vs", type=Path, help="a second prediction folder: paired Wilcoxon tests against --pred")
+    parser.add_argument("--vs", type=Path, nargs="+", default=[], help="other prediction folders: paired Wilcoxon tests of --pred against each")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--ref-remap", default="paper", help="label convention of the references (paper, totalsegmentator, lungmask)")
-    parser.add_argument("--names", nargs=2, default=None, metavar=("PRED", "VS"), help="method names in the report")
+    parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help="method names in the report: --pred's, then each --vs's")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    names = args.names or [args.pred.name or "pred", (args.vs.name if args.vs else "vs")]
-    if args.vs and names[0] == names[1]:
-        names = [f"{names[0]} (pred)", f"{names[1]} (vs)"]
-    all_results = {names[0]: evaluate_folder(args.pred, args.ref, args.ref_remap)}
-    if args.vs:
-        all_results[names[1]] = evaluate_folder(args.vs, args.ref, args.ref_remap)
+    folders = [args.pred, *args.vs]
+    names = args.names or [folder.name or f"method {i + 1}" for i, folder in enumerate(folders)]
+    if len(names) != len(folders):
+        parser.error(f"--names needs {len(folders)} names (--pred and each --vs), got {len(names)}")
+    if len(set(names)) != len(names):
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    all_results = {name: evaluate_folder(folder, args.ref, args.ref_remap) for name, folder in zip(names, folders)}
     print(report(all_results, args.out))
     return 0
