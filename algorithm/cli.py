@@ -15,7 +15,7 @@ from algorithm.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
 from algorithm.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.errors import InputError, OutputError, ResourceError
-from algorithm.inference import TilingSettings
+from algorithm.inference import PRECISIONS, TilingSettings
 from algorithm.pipeline import segment
 from algorithm.preview import render_preview
 from algorithm.reading import case_name, is_image_file, read_image
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tile-out", type=int, default=None, help="fixed stage-II output tile edge, 8k-28 (default: planned per scan; the paper used 28)")
     predict.add_argument("--max-tile-voxels", type=int, default=144**3, help="memory budget of a planned stage-II tile's input, in voxels")
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="network arithmetic: auto (default: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32), float32, bfloat16, float16 (CUDA)")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
@@ -70,6 +72,9 @@ def run_predict(args: argparse.Namespace) -> int:
         with locked_output_dir(args.output):
             remove_stale_temp_files(args.output)  # left by a run killed while writing
             device = resolve_device(args.device)
+            if args.precision == "float16" and device.type != "cuda":
+                print("error: --precision float16 needs CUDA; use bfloat16 or float32 on CPU", file=sys.stderr)
+                return EXIT_USAGE
             checkpoint = load_checkpoint(args.weights, device)
             return _run_cases(cases, args, checkpoint, device)
     except (InputError, OutputError, CheckpointError) as exc:
@@ -79,7 +84,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _run_cases(cases: list[Path], args: argparse.Namespace, checkpoint, device) -> int:
     """Every case, whatever befalls the others; a folder run keeps OUTDIR/summary.json current."""
-    tiling = TilingSettings(tile_out=args.tile_out, max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size)
+    tiling = TilingSettings(tile_out=args.tile_out, max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size,
+                            precision=args.precision)
     batch = args.input.is_dir() and cases != [args.input]
     statuses: list[dict] = []
     names: dict[str, Path] = {}

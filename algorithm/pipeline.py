@@ -12,7 +12,7 @@ import torch
 from algorithm import __version__
 from algorithm.checkpoint import Checkpoint
 from algorithm.errors import InputError
-from algorithm.inference import TilingSettings, predict_network_grid
+from algorithm.inference import TilingSettings, compute_dtype, predict_network_grid
 from algorithm.labels import label_map
 from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
@@ -80,6 +80,7 @@ def segment(
     report["warnings"] = warnings
     report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
     report["network_grid"]["stage2_tile_out_zyx"] = list(prediction.plan.size_out_zyx)
+    report["network_grid"]["precision"] = str(compute_dtype(device, tiling.precision)).removeprefix("torch.")
     return Segmentation(mask=mask, report=report, timings_s=clock.timings, warnings=warnings)
 
 

@@ -45,6 +45,7 @@ def test_predict_end_to_end(tmp_path, chest_ct_path, test_weights):
     assert report["volumes_ml"]["total"] == pytest.approx(counts[1:].sum() * voxel_ml, rel=1e-6)
     assert report["input_geometry"]["size_xyz"] == list(image.GetSize())
     assert report["weights"]["sha256"] and report["software"]["version"]
+    assert report["network_grid"]["precision"] in {"float32", "bfloat16"}
     assert "total" in report["run_time_s"]
     assert "lobe volumes (mL)" in proc.stdout
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -137,3 +138,14 @@ def test_read_only_output_folder(tmp_path, capsys, chest_ct_path, test_weights):
 def test_missing_weights_say_how_to_get_them(tmp_path, capsys, chest_ct_path):
     code, _, err = _run(capsys, "predict", chest_ct_path, "-o", tmp_path / "o", "--weights", tmp_path / "none.pt")
     assert code == 1 and "no weights at" in err and "--weights" in err
+
+
+def test_float16_on_cpu_is_a_usage_error(chest_ct_path, test_weights, tmp_path, capsys):
+    from algorithm.cli import main
+
+    out = tmp_path / "out"
+    code = main(["predict", str(chest_ct_path), "-o", str(out), "--device", "cpu", "--weights", str(test_weights),
+                 "--precision", "float16", "--quiet"])
+    assert code == 2
+    assert "float16 needs CUDA" in capsys.readouterr().err
+    assert not list(out.glob("*_lobes*"))
