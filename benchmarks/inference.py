@@ -61,9 +61,9 @@ def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dic
     image = read_image(ct_path).image
     timings["read"] = time.perf_counter() - t
     if reference:
-        tiling = TilingSettings(tile_out=28, batch_size=1, crop_to_lungs=False)
+        tiling = TilingSettings(tile_out=28, batch_size=1, crop_to_lungs=False, precision="float32")
     else:
-        tiling = TilingSettings(tile_out=args.tile_out, batch_size=args.batch_size)
+        tiling = TilingSettings(tile_out=args.tile_out, batch_size=args.batch_size, precision=args.precision)
     if device.type == "cuda" and not reference:
         torch.backends.cudnn.benchmark = True
     result = segment(image, checkpoint, device, tiling)
@@ -82,6 +82,7 @@ def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dic
         "peak_gpu_mb": _gpu_peak_mb(device),
         "tile_out_zyx": result.report["network_grid"]["stage2_tile_out_zyx"],
         "stage2_tiles": result.report["network_grid"]["stage2_tiles"],
+        "precision": result.report["network_grid"]["precision"],
     }
 
 
@@ -114,7 +115,8 @@ def worker_lungmask(ct_path: Path, args: argparse.Namespace) -> dict:
 def _run_worker(mode: str, ct_path: Path, args: argparse.Namespace, keep_mask: Path | None = None) -> dict:
     command = [sys.executable, "-m", "benchmarks.inference", "--worker", mode, "--ct", str(ct_path), "--device", args.device]
     for flag, value in (("--weights", args.weights), ("--threads", args.threads), ("--tile-out", args.tile_out),
-                        ("--batch-size", args.batch_size), ("--keep-mask", keep_mask)):
+                        ("--batch-size", args.batch_size), ("--keep-mask", keep_mask),
+                        ("--precision", args.precision)):
         if value:
             command += [flag, str(value)]
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -123,14 +125,17 @@ def _run_worker(mode: str, ct_path: Path, args: argparse.Namespace, keep_mask: P
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _make_phantom(n_slices: int, folder: Path, seed: int) -> Path:
+def _make_phantom(n_slices: int, folder: Path, seed: int) -> tuple[Path, Path]:
+    """The CT and its lobe labels (the truth both paths are also scored against)."""
     from training.phantoms import PhantomOptions, generate_case
 
     path = folder / f"phantom-512x512x{n_slices}.mha"
-    if not path.exists():
+    label_path = folder / f"phantom-512x512x{n_slices}-labels.mha"
+    if not (path.exists() and label_path.exists()):
         case = generate_case(seed, PhantomOptions(size_xyz=(512, 512, n_slices), pathology="none"))
         sitk.WriteImage(case.image, str(path), useCompression=True)
-    return path
+        sitk.WriteImage(case.label, str(label_path), useCompression=True)
+    return path, label_path
 
 
 def _mean_iou(a_path: Path, b_path: Path) -> float:
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> dict:
     results = {"device": args.device, "host": platform.processor() or platform.machine(),
                "cpu_count": os.cpu_count(), "threads": args.threads, "runs": []}
     for n in sizes:
-        ct = _make_phantom(n, folder, seed=900_000 + n)
+        ct, truth = _make_phantom(n, folder, seed=900_000 + n)
         voxels = 512 * 512 * n
         entry = {"size": [512, 512, n], "voxels": voxels}
         ours_mask = folder / f"ours-{n}.mha"
@@ -162,6 +167,8 @@ def run(args: argparse.Namespace) -> dict:
             entry["reference"] = _run_worker("reference", ct, args, keep_mask=ref_mask)
             if "error" not in entry["reference"] and "error" not in entry["ours"]:
                 entry["agreement_mean_iou"] = _mean_iou(ours_mask, ref_mask)
+                # the other reading of "IoU difference": accuracy against the phantom truth, ours minus reference
+                entry["truth_mean_iou"] = {"ours": _mean_iou(ours_mask, truth), "reference": _mean_iou(ref_mask, truth)}
                 entry["speedup_vs_reference"] = entry["reference"]["total_s"] / entry["ours"]["total_s"]
         if not args.no_peer and (not args.peer_sizes or str(n) in args.peer_sizes.split(",")):
             entry["lungmask"] = _run_worker("lungmask", ct, args)
@@ -196,8 +203,9 @@ def to_markdown(results: dict, command: str) -> str:
             cell = lambda key: f"{t[key]:.2f}" if key in t else "–"  # noqa: E731
             stage2 = cell("stage2") if path != "lungmask" else cell("predict")
             gpu = f"{run['peak_gpu_mb']:.0f}" if run.get("peak_gpu_mb") else "–"
+            label = f"{path} ({run['precision']})" if run.get("precision") else path
             lines.append(
-                f"| {size} | {path} | {cell('read')} | {cell('preprocess')} | {cell('stage1')} | {stage2} | "
+                f"| {size} | {label} | {cell('read')} | {cell('preprocess')} | {cell('stage1')} | {stage2} | "
                 f"{cell('postprocess')} | {cell('write')} | {run['total_s']:.2f} | {entry['voxels'] / run['total_s']:,.0f} | "
                 f"{run['peak_rss_mb']:.0f} | {gpu} |"
             )
@@ -206,7 +214,8 @@ def to_markdown(results: dict, command: str) -> str:
         if "agreement_mean_iou" in entry:
             lines.append(
                 f"| {size} | ours vs reference | speed-up {entry['speedup_vs_reference']:.1f}×, mean lobe IoU agreement "
-                f"{entry['agreement_mean_iou']:.4f} |" + " |" * 10
+                f"{entry['agreement_mean_iou']:.4f}; mean lobe IoU against the phantom truth: ours "
+                f"{entry['truth_mean_iou']['ours']:.4f}, reference {entry['truth_mean_iou']['reference']:.4f} |" + " |" * 10
             )
     return "\n".join(lines) + "\n"
 
@@ -220,6 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tile-out", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--precision", default="auto", help="ours: auto, float32, bfloat16, float16 (the reference is float32)")
     parser.add_argument("--no-peer", action="store_true", help="skip lungmask")
     parser.add_argument("--peer-sizes", default="", help="sizes that run lungmask (default: all)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ctsunet-bench"))
