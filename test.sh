@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the image, run it on the sample scans the way grand-challenge.org does, for both I/O
 # contracts, and compare the outputs with test/expected/. Prints PASS or FAIL; exit 0 = pass.
+# The runs pin GC_PRECISION=float32, the arithmetic test/expected/ was made with, so the comparison
+# holds on any CPU or GPU (the default, "auto", uses bfloat16/float16 where the hardware has it).
 #
 #   ./test.sh                         # baked-in weights
 #   MODEL_DIR=/path/to/model ./test.sh   # also mount a model folder at /opt/ml/model (read-only)
@@ -46,6 +48,7 @@ for contract in current legacy; do
     if ! docker run --rm --platform=linux/amd64 --network none \
         --memory="$MEMORY" --memory-swap="$MEMORY" --shm-size="$SHM" \
         -e GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB="$MEMORY_MB" \
+        -e GC_PRECISION=float32 \
         ${gpu_args[@]+"${gpu_args[@]}"} ${model_args[@]+"${model_args[@]}"} \
         -v "$input:/input:ro" -v "$output:/output" \
         "$IMAGE"; then

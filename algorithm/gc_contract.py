@@ -10,6 +10,8 @@ Environment variables (defaults are the platform's paths):
     GC_MODEL_DIR   model root   (/opt/ml/model): a ``*.pt`` checkpoint here replaces the
                    weights baked into the image
     GC_DEVICE      auto (default), cpu or cuda
+    GC_PRECISION   auto (default), float32, bfloat16 or float16 (CUDA): the network's arithmetic;
+                   test.sh pins float32 so its comparison holds on any CPU or GPU
     GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB  the container's memory limit (set by the platform)
 """
 
@@ -50,6 +52,7 @@ class GCConfig:
     model_root: Path
     device: str = "auto"
     max_memory_mb: int | None = None
+    precision: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "GCConfig":
@@ -59,7 +62,15 @@ class GCConfig:
             model_root=Path(environ.get("GC_MODEL_DIR", "/opt/ml/model")),
             device=environ.get("GC_DEVICE", "auto"),
             max_memory_mb=_parse_memory_limit(environ.get("GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB")),
+            precision=_parse_precision(environ.get("GC_PRECISION", "auto")),
         )
+
+
+def _parse_precision(value: str) -> str:
+    choices = ("auto", "float32", "bfloat16", "float16")  # algorithm.inference.PRECISIONS
+    if value not in choices:
+        raise InputError(f"GC_PRECISION={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _parse_memory_limit(value: str | None) -> int | None:

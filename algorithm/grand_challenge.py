@@ -93,13 +93,13 @@ class OutputTracker:
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    config = GCConfig.from_env(os.environ if environ is None else environ)
-    if config.max_memory_mb is None:
-        config = replace(config, max_memory_mb=cgroup_memory_limit_mb())
     # torch sizes its pool from the host's cores; a container often gets fewer (docker --cpus)
     torch.set_num_threads(available_cpus())
     started = time.perf_counter()
     try:
+        config = GCConfig.from_env(os.environ if environ is None else environ)
+        if config.max_memory_mb is None:
+            config = replace(config, max_memory_mb=cgroup_memory_limit_mb())
         if has_inputs_json(config.input_root):
             code = run_current(config)
         else:
@@ -125,6 +125,7 @@ def run_current(config: GCConfig) -> int:
     check_output_socket_empty(mask_dir)
     ensure_output_dir(config.output_root)
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
     weights = load_weights(config, device)
     outputs, complete = OutputTracker(), False
     try:
@@ -165,6 +166,7 @@ def run_legacy(config: GCConfig) -> int:
     ensure_output_dir(config.output_root)
     try:
         device = resolve_device(config.device)
+        check_precision(config.precision, device)
         weights = load_weights(config, device)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -202,6 +204,11 @@ def legacy_case(path: Path, config: GCConfig, weights: Weights, device: torch.de
 # ----------------------------------------------------------------------------------- shared
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "float16" and device.type != "cuda":
+        raise InputError("GC_PRECISION=float16 needs a CUDA GPU; use bfloat16 or float32 on the CPU")
+
+
 def load_weights(config: GCConfig, device: torch.device) -> Weights:
     """A checkpoint from the model tarball (/opt/ml/model) wins over the baked-in weights."""
     uploaded = find_model_checkpoint(config.model_root)
@@ -218,7 +225,7 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
     loaded = read_image(path)
     for warning in loaded.warnings:
         print(f"warning: {path.name}: {warning}", file=sys.stderr)
-    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan)
+    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan, config.precision)
     report = {
         "case": output_stem(path),
         "input": {"file": path.name, "read": loaded.description, "warnings": loaded.warnings},
@@ -230,11 +237,13 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
     return CaseResult(mask=result.mask, mask_name=f"{output_stem(path)}.mha", report=report)
 
 
-def segment_within_memory(image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan) -> Segmentation:
+def segment_within_memory(
+    image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan, precision: str = "auto"
+) -> Segmentation:
     """Segment; on a CUDA out-of-memory retry once with one tile per pass, then give a clear error."""
     batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
     for attempt, batch in enumerate(batches, start=1):
-        tiling = TilingSettings(tile_out=checkpoint.settings.tile_out, batch_size=batch)
+        tiling = TilingSettings(tile_out=checkpoint.settings.tile_out, batch_size=batch, precision=precision)
         try:
             return segment(image, checkpoint, device, tiling)
         except torch.cuda.OutOfMemoryError as exc:

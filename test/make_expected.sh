@@ -17,7 +17,7 @@ for contract in current legacy; do
     # GC_MODEL_DIR points at an empty folder unless WEIGHTS_DIR is given: the baked-in weights run.
     mkdir -p "$WORK/no-model"
     GC_INPUT_DIR="$WORK/$contract/input" GC_OUTPUT_DIR="$WORK/$contract/output" \
-    GC_MODEL_DIR="${WEIGHTS_DIR:-$WORK/no-model}" GC_DEVICE=cpu \
+    GC_MODEL_DIR="${WEIGHTS_DIR:-$WORK/no-model}" GC_DEVICE=cpu GC_PRECISION=float32 \
         "$PYTHON" -m algorithm gc
     rm -rf "test/expected/$contract"
     mkdir -p "test/expected"

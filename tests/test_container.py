@@ -262,6 +262,14 @@ def test_no_input_fails_cleanly(sandbox, workdir, model_dir):
     _assert_failed(run_gc(sandbox, input_dir, output, model_dir), output, "no input")
 
 
+@pytest.mark.parametrize("precision, message", [("float16", "needs a CUDA GPU"), ("half", "GC_PRECISION='half'")])
+def test_bad_precision_fails_cleanly(sandbox, workdir, ct_dir, model_dir, precision, message):
+    input_dir = make_input("current", workdir / f"precision-{precision}" / "input", ct_dir)
+    read_only(input_dir)
+    output = fresh_output(workdir, f"precision-{precision}", sandbox)
+    _assert_failed(run_gc(sandbox, input_dir, output, model_dir, GC_PRECISION=precision), output, message)
+
+
 def test_two_cts_in_the_socket_fail_cleanly(sandbox, workdir, ct_dir, model_dir):
     input_dir = _current_layout(workdir, "two", ct_dir)
     socket = input_dir / CASES["current"]["socket"]
@@ -380,6 +388,8 @@ def test_config_from_environment():
     assert config.max_memory_mb == 16000
     defaults = GCConfig.from_env({"GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB": "lots"})
     assert defaults.input_root == Path("/input") and defaults.max_memory_mb is None
+    assert defaults.precision == "auto"
+    assert GCConfig.from_env({"GC_PRECISION": "float32"}).precision == "float32"
 
 
 def test_model_folder_with_two_checkpoints_is_refused(tmp_path):
