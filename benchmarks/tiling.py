@@ -27,6 +27,7 @@ from algorithm.checkpoint import load_checkpoint
 from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import preprocess, preprocess_labels
+from benchmarks.inference import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +49,6 @@ def tilings() -> list[Tiling]:
         Tiling("planned ≤ 176³ in", TilingSettings(max_tile_in_voxels=176**3, precision=fp32)),
         Tiling("planned ≤ 144³ in, bfloat16 (default on this CPU)", TilingSettings(precision="bfloat16")),
     ]
-
-
-def mean_lobe_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ious = []
-    for lobe in range(1, 6):
-        union = np.logical_or(a == lobe, b == lobe).sum()
-        if union:
-            ious.append(np.logical_and(a == lobe, b == lobe).sum() / union)
-    return float(np.mean(ious)) if ious else float("nan")
 
 
 def run_case(model, image: sitk.Image, label: sitk.Image, margin_mm: float, inplane: int, device) -> list[dict]:
