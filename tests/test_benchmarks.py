@@ -1,0 +1,38 @@
+"""The arithmetic of the benchmark reports (the measurements themselves are not tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.inference import mean_lobe_iou
+from benchmarks.tiling import summarize, to_markdown
+
+
+def test_mean_lobe_iou_counts_only_lobes_present():
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[:2] = 1
+    b = a.copy()
+    b[:1] = 2  # half of lobe 1 became lobe 2
+    assert mean_lobe_iou(a, a) == 1.0
+    assert mean_lobe_iou(a, b) == pytest.approx((0.5 + 0.0) / 2)
+
+
+def _row(name, stage2_s, agreement, truth):
+    return {"tiling": name, "stage2_s": stage2_s, "tiles": 4, "tile_out_zyx": [44, 44, 44],
+            "agreement_iou": agreement, "truth_iou": truth}
+
+
+def test_tiling_summary_is_relative_to_the_reference_row_of_each_case():
+    per_case = [
+        [_row("reference", 100.0, 1.0, 0.80), _row("fast", 10.0, 0.98, 0.79)],
+        [_row("reference", 60.0, 1.0, 0.70), _row("fast", 10.0, 0.96, 0.72)],
+    ]
+    reference, fast = summarize(per_case)
+    assert reference["speedup"] == pytest.approx(1.0) and reference["truth_iou_diff"] == pytest.approx(0.0)
+    assert fast["speedup"] == pytest.approx(80.0 / 10.0)
+    assert fast["agreement_iou"] == pytest.approx(0.97) and fast["agreement_iou_min"] == pytest.approx(0.96)
+    assert fast["truth_iou_diff"] == pytest.approx(((0.79 - 0.80) + (0.72 - 0.70)) / 2)
+    text = to_markdown([reference, fast], {"command": "x", "cases": 2, "case_names": "a … b", "weights": "w",
+                                           "device": "cpu", "threads": 2})
+    assert "| fast | 10.00 | 8.0× | 4.0 | 0.9700, 0.9600 | 0.7550 | +0.0050 |" in text
