@@ -50,7 +50,9 @@ def lobe_checks(mask: sitk.Image) -> dict:
     left = [centroid_x[l.name] for l in LEFT_LOBES if l.name in centroid_x]
     right = [centroid_x[l.name] for l in RIGHT_LOBES if l.name in centroid_x]
     sides_ok = bool(left and right and min(left) > max(right))  # LPS: +x is the patient's left
-    return {"pieces": pieces, "sides_correct": sides_ok}
+    # a lung cut by the field of view can be in several pieces itself; its lobes then are too
+    lung_pieces = int(ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))[1])
+    return {"pieces": pieces, "lung_pieces": lung_pieces, "sides_correct": sides_ok}
 
 
 def run_scan(name: str, checkpoint, device, image_dir: Path) -> dict:
@@ -81,19 +83,19 @@ def to_markdown(rows: list[dict], command: str) -> str:
         "",
         f"Reproduce: `{command}` (reads `../shared/data/real/`).",
         "",
-        "| scan | size, spacing (mm) | five lobes | one piece each | sides | LUL | LLL | RUL | RLL | RML | total (mL) | flags | time (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| scan | size, spacing (mm) | five lobes | one piece each | lung pieces | sides | LUL | LLL | RUL | RLL | RML | total (mL) | flags | time (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | refused: {r['error']} |" + " |" * 11)
+            lines.append(f"| {r['name']} | refused: {r['error']} |" + " |" * 12)
             continue
         v = r["volumes_ml"]
         present = all(v[l.name] > 0 for l in LOBES)
         single = all(n == 1 for n in r["pieces"].values())
         lines.append(
             f"| {r['name']} | {'×'.join(map(str, r['size']))}, {r['spacing']} | {'yes' if present else 'no'} | "
-            f"{'yes' if single else r['pieces']} | {'correct' if r['sides_correct'] else 'WRONG'} | "
+            f"{'yes' if single else r['pieces']} | {r['lung_pieces']} | {'correct' if r['sides_correct'] else 'WRONG'} | "
             + " | ".join(f"{v[l.name]:.0f}" for l in LOBES)
             + f" | {v['total']:.0f} | {', '.join(r['flags']) or '–'} | {r['seconds']:.1f} |"
         )
