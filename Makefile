@@ -36,10 +36,12 @@ results: setup
 	$(PY) -m algorithm predict $(TESTSET)/images -o $(TESTSET)-pred --no-preview --quiet --overwrite
 	$(PY) -m training evaluate --pred $(TESTSET)-pred --ref $(TESTSET)/labels --out docs/results-phantoms
 
-# Inference speed and memory (docs/performance.md); installs the lungmask peer first.
+# Inference speed and memory (docs/performance.md) and stage-II tiling (docs/tiling.md); installs the lungmask peer first.
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100 --peer-sizes 100
+	test -d $(TESTSET)/images || $(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --no-progress
+	$(PY) -m benchmarks.tiling --n 4 --threads 2
 
 clean:
 	rm -rf demo-output .pytest_cache
