@@ -17,6 +17,7 @@ from algorithm.labels import LOBES
 from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, labels_to_input_grid, skips_network_voxels
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
+DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none, below this: not lung
 
 
 def clean_labels(labels: np.ndarray) -> np.ndarray:
@@ -45,6 +46,7 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
     for lobe in LOBES:
         component = _largest_component(labels == lobe)
         kept[component] = lobe
+    lung &= ~_detached_small_pieces(lung & (kept == 0), kept > 0, lung.sum())
     unassigned = lung & (kept == 0)
     if unassigned.any() and (kept > 0).any():
         # each unassigned lung voxel (island, hole) takes the label of the nearest kept lobe voxel
@@ -52,6 +54,24 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
         kept[unassigned] = kept[tuple(axis[unassigned] for axis in nearest)]
     kept[~lung] = 0
     return kept
+
+
+def _detached_small_pieces(unassigned: np.ndarray, lobes: np.ndarray, lung_voxels: int) -> np.ndarray:
+    """Unassigned pieces that touch no kept lobe and hold under DETACHED_PIECE_MAX_SHARE of the lung.
+
+    Such a piece (an airway, a stray second piece of a lobe) would become a second, separate
+    piece of whichever lobe is nearest across the gap. Larger detached pieces are lung cut apart
+    by the field of view and keep the nearest lobe's label.
+    """
+    components, count = ndimage.label(unassigned, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return np.zeros_like(unassigned)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    touching = np.unique(components[ndimage.binary_dilation(lobes, structure=np.ones((3, 3, 3), bool))])
+    drop = sizes < DETACHED_PIECE_MAX_SHARE * lung_voxels
+    drop[touching] = False
+    drop[0] = False
+    return drop[components]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

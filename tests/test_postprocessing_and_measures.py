@@ -95,3 +95,19 @@ def test_lobe_split_by_thick_slices_is_one_piece_after_input_grid_clean():
     assert ndimage.label(cleaned == 1, structure=np.ones((3, 3, 3)))[1] == 1
     assert ((cleaned > 0) == (canonical > 0)).all()  # the lung is unchanged: the piece changed lobe
     assert (cleaned == 1).sum() == (canonical == 1).sum() // 2
+
+
+def test_small_detached_piece_is_dropped_large_one_keeps_the_nearest_lobe():
+    labels = _two_lobes()  # four 16 x 16 x 12 voxel lobes
+    lung_voxels = int((labels > 0).sum())
+    small = labels.copy()
+    small[6:14, 6:14, 29:33] = Lobe.RUL  # 256 voxels in the gap between the lungs: an airway-like island
+    assert 0.01 * lung_voxels < 256 < 0.05 * lung_voxels  # survives the 1 % rule; only the new rule drops it
+    cleaned = clean_labels(small)
+    assert (cleaned[6:14, 6:14, 29:33] == 0).all()
+    assert (cleaned == labels).all()
+    big = np.pad(_two_lobes(), ((0, 0), (0, 0), (0, 20)))
+    big[2:18, 2:18, 62:72] = Lobe.LLL  # 2560 voxels (17 %), detached: lung cut apart by the field of view
+    cleaned = clean_labels(big)
+    assert (cleaned[2:18, 2:18, 62:72] == Lobe.LLL).all()
+    assert (cleaned[2:18, 2:18, 46:58] == Lobe.LLL).all()  # the main body stays LLL
