@@ -53,7 +53,38 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
         _, nearest = ndimage.distance_transform_edt(kept == 0, return_indices=True)
         kept[unassigned] = kept[tuple(axis[unassigned] for axis in nearest)]
     kept[~lung] = 0
+    _merge_stray_pieces(kept)
     return kept
+
+
+def _merge_stray_pieces(labels: np.ndarray, rounds: int = 3) -> None:
+    """In place: a lobe's pieces other than its largest join the lobe they share most surface with.
+
+    Nearest-voxel assignment can leave a lobe in two pieces (a piece whose nearest kept voxel lies
+    across another lobe); a piece that touches no other lobe (lung cut apart by the field of
+    view) keeps its label.
+    """
+    full = np.ones((3, 3, 3), bool)
+    for _ in range(rounds):
+        changed = False
+        for lobe in LOBES:
+            components, count = ndimage.label(labels == lobe, structure=full)
+            if count <= 1:
+                continue
+            main = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+            for index, box in enumerate(ndimage.find_objects(components), start=1):
+                if index == main or box is None:
+                    continue
+                grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+                piece = components[grown] == index
+                ring = ndimage.binary_dilation(piece, structure=full) & ~piece
+                around = labels[grown][ring]
+                around = around[(around > 0) & (around != lobe)]
+                if around.size:
+                    labels[grown][piece] = np.bincount(around).argmax()
+                    changed = True
+        if not changed:
+            return
 
 
 def _detached_small_pieces(unassigned: np.ndarray, lobes: np.ndarray, lung_voxels: int) -> np.ndarray:

@@ -111,3 +111,14 @@ def test_small_detached_piece_is_dropped_large_one_keeps_the_nearest_lobe():
     cleaned = clean_labels(big)
     assert (cleaned[2:18, 2:18, 62:72] == Lobe.LLL).all()
     assert (cleaned[2:18, 2:18, 46:58] == Lobe.LLL).all()  # the main body stays LLL
+
+
+def test_a_piece_nearest_to_a_lobe_across_the_gap_joins_the_lobe_it_touches():
+    labels = _two_lobes()
+    # the inner 8 voxels of the right lung predicted LUL (a second LUL piece): its voxels next to the
+    # mediastinal gap are nearer the LUL body across the gap (7 voxels) than the RLL (8 voxels),
+    # so nearest-voxel assignment alone leaves a detached LUL slab in the right lung
+    labels[2:18, 2:18, 20:28] = Lobe.LUL
+    cleaned = clean_labels(labels)
+    assert ndimage.label(cleaned == Lobe.LUL, structure=np.ones((3, 3, 3)))[1] == 1
+    assert (cleaned[2:18, 2:18, 14:28] == Lobe.RLL).all()
