@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES
-from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, labels_to_input_grid, skips_network_voxels
+from algorithm.preprocessing import PreprocessedScan, canonical_to_input_image, labels_to_canonical, skips_network_voxels
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
 DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none, below this: not lung
@@ -36,7 +36,7 @@ def to_input_mask(cleaned_zyx: np.ndarray, scan: PreprocessedScan, reference: si
     canonical = labels_to_canonical(cleaned_zyx, scan)
     if skips_network_voxels(scan):  # a lobe can come apart on a coarser input grid: clean again there
         canonical = clean_labels(canonical)
-    return labels_to_input_grid(cleaned_zyx, scan, reference, canonical)
+    return canonical_to_input_image(canonical, scan, reference)
 
 
 def _clean_box(labels: np.ndarray) -> np.ndarray:

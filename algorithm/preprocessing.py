@@ -132,15 +132,13 @@ def skips_network_voxels(scan: PreprocessedScan) -> bool:
     return any(c < n for c, n in zip(scan.canonical_shape_zyx, scan.array.shape))
 
 
-def labels_to_input_grid(
-    labels_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image, canonical: np.ndarray | None = None
-) -> sitk.Image:
-    """Network-grid labels -> a uint8 image with the exact geometry of ``reference``.
+def labels_to_input_grid(labels_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
+    """Network-grid labels -> a uint8 image with the exact geometry of ``reference``."""
+    return canonical_to_input_image(labels_to_canonical(labels_zyx, scan), scan, reference)
 
-    ``canonical``: labels already on the reoriented input grid (``labels_to_canonical``, cleaned).
-    """
-    if canonical is None:
-        canonical = labels_to_canonical(labels_zyx, scan)
+
+def canonical_to_input_image(canonical: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
+    """Labels on the reoriented input grid -> a uint8 image with the exact geometry of ``reference``."""
     image = sitk.GetImageFromArray(canonical)
     image.SetSpacing(tuple(reversed(scan.canonical_spacing_mm_zyx)))
     image = sitk.DICOMOrient(image, scan.input_orientation)
