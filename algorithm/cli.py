@@ -15,7 +15,8 @@ from algorithm.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
 from algorithm.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.errors import InputError, OutputError, ResourceError
-from algorithm.inference import PRECISIONS, TilingSettings
+from algorithm.constants import PRECISIONS
+from algorithm.inference import TilingSettings
 from algorithm.pipeline import segment
 from algorithm.preview import render_preview
 from algorithm.reading import case_name, is_image_file, read_image

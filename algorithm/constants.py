@@ -6,3 +6,4 @@ INPLANE_SIZE = 256  # preprocessed grid: 256 x 256 in plane, z resampled to isot
 STAGE1_DOWNSAMPLE = 2  # stage I reads the preprocessed scan at half resolution
 STAGE2_TRAIN_PATCH_IN = 116  # stage II training patch (valid convs): 116^3 in ...
 STAGE2_TRAIN_PATCH_OUT = 28  # ... 28^3 out
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # network arithmetic (algorithm.inference.compute_dtype)

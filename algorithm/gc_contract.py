@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from algorithm.constants import PRECISIONS
 from algorithm.errors import InputError, OutputError
 
 INPUTS_JSON = "inputs.json"
@@ -67,9 +68,8 @@ class GCConfig:
 
 
 def _parse_precision(value: str) -> str:
-    choices = ("auto", "float32", "bfloat16", "float16")  # algorithm.inference.PRECISIONS
-    if value not in choices:
-        raise InputError(f"GC_PRECISION={value!r} is not one of {', '.join(choices)}")
+    if value not in PRECISIONS:
+        raise InputError(f"GC_PRECISION={value!r} is not one of {', '.join(PRECISIONS)}")
     return value
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from algorithm.constants import PRECISIONS
 from algorithm.errors import ResourceError
 
 from algorithm.network import CTSUNet
@@ -59,7 +60,9 @@ class NetworkPrediction:
     warnings: list[str] = field(default_factory=list)  # e.g. out of GPU memory, fell back to CPU
 
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+def bbox_margin_voxels(margin_mm: float, spacing_mm_zyx: tuple[float, float, float]) -> int:
+    """The stage-I lung box margin in network-grid voxels (rounded up, along the finest axis)."""
+    return int(math.ceil(margin_mm / min(spacing_mm_zyx)))
 
 
 def cpu_has_native_bf16() -> bool:

@@ -12,7 +12,7 @@ import torch
 from algorithm import __version__
 from algorithm.checkpoint import Checkpoint
 from algorithm.errors import InputError
-from algorithm.inference import TilingSettings, compute_dtype, predict_network_grid
+from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtype, predict_network_grid
 from algorithm.labels import label_map
 from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
@@ -61,7 +61,7 @@ def segment(
     scan = preprocess(image, settings.inplane_size)
     t = clock.lap("preprocess", t)
     tiling = tiling or TilingSettings()
-    tiling.bbox_margin_vox = int(np.ceil(settings.bbox_margin_mm / min(scan.spacing_mm_zyx)))
+    tiling.bbox_margin_vox = bbox_margin_voxels(settings.bbox_margin_mm, scan.spacing_mm_zyx)
     notify("network")
     prediction = predict_network_grid(
         checkpoint.model, scan.array, device, tiling, on_tile=lambda n: notify("tile", n)

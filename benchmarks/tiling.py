@@ -24,7 +24,7 @@ import SimpleITK as sitk
 import torch
 
 from algorithm.checkpoint import load_checkpoint
-from algorithm.inference import TilingSettings, predict_network_grid
+from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import preprocess, preprocess_labels
 from benchmarks.inference import mean_lobe_iou
@@ -54,7 +54,7 @@ def tilings() -> list[Tiling]:
 def run_case(model, image: sitk.Image, label: sitk.Image, margin_mm: float, inplane: int, device) -> list[dict]:
     scan = preprocess(image, inplane)
     truth = preprocess_labels(label, scan.array.shape)
-    margin_vox = int(np.ceil(margin_mm / min(scan.spacing_mm_zyx)))
+    margin_vox = bbox_margin_voxels(margin_mm, scan.spacing_mm_zyx)
     rows, reference = [], None
     for tiling in tilings():
         tiling.settings.bbox_margin_vox = margin_vox

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
-from algorithm.inference import TilingSettings, predict_network_grid
+from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
 from algorithm.network import CTSUNet
 from algorithm.postprocessing import clean_labels, to_input_mask
 from algorithm.preprocessing import preprocess
@@ -48,7 +47,7 @@ def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image)
     scan = preprocess(image, config.inplane_size)
     if isinstance(model, CTSUNet):
         tiling = TilingSettings()
-        tiling.bbox_margin_vox = int(np.ceil(config.bbox_margin_mm / min(scan.spacing_mm_zyx)))
+        tiling.bbox_margin_vox = bbox_margin_voxels(config.bbox_margin_mm, scan.spacing_mm_zyx)
         labels = predict_network_grid(model, scan.array, torch.device("cpu"), tiling).labels
     else:
         volume = torch.from_numpy(scan.array)[None, None]
