@@ -111,10 +111,17 @@ def _bin_majority(mask: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     if all(f == 1 for f in factors):
         return mask
     padded_shape = [-(-n // f) * f for n, f in zip(mask.shape, factors)]
-    padded = np.zeros(padded_shape, np.uint8)
-    padded[tuple(slice(0, n) for n in mask.shape)] = mask
-    blocks = padded.reshape([v for n, f in zip(padded_shape, factors) for v in (n // f, f)])
-    return blocks.sum(axis=(1, 3, 5), dtype=np.int32) * 2 >= int(np.prod(factors))
+    block_voxels = int(np.prod(factors))
+    # One axis at a time in the narrowest integer type that holds a block's count: about 3x
+    # faster than one sum over three strided axes.
+    count_dtype = np.uint8 if block_voxels <= np.iinfo(np.uint8).max else np.uint32
+    counts = np.zeros(padded_shape, count_dtype)
+    counts[tuple(slice(0, n) for n in mask.shape)] = mask
+    for axis, factor in enumerate(factors):
+        shape = list(counts.shape)
+        split = shape[:axis] + [shape[axis] // factor, factor] + shape[axis + 1 :]
+        counts = counts.reshape(split).sum(axis=axis + 1, dtype=count_dtype)
+    return counts.astype(np.uint32) * 2 >= block_voxels
 
 
 def lung_box(labels_zyx: np.ndarray) -> tuple[slice, ...] | None:
@@ -171,6 +178,55 @@ def _percentiles(hu: np.ndarray, labels: np.ndarray, lobes: tuple[Lobe, ...], pa
         return None
     perc, median = np.percentile(hu[selected], [params.density_percentile, 50.0])
     return float(perc), float(median)
+
+
+class _IntegerHistograms:
+    """Per-label histograms of integer HU: every region's percentiles from one pass.
+
+    CT is stored as integers, so a histogram holds the sorted values exactly and numpy's linear
+    percentile can be read off its cumulative counts; sorting the voxels of each of the eight
+    regions instead took about 3 s on a 512 x 512 x 400 scan.
+    """
+
+    def __init__(self, lung_hu: np.ndarray, lung_labels: np.ndarray, n_labels: int) -> None:
+        self.low = int(lung_hu.min())
+        bins = int(lung_hu.max()) - self.low + 1
+        flat = lung_labels.astype(np.int64) * bins + (lung_hu.astype(np.int64) - self.low)
+        self.counts = np.bincount(flat, minlength=n_labels * bins).reshape(n_labels, bins)
+
+    @staticmethod
+    def applies(lung_hu: np.ndarray) -> bool:
+        if lung_hu.size == 0 or not np.array_equal(lung_hu, np.rint(lung_hu)):
+            return False
+        return float(lung_hu.max()) - float(lung_hu.min()) < 2**20  # a histogram of bounded size
+
+    def percentiles(self, lobes: tuple[Lobe, ...], params) -> tuple[float, float] | None:
+        cumulative = np.cumsum(self.counts[[int(lobe) for lobe in lobes]].sum(axis=0))
+        n = int(cumulative[-1])
+        if n == 0:
+            return None
+        return self._linear(cumulative, n, params.density_percentile), self._linear(cumulative, n, 50.0)
+
+    def _linear(self, cumulative: np.ndarray, n: int, q: float) -> float:
+        """numpy's default ('linear') percentile from the cumulative counts."""
+        position = q / 100.0 * (n - 1)
+        below = int(np.floor(position))
+        lower = self._order_statistic(cumulative, below)
+        upper = self._order_statistic(cumulative, min(below + 1, n - 1))
+        return float(lower + (position - below) * (upper - lower))
+
+    def _order_statistic(self, cumulative: np.ndarray, k: int) -> int:
+        """The k-th smallest value (0-based)."""
+        return self.low + int(np.searchsorted(cumulative, k, side="right"))
+
+
+def _region_percentiles(hu: np.ndarray, labels: np.ndarray, params) -> dict[str, tuple[float, float] | None]:
+    lung = labels > 0
+    lung_hu = hu[lung]
+    if _IntegerHistograms.applies(lung_hu):
+        histograms = _IntegerHistograms(lung_hu, labels[lung], len(Lobe))
+        return {name: histograms.percentiles(lobes, params) for name, lobes in REGIONS.items()}
+    return {name: _percentiles(hu, labels, lobes, params) for name, lobes in REGIONS.items()}
 
 
 def _percent(part: float, whole: float) -> float:
@@ -232,8 +288,9 @@ def lobe_measures(image: sitk.Image, mask: sitk.Image, params: DensityParameters
     counts = _count(hu, labels, spacing_zyx_mm, params)
     total_voxels = int(counts.voxels[1:].sum())
     voxel_ml = voxel_volume_ml(mask)
+    percentiles = _region_percentiles(hu, labels, params)
     regions = {
-        name: _region(lobes, counts, _percentiles(hu, labels, lobes, params), total_voxels, voxel_ml, params)
+        name: _region(lobes, counts, percentiles[name], total_voxels, voxel_ml, params)
         for name, lobes in REGIONS.items()
     }
     bands = _add_severity(regions, params)

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES, Lobe
-from algorithm.lobe_measures import DISCLAIMER, DensityParameters, lobe_measures, opening_mm, severity_band
+from algorithm.lobe_measures import DISCLAIMER, DensityParameters, _bin_majority, lobe_measures, opening_mm, severity_band
 
 NO_FILTER = DensityParameters(thin_structure_radius_mm=0.0, vessel_radius_mm=0.0)
 SPACING_MM = (1.5, 1.5, 1.5)
@@ -88,6 +88,24 @@ def test_missing_lobe_has_no_density_values():
     assert m["RUL"]["mean_hu"] == pytest.approx(-850.0)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_percentiles_match_numpy_per_region(dtype):
+    """Integer HU take the histogram route, fractional HU the sorting one: both equal numpy's."""
+    labels = _five_lobes((6, 10, 100))
+    labels[:, :, 95:] = 0  # some background voxels that must not count
+    rng = np.random.default_rng(3)
+    hu = rng.normal(-800, 150, labels.shape)
+    hu = np.rint(hu).astype(np.int16) if dtype == np.int16 else (hu + 0.25).astype(np.float32)
+    image, mask = sitk.GetImageFromArray(hu), sitk.GetImageFromArray(labels)
+    m = lobe_measures(image, mask, NO_FILTER)
+    regions = {lobe.name: (lobe,) for lobe in LOBES}
+    regions.update(left_lung=(Lobe.LUL, Lobe.LLL), right_lung=(Lobe.RUL, Lobe.RLL, Lobe.RML), total=tuple(LOBES))
+    for name, lobes in regions.items():
+        values = hu[np.isin(labels, [int(lobe) for lobe in lobes])].astype(np.float64)
+        assert m[name]["perc15_hu"] == pytest.approx(round(float(np.percentile(values, 15)), 1), abs=1e-9), name
+        assert m[name]["median_hu"] == pytest.approx(round(float(np.median(values)), 1), abs=1e-9), name
+
+
 @pytest.mark.parametrize(
     "percent, band", [(0.0, 0), (0.99, 0), (1.0, 1), (4.99, 1), (5.0, 2), (24.9, 2), (25.0, 3), (50.0, 4), (74.9, 4), (75.0, 5), (100.0, 5)]
 )
@@ -131,6 +149,16 @@ def test_blobs_of_disease_are_kept():
     total = labels.size
     assert m["consolidation_percent"] == pytest.approx(100 * core.sum() / total, rel=0.05)
     assert m["high_attenuation_percent"] == pytest.approx(100 * (halo & ~core).sum() / total, rel=0.12)
+
+
+@pytest.mark.parametrize("factors", [(3, 3, 3), (2, 1, 2), (1, 5, 3), (7, 7, 7)])
+def test_bin_majority_is_the_block_vote(factors):
+    """Each coarse voxel is set where at least half of its block (zero-padded at the end) is."""
+    mask = np.random.default_rng(1).random((37, 41, 29)) < 0.5
+    binned = _bin_majority(mask, factors)
+    for index in np.ndindex(*binned.shape):
+        block = mask[tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, factors))]
+        assert binned[index] == (2 * int(block.sum()) >= int(np.prod(factors))), index
 
 
 def test_opening_keeps_thick_and_removes_thin():
