@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES, Lobe
-from algorithm.lobe_measures import DISCLAIMER, DensityParameters, _bin_majority, lobe_measures, opening_mm, severity_band
+from algorithm.lobe_measures import DISCLAIMER, DensityParameters, _bin_majority, _dilate_face_neighbours, lobe_measures, opening_mm, severity_band
 
 NO_FILTER = DensityParameters(thin_structure_radius_mm=0.0, vessel_radius_mm=0.0)
 SPACING_MM = (1.5, 1.5, 1.5)
@@ -159,6 +159,14 @@ def test_bin_majority_is_the_block_vote(factors):
     for index in np.ndindex(*binned.shape):
         block = mask[tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, factors))]
         assert binned[index] == (2 * int(block.sum()) >= int(np.prod(factors))), index
+
+
+def test_face_neighbour_dilation_equals_scipy():
+    from scipy import ndimage
+
+    mask = np.random.default_rng(2).random((13, 17, 11)) < 0.05
+    mask[0, 0, 0] = mask[-1, -1, -1] = True  # corners: the shifts must not wrap around
+    assert np.array_equal(_dilate_face_neighbours(mask), ndimage.binary_dilation(mask))
 
 
 def test_opening_keeps_thick_and_removes_thin():
