@@ -40,7 +40,7 @@ class InferenceSettings:
 
     inplane_size: int = INPLANE_SIZE  # preprocessed in-plane matrix
     train_patch_in: int = 116  # stage-II training patch (valid convs)
-    tile_out: int = 28  # stage-II output tile used at inference (8k - 28)
+    tile_out: int = 28  # the training recipe's stage-II tile (8k - 28), for the record: inference plans its own
     bbox_margin_mm: float = 10.0  # margin around the stage-I lung bounding box
     network: dict = field(default_factory=lambda: NetworkConfig().to_dict())
 

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     predict.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     predict.add_argument("--tile-out", type=int, default=None, help="fixed stage-II output tile edge, 8k-28 (default: planned per scan; the paper used 28)")
-    predict.add_argument("--max-tile-voxels", type=int, default=144**3, help="memory budget of a planned stage-II tile's input, in voxels")
+    predict.add_argument("--max-tile-voxels", type=int, default=TilingSettings().max_tile_in_voxels, help="memory budget of a planned stage-II tile's input, in voxels")
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="network arithmetic: auto (default: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32), float32, bfloat16, float16 (CUDA)")

@@ -1,10 +1,14 @@
-"""Memory planning for the container: pick the stage-II tile batch that fits the platform's
-memory limit, and refuse a case that cannot fit with a clear message instead of being
-OOM-killed (an OOM kill leaves the user no explanation).
+"""Memory planning for the container: pick the stage-II tiling that fits the platform's memory
+limit, and refuse a case that cannot fit with a clear message instead of being OOM-killed (an OOM
+kill leaves the user no explanation).
+
+The container tiles like the command line (tiles planned per scan within a voxel budget, one per
+pass on the CPU) so that both give the same mask; only where memory is short does it plan smaller
+tiles (CPU) or, on a GPU, batch fewer of them.
 
 The estimates were measured on CPU (float32, torch 2.13) with the shipped architecture: the
 runtime with the model ~300 MB, stage I ~135 B per network-grid voxel, one stage-II tile of
-116^3 input voxels ~750 MB; the input-grid steps (reorientation, normalisation, resampling the
+116^3 input voxels ~750 MB (activations grow with the tile's input voxels); the input-grid steps (reorientation, normalisation, resampling the
 labels back) ~14 B per input voxel; the grid arrays and the clean-up ~32 B per grid voxel.
 """
 
@@ -17,7 +21,6 @@ import SimpleITK as sitk
 import torch
 
 from algorithm.errors import InputError
-from algorithm.network.cunet import valid_input_size
 from algorithm.preprocessing import network_grid
 
 MB = 2**20
@@ -28,8 +31,12 @@ INPUT_BYTES_PER_VOXEL = 14.0
 GRID_BYTES_PER_VOXEL = 32.0
 SAFETY = 1.15  # allocator fragmentation and what the measurements missed
 GPU_ACTIVATION_SHARE = 0.6  # half precision on CUDA, softmax kept in float32
-CPU_BATCHES = (2, 1)
+# Planned-tile budgets (input voxels) tried on the CPU, largest first: the first is the command
+# line's default, so a container with enough memory gives the command line's mask.
+CPU_TILE_BUDGETS = (144**3, 116**3)
+GPU_TILE_BUDGET = 144**3
 GPU_MAX_BATCH = 4
+GPU_MEMORY_TARGET_MB = 4096.0  # stage I plus a batch of tiles stay under this on any card
 
 
 class ResourceError(InputError):
@@ -46,6 +53,7 @@ class ImageHeader:
 @dataclass(frozen=True)
 class MemoryPlan:
     batch_size: int
+    max_tile_in_voxels: int
     host_estimate_mb: float
     limit_mb: float | None
 
@@ -75,30 +83,32 @@ def grid_voxels(header: ImageHeader, inplane_size: int) -> int:
     return nz * ny * nx
 
 
-def tile_mb(tile_out: int) -> float:
-    return TILE_MB_AT_116 * (valid_input_size(tile_out) / 116.0) ** 3
+def tile_mb(tile_in_voxels: int) -> float:
+    """float32 activation memory of one stage-II tile with this many input voxels."""
+    return TILE_MB_AT_116 * tile_in_voxels / 116.0**3
 
 
-def host_estimate_mb(header: ImageHeader, inplane_size: int, tile_out: int, batch: int, on_gpu: bool) -> float:
+def host_estimate_mb(header: ImageHeader, inplane_size: int, tile_in_voxels: int, batch: int, on_gpu: bool) -> float:
     """Peak host memory of one case (the network's activations count only on CPU)."""
     n_input = float(header.size_xyz[0] * header.size_xyz[1] * header.size_xyz[2])
     n_grid = float(grid_voxels(header, inplane_size))
-    network = 0.0 if on_gpu else max(n_grid * STAGE1_BYTES_PER_GRID_VOXEL / MB, batch * tile_mb(tile_out))
+    network = 0.0 if on_gpu else max(n_grid * STAGE1_BYTES_PER_GRID_VOXEL / MB, batch * tile_mb(tile_in_voxels))
     arrays = (n_input * INPUT_BYTES_PER_VOXEL + n_grid * GRID_BYTES_PER_VOXEL) / MB
     return SAFETY * (RUNTIME_MB + arrays + network)
 
 
-def plan_memory(
-    header: ImageHeader, inplane_size: int, tile_out: int, device: torch.device, limit_mb: float | None
-) -> MemoryPlan:
-    """The largest tile batch that fits; ResourceError when even one tile does not."""
+def plan_memory(header: ImageHeader, inplane_size: int, device: torch.device, limit_mb: float | None) -> MemoryPlan:
+    """The largest tiling that fits; ResourceError when even the smallest does not."""
     on_gpu = device.type == "cuda"
-    batches = (gpu_batch_size(device, tile_out, header, inplane_size),) if on_gpu else CPU_BATCHES
-    for batch in batches:
-        estimate = host_estimate_mb(header, inplane_size, tile_out, batch, on_gpu)
+    if on_gpu:
+        options = [(gpu_batch_size(device, GPU_TILE_BUDGET, header, inplane_size), GPU_TILE_BUDGET)]
+    else:
+        options = [(1, budget) for budget in CPU_TILE_BUDGETS]
+    for batch, budget in options:
+        estimate = host_estimate_mb(header, inplane_size, budget, batch, on_gpu)
         if limit_mb is None or estimate <= limit_mb:
-            return MemoryPlan(batch, round(estimate, 1), limit_mb)
-    minimum = host_estimate_mb(header, inplane_size, tile_out, 1, on_gpu)
+            return MemoryPlan(batch, budget, round(estimate, 1), limit_mb)
+    minimum = host_estimate_mb(header, inplane_size, options[-1][1], 1, on_gpu)
     raise ResourceError(
         f"this CT ({'x'.join(map(str, header.size_xyz))} voxels) needs about {minimum:.0f} MB of memory "
         f"on {device.type}, but the container's limit is {limit_mb:.0f} MB: raise the algorithm's memory "
@@ -106,12 +116,12 @@ def plan_memory(
     )
 
 
-def gpu_batch_size(device: torch.device, tile_out: int, header: ImageHeader, inplane_size: int) -> int:
-    """Tiles per forward pass from the free GPU memory, after stage I's share."""
+def gpu_batch_size(device: torch.device, tile_in_voxels: int, header: ImageHeader, inplane_size: int) -> int:
+    """Tiles per forward pass: what fits both the free GPU memory and the 4 GB target after stage I."""
     free_bytes, _ = torch.cuda.mem_get_info(device)
     stage1 = GPU_ACTIVATION_SHARE * grid_voxels(header, inplane_size) * STAGE1_BYTES_PER_GRID_VOXEL
-    per_tile = GPU_ACTIVATION_SHARE * tile_mb(tile_out) * MB
-    usable = 0.8 * free_bytes - stage1
+    per_tile = GPU_ACTIVATION_SHARE * tile_mb(tile_in_voxels) * MB
+    usable = min(0.8 * free_bytes, GPU_MEMORY_TARGET_MB * MB) - stage1
     return int(max(1, min(GPU_MAX_BATCH, usable // per_tile)))
 
 

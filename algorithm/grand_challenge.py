@@ -221,7 +221,7 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
     started = time.perf_counter()
     settings = weights.checkpoint.settings
     header = read_header(path)
-    plan = plan_memory(header, settings.inplane_size, settings.tile_out, device, config.max_memory_mb)
+    plan = plan_memory(header, settings.inplane_size, device, config.max_memory_mb)
     loaded = read_image(path)
     for warning in loaded.warnings:
         print(f"warning: {path.name}: {warning}", file=sys.stderr)
@@ -230,7 +230,8 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
         "case": output_stem(path),
         "input": {"file": path.name, "read": loaded.description, "warnings": loaded.warnings},
         **result.report,
-        "memory": {"limit_mb": plan.limit_mb, "estimate_mb": plan.host_estimate_mb, "tile_batch": plan.batch_size},
+        "memory": {"limit_mb": plan.limit_mb, "estimate_mb": plan.host_estimate_mb, "tile_batch": plan.batch_size,
+                   "max_tile_in_voxels": plan.max_tile_in_voxels},
         "run_time_s": {**result.timings_s, "total": round(time.perf_counter() - started, 3)},
     }
     report["weights"] = {**report["weights"], "source": weights.source}
@@ -243,7 +244,7 @@ def segment_within_memory(
     """Segment; on a CUDA out-of-memory retry once with one tile per pass, then give a clear error."""
     batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
     for attempt, batch in enumerate(batches, start=1):
-        tiling = TilingSettings(tile_out=checkpoint.settings.tile_out, batch_size=batch, precision=precision)
+        tiling = TilingSettings(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=batch, precision=precision)
         try:
             return segment(image, checkpoint, device, tiling)
         except torch.cuda.OutOfMemoryError as exc:

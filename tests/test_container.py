@@ -214,6 +214,25 @@ def test_current_contract_volumes_follow_the_schema_and_name_the_weights(current
     assert "model tarball" in result.stdout
 
 
+def test_container_and_command_line_give_the_same_mask(current_run, model_dir, tmp_path):
+    """Both entry points tile stage II the same way, so a user gets one answer from either."""
+    from algorithm.cli import main as cli_main
+
+    result, input_dir, output, _ = current_run
+    assert result.returncode == 0, result.stderr
+    uuid = CASES["cases"][CASES["current"]["case"]]
+    ct_path = input_dir / CASES["current"]["socket"] / f"{uuid}.mha"
+    code = cli_main(["predict", str(ct_path), "-o", str(tmp_path), "--weights", str(model_dir / "test.pt"),
+                     "--device", "cpu", "--quiet", "--no-preview"])
+    assert code == 0
+    from_cli = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{uuid}_lobes.mha")))
+    from_container = sitk.GetArrayFromImage(sitk.ReadImage(str(output / MASK_SOCKET / f"{uuid}.mha")))
+    assert from_cli.any() and np.array_equal(from_cli, from_container)
+    report = json.loads((output / VOLUMES_SOCKET).read_text())
+    cli_report = json.loads((tmp_path / f"{uuid}_lobes.json").read_text())
+    assert report["network_grid"]["stage2_tile_out_zyx"] == cli_report["network_grid"]["stage2_tile_out_zyx"]
+
+
 def test_legacy_contract_writes_masks_and_results_json(legacy_run):
     result, input_dir, output = legacy_run
     assert result.returncode == 0, result.stderr
@@ -402,21 +421,26 @@ def test_model_folder_with_two_checkpoints_is_refused(tmp_path):
         find_model_checkpoint(tmp_path)
 
 
-def test_memory_plan_picks_a_smaller_batch_before_refusing():
+def test_memory_plan_picks_smaller_tiles_before_refusing():
     import torch
 
-    # a short scan: stage II's tiles, not stage I, set the peak, so the batch matters
+    from algorithm.gc_resources import CPU_TILE_BUDGETS
+    from algorithm.inference import TilingSettings
+
+    # a short scan: stage II's tiles, not stage I, set the peak, so the tile size matters
     header = ImageHeader((512, 512, 60), (0.7, 0.7, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     cpu = torch.device("cpu")
-    two = host_estimate_mb(header, 256, 28, 2, on_gpu=False)
-    one = host_estimate_mb(header, 256, 28, 1, on_gpu=False)
-    assert plan_memory(header, 256, 28, cpu, None).batch_size == 2
-    assert plan_memory(header, 256, 28, cpu, two + 1).batch_size == 2
-    assert plan_memory(header, 256, 28, cpu, (one + two) / 2).batch_size == 1
+    large, small = (host_estimate_mb(header, 256, budget, 1, on_gpu=False) for budget in CPU_TILE_BUDGETS)
+    assert small < large
+    default = plan_memory(header, 256, cpu, None)
+    assert (default.batch_size, default.max_tile_in_voxels) == (1, TilingSettings().max_tile_in_voxels), \
+        "with memory to spare the container tiles like the command line"
+    assert plan_memory(header, 256, cpu, large + 1).max_tile_in_voxels == CPU_TILE_BUDGETS[0]
+    assert plan_memory(header, 256, cpu, (small + large) / 2).max_tile_in_voxels == CPU_TILE_BUDGETS[1]
     with pytest.raises(ResourceError, match="MB"):
-        plan_memory(header, 256, 28, cpu, one / 2)
+        plan_memory(header, 256, cpu, small / 2)
     typical = ImageHeader((512, 512, 300), (0.7, 0.7, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    assert host_estimate_mb(typical, 256, 28, 2, on_gpu=False) < 8192, "must fit the CPU instance (8 GB)"
+    assert host_estimate_mb(typical, 256, CPU_TILE_BUDGETS[0], 1, on_gpu=False) < 8192, "must fit the CPU instance (8 GB)"
 
 
 def test_a_failed_write_takes_back_the_mask(tmp_path, monkeypatch):

@@ -123,7 +123,7 @@ class TrainConfig:
     inplane_size: int = INPLANE_SIZE
     patch_in: int = STAGE2_TRAIN_PATCH_IN  # stage-II (or U-Net baseline) training input size
     bbox_margin_mm: float = 10.0  # recorded in the exported InferenceSettings
-    tile_out: int = 28  # stage-II inference tile recorded in the exported InferenceSettings
+    tile_out: int = 28  # stage-II tile recorded in the exported InferenceSettings (inference plans its own)
     init: str | None = None  # checkpoint to start from (fine-tuning); --init overrides
     trained_on: str = ""  # description written into exported checkpoints
     data: DataConfig = field(default_factory=DataConfig)
