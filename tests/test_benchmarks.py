@@ -35,4 +35,8 @@ def test_tiling_summary_is_relative_to_the_reference_row_of_each_case():
     assert fast["truth_iou_diff"] == pytest.approx(((0.79 - 0.80) + (0.72 - 0.70)) / 2)
     text = to_markdown([reference, fast], {"command": "x", "cases": 2, "case_names": "a … b", "weights": "w",
                                            "device": "cpu", "threads": 2})
-    assert "| fast | 10.00 | 8.0× | 4.0 | 0.9700, 0.9600 | 0.7550 | +0.0050 |" in text
+    low, high = fast["truth_iou_diff_ci95"]
+    # two cases, differences -0.01 and +0.02: sd 0.0212, t(0.975, 1) = 12.706
+    assert high - 0.005 == pytest.approx(0.005 - low) == pytest.approx(12.706 * 0.0212132 / 2**0.5, rel=1e-4)
+    assert reference["truth_iou_diff_ci95"] is None  # no spread: no interval
+    assert f"| fast | 10.00 | 8.0× | 4.0 | 0.9700, 0.9600 | 0.7550 | +0.0050 | {low:+.4f} … {high:+.4f} |" in text
