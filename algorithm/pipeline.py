@@ -71,7 +71,7 @@ def segment(
     if prediction.lung_box is None:
         raise InputError("no lungs found in the image: is it a chest CT?")
     notify("postprocess")
-    labels = clean_labels(prediction.labels)
+    labels = clean_labels(prediction.labels, scan.array)
     mask = to_input_mask(labels, scan, image)
     t = clock.lap("postprocess", t)
     warnings += prediction.warnings + coverage_warnings(mask)

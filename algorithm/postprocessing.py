@@ -1,7 +1,8 @@
 """Clean-up of the lobe labels (paper IV.D, and the authors' container).
 
 One connected component per lobe; islands and holes inside the lungs are given to the nearest
-lobe; lung pieces far too small to be a lung are dropped. Runs on the network grid (cheaper than
+lobe; lung pieces far too small to be a lung are dropped, and so are pieces of air outside the
+body that the network took for lung (given the scan's intensities). Runs on the network grid (cheaper than
 the input grid and the same for every scan), inside the lungs' bounding box, and once more on the
 input grid when that grid is coarser than the network's on some axis (thick slices), where
 nearest-neighbour resampling can cut a thin lobe tip off.
@@ -14,15 +15,34 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES
-from algorithm.preprocessing import PreprocessedScan, canonical_to_input_image, labels_to_canonical, skips_network_voxels
+from algorithm.preprocessing import (
+    PreprocessedScan,
+    canonical_to_input_image,
+    labels_to_canonical,
+    normalize_hu,
+    skips_network_voxels,
+)
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
 DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none, below this: not lung
+# Air outside the body: below AIR_MAX_HU, connected within its axial slice to the slice's edge. A
+# lung piece whose median is below EMPTY_AIR_MEDIAN_HU holds no parenchyma (lung, even severely
+# emphysematous, has a median near -850...-930 HU from its vessels and walls).
+AIR_MAX_HU = -400.0
+EMPTY_AIR_MEDIAN_HU = -970.0
 
 
-def clean_labels(labels: np.ndarray) -> np.ndarray:
-    """Return a cleaned copy of a (Z, Y, X) uint8 lobe label array."""
+def clean_labels(labels: np.ndarray, scan_normalized: np.ndarray | None = None) -> np.ndarray:
+    """Return a cleaned copy of a (Z, Y, X) uint8 lobe label array.
+
+    ``scan_normalized``: the network-grid scan (``normalize_hu`` units) the labels were predicted
+    from; with it, lung pieces that are air outside the body are dropped first (a phantom-trained
+    network labels the air between a patient's chest and a blanket as lung, and the clean-up would
+    otherwise keep that piece as a whole lobe).
+    """
     out = np.zeros_like(labels)
+    if scan_normalized is not None:
+        labels = _drop_outside_air_pieces(labels, scan_normalized)
     lung = labels > 0
     if not lung.any():
         return out
@@ -55,6 +75,45 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
     kept[~lung] = 0
     _merge_stray_pieces(kept)
     return kept
+
+
+def outside_air(scan_normalized: np.ndarray) -> np.ndarray:
+    """Air connected, within its axial slice, to the slice's edge: the air around the body."""
+    air = scan_normalized < _normalized(AIR_MAX_HU)
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True  # 8-connected within a slice, never across slices
+    components, _ = ndimage.label(air, structure=in_plane)
+    edge = np.concatenate([components[:, [0, -1], :].ravel(), components[:, :, [0, -1]].ravel()])
+    outside = np.zeros(int(components.max()) + 1, bool)
+    outside[np.unique(edge)] = True
+    outside[0] = False
+    return outside[components]
+
+
+def _drop_outside_air_pieces(labels: np.ndarray, scan_normalized: np.ndarray) -> np.ndarray:
+    """Lung pieces (never the largest) that lie mostly in air around the body and hold no
+    parenchyma become background. Both tests are needed: a lung cut by the field of view also
+    reaches the slice edge, but it has vessels; a bulla is empty but inside the body."""
+    pieces, count = ndimage.label(labels > 0, structure=np.ones((3, 3, 3), bool))
+    if count <= 1:
+        return labels
+    sizes = np.bincount(pieces.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    around_body = outside_air(scan_normalized)
+    out = labels.copy()
+    for index, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if index == largest or box is None:
+            continue
+        piece = pieces[box] == index
+        empty = np.median(scan_normalized[box][piece]) < _normalized(EMPTY_AIR_MEDIAN_HU)
+        if empty and around_body[box][piece].mean() > 0.5:
+            out[box][piece] = 0
+    return out
+
+
+def _normalized(hu: float) -> float:
+    return float(normalize_hu(np.array([hu]))[0])
 
 
 def _merge_stray_pieces(labels: np.ndarray, rounds: int = 3) -> None:

@@ -64,7 +64,7 @@ def run_case(model, image: sitk.Image, label: sitk.Image, margin_mm: float, inpl
     for tiling in tilings():
         tiling.settings.bbox_margin_vox = margin_vox
         prediction = predict_network_grid(model, scan.array, device, tiling.settings)
-        labels = clean_labels(prediction.labels)
+        labels = clean_labels(prediction.labels, scan.array)
         reference = labels if reference is None else reference
         rows.append({
             "tiling": tiling.name,

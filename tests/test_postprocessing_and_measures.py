@@ -122,3 +122,56 @@ def test_a_piece_nearest_to_a_lobe_across_the_gap_joins_the_lobe_it_touches():
     cleaned = clean_labels(labels)
     assert ndimage.label(cleaned == Lobe.LUL, structure=np.ones((3, 3, 3)))[1] == 1
     assert (cleaned[2:18, 2:18, 14:28] == Lobe.RLL).all()
+
+
+def _normalized(hu) -> np.ndarray:
+    from algorithm.preprocessing import normalize_hu
+
+    return normalize_hu(np.asarray(hu, np.float32))
+
+
+def _chest(z: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A body (soft tissue) in air holding two lungs of parenchyma (-850 HU with vessel speckle),
+    and the labels: right lung RUL/RLL/RML, left lung LUL/LLL."""
+    rng = np.random.default_rng(0)
+    hu = np.full((z, 40, 60), -1000.0)
+    hu[:, 6:38, 4:56] = 40.0  # body, with air in front of it (rows 0-5) and at the sides
+    lungs = np.zeros(hu.shape, bool)
+    lungs[:, 12:34, 8:26] = lungs[:, 12:34, 34:52] = True
+    hu[lungs] = -850.0 + 120.0 * rng.standard_normal(int(lungs.sum()))
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[:, 12:34, 8:26] = Lobe.RLL
+    labels[: z // 2, 12:34, 8:26] = Lobe.RUL
+    labels[z // 2 :, 12:20, 8:26] = Lobe.RML  # 6 x 8 x 18 = 864 voxels
+    labels[:, 12:34, 34:52] = Lobe.LLL
+    labels[: z // 2, 12:34, 34:52] = Lobe.LUL
+    return hu, labels
+
+
+def test_air_outside_the_body_taken_for_lung_is_dropped():
+    hu, labels = _chest()
+    real_rml = labels == Lobe.RML
+    predicted = labels.copy()
+    predicted[:, 0:5, 10:50] = Lobe.RML  # 12 x 5 x 40 = 2400 voxels of air in front of the chest
+    scan = _normalized(hu)
+    naive = clean_labels(predicted)
+    assert (naive[:, 0:5, 10:50] == Lobe.RML).all() and not (naive[real_rml] == Lobe.RML).any(), \
+        "without intensities the air blob wins the RML and the real RML goes to its neighbours"
+    cleaned = clean_labels(predicted, scan)
+    assert (cleaned[:, 0:5, :] == 0).all()
+    assert (cleaned == labels).all()
+
+
+def test_lung_at_the_edge_of_the_field_of_view_and_empty_air_inside_the_body_are_kept():
+    hu, labels = _chest()
+    # the field of view cuts the left lung: it reaches the slice edge, still with parenchyma
+    cut_hu, cut_labels = hu[:, :, :44].copy(), labels[:, :, :44].copy()
+    cut_labels[:, 12:34, 26:34] = 0  # and the lungs are two pieces
+    assert (clean_labels(cut_labels, _normalized(cut_hu)) == cut_labels).all()
+    # an empty, air-filled piece inside the body (a bulla apart from the lungs) is not outside air
+    bulla_hu, bulla_labels = hu.copy(), labels.copy()
+    bulla = (slice(None), slice(35, 37), slice(18, 42))  # 576 voxels, over 5 % of the lung: not noise
+    bulla_hu[bulla] = -1000.0
+    bulla_labels[bulla] = Lobe.RLL
+    cleaned = clean_labels(bulla_labels, _normalized(bulla_hu))
+    assert (cleaned[bulla] > 0).all()

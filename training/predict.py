@@ -52,7 +52,7 @@ def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image)
     else:
         volume = torch.from_numpy(scan.array)[None, None]
         labels = predict_unet(model, volume, config.tile_out).numpy()
-    return to_input_mask(clean_labels(labels), scan, image)
+    return to_input_mask(clean_labels(labels, scan.array), scan, image)
 
 
 def main(argv: list[str] | None = None) -> int:
