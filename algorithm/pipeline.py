@@ -16,7 +16,7 @@ from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtyp
 from algorithm.labels import label_map
 from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
-from algorithm.postprocessing import clean_labels, to_input_mask
+from algorithm.postprocessing import clean_labels, outside_air, to_input_mask
 from algorithm.preprocessing import preprocess
 from algorithm.quality import assess_quality
 from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
@@ -75,7 +75,8 @@ def segment(
     mask = to_input_mask(labels, scan, image)
     t = clock.lap("postprocess", t)
     warnings += prediction.warnings + coverage_warnings(mask)
-    report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels)
+    air_ml = outside_air_removed_ml(prediction.labels, labels, scan)
+    report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels, air_ml)
     clock.lap("measures", t)  # density measures and quality flags
     report["warnings"] = warnings
     report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
@@ -84,11 +85,17 @@ def segment(
     return Segmentation(mask=mask, report=report, timings_s=clock.timings, warnings=warnings)
 
 
-def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels) -> dict:
+def outside_air_removed_ml(predicted: np.ndarray, cleaned: np.ndarray, scan) -> float:
+    """Volume of the network's lung labels that the clean-up removed from the air around the body."""
+    removed = (predicted > 0) & (cleaned == 0) & outside_air(scan.array)
+    return float(removed.sum() * np.prod(scan.spacing_mm_zyx) / 1000.0)
+
+
+def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels, outside_air_ml: float = 0.0) -> dict:
     lung = labels > 0
     low_confidence = float(np.mean(prediction.confidence[lung] < 0.5)) if lung.any() else 0.0
     measures = lobe_measures(image, mask)
-    quality = assess_quality(image, mask, measures, low_confidence)
+    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml)
     return {
         "software": {"name": "ctsunet-lobes", "version": __version__},
         "label_map": label_map(),
@@ -109,6 +116,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
         },
         "device": str(device),
         "low_confidence_lung_share": round(low_confidence, 4),
+        "outside_air_removed_ml": round(outside_air_ml, 1),
         "measures": measures,
         "quality_flags": quality.flags,
         "quality_estimates": quality.estimates,

@@ -53,6 +53,7 @@ class QualityLimits:
         default_factory=lambda: dict(DEFAULT_SHARE_RANGE_PERCENT)
     )
     max_low_confidence_share: float = 0.05
+    max_outside_air_ml: float = 10.0
     noise_window_mm: float = 6.0
     soft_tissue_range_hu: tuple[float, float] = (-20.0, 120.0)
 
@@ -174,7 +175,7 @@ def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: Quality
     return flags
 
 
-def _image_flags(estimates: dict, low_confidence_share: float, limits: QualityLimits) -> list[dict]:
+def _image_flags(estimates: dict, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits) -> list[dict]:
     flags = []
     peak = estimates["air_peak_hu"]
     if peak is None or abs(peak - limits.air_hu) > limits.air_peak_tolerance_hu:
@@ -197,6 +198,11 @@ def _image_flags(estimates: dict, low_confidence_share: float, limits: QualityLi
                            f"{100 * low_confidence_share:.1f} % of the lung voxels were given a lobe with low confidence "
                            "(winning probability under 0.5): check the lobe borders",
                            value=round(low_confidence_share, 4), limit=limits.max_low_confidence_share))
+    if outside_air_ml > limits.max_outside_air_ml:
+        flags.append(_flag("outside_air_taken_for_lung", "warning",
+                           f"the network labelled {outside_air_ml:.0f} mL of air around the body as lung (removed by the "
+                           "clean-up): the scan is unlike the training data, check the lobes",
+                           value=round(outside_air_ml, 1), limit=limits.max_outside_air_ml))
     return flags
 
 
@@ -206,8 +212,10 @@ def assess_quality(
     measures: dict,
     low_confidence_share: float = 0.0,
     limits: QualityLimits | None = None,
+    outside_air_ml: float = 0.0,
 ) -> QualityReport:
-    """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares)."""
+    """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares);
+    ``outside_air_ml``: what the clean-up removed as air around the body."""
     limits = limits or QualityLimits()
     hu = sitk.GetArrayViewFromImage(image)
     estimates = {
@@ -216,7 +224,7 @@ def assess_quality(
         "slice_spacing_mm": round(slice_spacing_mm(image), 4),
     }
     flags = _lobe_flags(measures, fov_contacts(image, mask), limits)
-    flags += _image_flags(estimates, low_confidence_share, limits)
+    flags += _image_flags(estimates, low_confidence_share, outside_air_ml, limits)
     return QualityReport(flags=flags, estimates=estimates)
 
 

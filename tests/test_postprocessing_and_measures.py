@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from algorithm.labels import Lobe
 from algorithm.measures import volumes_ml
+from algorithm.pipeline import outside_air_removed_ml
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, skips_network_voxels
 
@@ -160,6 +161,9 @@ def test_air_outside_the_body_taken_for_lung_is_dropped():
     cleaned = clean_labels(predicted, scan)
     assert (cleaned[:, 0:5, :] == 0).all()
     assert (cleaned == labels).all()
+    grid = PreprocessedScan(array=scan, spacing_mm_zyx=(2.0, 1.0, 1.0), canonical_shape_zyx=scan.shape,
+                            canonical_spacing_mm_zyx=(2.0, 1.0, 1.0), input_orientation="LPS")
+    assert outside_air_removed_ml(predicted, cleaned, grid) == pytest.approx(2400 * 2.0 / 1000)  # reported
 
 
 def test_lung_at_the_edge_of_the_field_of_view_and_empty_air_inside_the_body_are_kept():

@@ -33,13 +33,13 @@ def _clean_case(noise_sd_hu: float = 10.0, seed: int = 0) -> tuple[np.ndarray, n
     return np.clip(hu, -1024, 3071), labels
 
 
-def _assess(hu: np.ndarray, labels: np.ndarray, spacing=SPACING_MM, low_confidence: float = 0.0):
+def _assess(hu: np.ndarray, labels: np.ndarray, spacing=SPACING_MM, low_confidence: float = 0.0, outside_air_ml: float = 0.0):
     image = sitk.GetImageFromArray(np.rint(hu).astype(np.int16))
     mask = sitk.GetImageFromArray(labels.astype(np.uint8))
     for item in (image, mask):
         item.SetSpacing(spacing)
     measures = lobe_measures(image, mask)
-    return assess_quality(image, mask, measures, low_confidence), measures
+    return assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml), measures
 
 
 def _codes(report) -> set[tuple[str, str | None]]:
@@ -113,6 +113,14 @@ def test_noisy_image_and_noise_estimate():
 def test_low_confidence():
     report, _ = _assess(*_clean_case(), low_confidence=0.2)
     assert ("low_confidence", None) in _codes(report)
+
+
+def test_outside_air_taken_for_lung():
+    flagged, _ = _assess(*_clean_case(), outside_air_ml=250.0)
+    (flag,) = [f for f in flagged.flags if f["code"] == "outside_air_taken_for_lung"]
+    assert flag["value"] == 250.0 and flag["severity"] == "warning"
+    below, _ = _assess(*_clean_case(), outside_air_ml=QualityLimits().max_outside_air_ml / 2)
+    assert ("outside_air_taken_for_lung", None) not in _codes(below)
 
 
 def test_noise_estimate_on_phantoms_matches_cases_csv():
