@@ -1,11 +1,11 @@
 """Clean-up of the lobe labels (paper IV.D, and the authors' container).
 
 One connected component per lobe; islands and holes inside the lungs are given to the nearest
-lobe; lung pieces far too small to be a lung are dropped, and so are pieces of air outside the
-body that the network took for lung (given the scan's intensities). Runs on the network grid (cheaper than
-the input grid and the same for every scan), inside the lungs' bounding box, and once more on the
-input grid when that grid is coarser than the network's on some axis (thick slices), where
-nearest-neighbour resampling can cut a thin lobe tip off.
+lobe; lung pieces far too small to be a lung are dropped, and so are pieces of air around the
+body that the network took for lung (given the scan's intensities). Runs on the network grid
+(cheaper than the input grid and the same for every scan), inside the lungs' bounding box, and
+once more on the input grid when that grid is coarser than the network's on some axis (thick
+slices), where nearest-neighbour resampling can cut a thin lobe tip off.
 """
 
 from __future__ import annotations
