@@ -16,8 +16,9 @@ from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtyp
 from algorithm.labels import label_map
 from algorithm.lobe_measures import lobe_measures
 from algorithm.measures import volumes_ml
-from algorithm.postprocessing import clean_labels, outside_air, to_input_mask
-from algorithm.preprocessing import preprocess
+from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
+from algorithm.postprocessing import canonical_to_input_mask, clean_labels, outside_air
+from algorithm.preprocessing import preprocess, to_canonical
 from algorithm.quality import assess_quality
 from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
@@ -30,6 +31,11 @@ class Segmentation:
     report: dict
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # also in report["warnings"]
+
+    @property
+    def lung_mask(self) -> sitk.Image:
+        """The lung on the input grid (uint8 0/1): every lobe together, from the scan (lung_extent)."""
+        return self.mask > 0
 
 
 class _Stopwatch:
@@ -72,11 +78,14 @@ def segment(
         raise InputError("no lungs found in the image: is it a chest CT?")
     notify("postprocess")
     labels = clean_labels(prediction.labels, scan.array)
-    mask = to_input_mask(labels, scan, image)
+    canonical = to_canonical(image)  # the lung's extent from the scan, the lobes from the network
+    extent = lung_extent(sitk.GetArrayViewFromImage(canonical), scan.canonical_spacing_mm_zyx,
+                         NetworkLobes(labels, prediction.probabilities))
+    mask = canonical_to_input_mask(extent.labels, scan, image)
     t = clock.lap("postprocess", t)
     warnings += prediction.warnings + coverage_warnings(mask)
     air_ml = outside_air_removed_ml(prediction.labels, labels, scan)
-    report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels, air_ml)
+    report = build_report(image, mask, checkpoint, device, scan.spacing_mm_zyx, prediction, labels, air_ml, extent)
     clock.lap("measures", t)  # density measures and quality flags
     report["warnings"] = warnings
     report["network_grid"]["stage2_tiles"] = len(prediction.plan.starts_zyx)
@@ -91,11 +100,14 @@ def outside_air_removed_ml(predicted: np.ndarray, cleaned: np.ndarray, scan) -> 
     return float(removed.sum() * np.prod(scan.spacing_mm_zyx) / 1000.0)
 
 
-def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels, outside_air_ml: float = 0.0) -> dict:
+def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, labels, outside_air_ml: float = 0.0,
+                 extent: LungExtent | None = None) -> dict:
     lung = labels > 0
     low_confidence = float(np.mean(prediction.confidence[lung] < 0.5)) if lung.any() else 0.0
+    unlabelled = extent.network_unlabelled_share if extent is not None else 0.0
     measures = lobe_measures(image, mask)
-    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml)
+    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml,
+                             network_unlabelled_share=unlabelled)
     return {
         "software": {"name": "ctsunet-lobes", "version": __version__},
         "label_map": label_map(),
@@ -117,6 +129,13 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
         "device": str(device),
         "low_confidence_lung_share": round(low_confidence, 4),
         "outside_air_removed_ml": round(outside_air_ml, 1),
+        "network_unlabelled_lung_share": round(unlabelled, 4),
+        "lung_extent": None if extent is None else {
+            "aerated_lung_ml": round(extent.aerated_lung_ml, 1),
+            "network_unlabelled_lung_share": round(unlabelled, 4),
+            "airway_excluded_ml": round(extent.airway_ml, 1),
+            "work_block_zyx": list(extent.work_block_zyx),
+        },
         "measures": measures,
         "quality_flags": quality.flags,
         "quality_estimates": quality.estimates,

@@ -53,7 +53,11 @@ def clean_labels(labels: np.ndarray, scan_normalized: np.ndarray | None = None) 
 
 def to_input_mask(cleaned_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
     """Cleaned network-grid labels -> the lobe mask with the geometry of ``reference``."""
-    canonical = labels_to_canonical(cleaned_zyx, scan)
+    return canonical_to_input_mask(labels_to_canonical(cleaned_zyx, scan), scan, reference)
+
+
+def canonical_to_input_mask(canonical: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
+    """Lobe labels on the reoriented input grid -> the lobe mask with the geometry of ``reference``."""
     if skips_network_voxels(scan):  # a lobe can come apart on a coarser input grid: clean again there
         canonical = clean_labels(canonical)
     return canonical_to_input_image(canonical, scan, reference)
@@ -79,7 +83,11 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
 
 def outside_air(scan_normalized: np.ndarray) -> np.ndarray:
     """Air connected, within its axial slice, to the slice's edge: the air around the body."""
-    air = scan_normalized < _normalized(AIR_MAX_HU)
+    return air_around_body(scan_normalized < _normalized(AIR_MAX_HU))
+
+
+def air_around_body(air: np.ndarray) -> np.ndarray:
+    """The voxels of a (Z, Y, X) air mask connected, within their axial slice, to the slice's edge."""
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = True  # 8-connected within a slice, never across slices
     components, _ = ndimage.label(air, structure=in_plane)

@@ -54,6 +54,7 @@ class QualityLimits:
     )
     max_low_confidence_share: float = 0.05
     max_outside_air_ml: float = 10.0
+    max_network_unlabelled_share: float = 0.15  # of the air-filled lung; see docs/outputs.md
     noise_window_mm: float = 6.0
     soft_tissue_range_hu: tuple[float, float] = (-20.0, 120.0)
 
@@ -175,7 +176,8 @@ def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: Quality
     return flags
 
 
-def _image_flags(estimates: dict, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits) -> list[dict]:
+def _image_flags(estimates: dict, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits,
+                 network_unlabelled_share: float = 0.0) -> list[dict]:
     flags = []
     peak = estimates["air_peak_hu"]
     if peak is None or abs(peak - limits.air_hu) > limits.air_peak_tolerance_hu:
@@ -203,6 +205,11 @@ def _image_flags(estimates: dict, low_confidence_share: float, outside_air_ml: f
                            f"the network labelled {outside_air_ml:.0f} mL of air around the body as lung (removed by the "
                            "clean-up): the scan is unlike the training data, check the lobes",
                            value=round(outside_air_ml, 1), limit=limits.max_outside_air_ml))
+    if network_unlabelled_share > limits.max_network_unlabelled_share:
+        flags.append(_flag("network_missed_lung", "warning",
+                           f"the network left {100 * network_unlabelled_share:.0f} % of the air-filled lung unlabelled "
+                           "(given a lobe from the scan afterwards): the scan is unlike the training data, check the lobes",
+                           value=round(network_unlabelled_share, 4), limit=limits.max_network_unlabelled_share))
     return flags
 
 
@@ -213,9 +220,11 @@ def assess_quality(
     low_confidence_share: float = 0.0,
     limits: QualityLimits | None = None,
     outside_air_ml: float = 0.0,
+    network_unlabelled_share: float = 0.0,
 ) -> QualityReport:
     """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares);
-    ``outside_air_ml``: what the clean-up removed as air around the body."""
+    ``outside_air_ml``: what the clean-up removed as air around the body;
+    ``network_unlabelled_share``: the share of the air-filled lung the network left background."""
     limits = limits or QualityLimits()
     hu = sitk.GetArrayViewFromImage(image)
     estimates = {
@@ -224,7 +233,7 @@ def assess_quality(
         "slice_spacing_mm": round(slice_spacing_mm(image), 4),
     }
     flags = _lobe_flags(measures, fov_contacts(image, mask), limits)
-    flags += _image_flags(estimates, low_confidence_share, outside_air_ml, limits)
+    flags += _image_flags(estimates, low_confidence_share, outside_air_ml, limits, network_unlabelled_share)
     return QualityReport(flags=flags, estimates=estimates)
 
 
