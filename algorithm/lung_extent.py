@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from algorithm.labels import LEFT_LOBES, LOBES, NUM_CLASSES
-from algorithm.postprocessing import AIR_MAX_HU, EMPTY_AIR_MEDIAN_HU, air_around_body
+from algorithm.labels import LEFT_LOBES, LOBES
+from algorithm.lobe_measures import _dilate_face_neighbours  # one source: six shifted ORs
+from algorithm.postprocessing import AIR_MAX_HU, EMPTY_AIR_MEDIAN_HU, bounding_box, slice_edge_pieces
 
 MIXED = 255  # a network cell whose corners carry different lobes: interpolate there
 
@@ -80,8 +81,9 @@ class LungExtent:
 
 
 def work_blocks(spacing_mm_zyx: tuple[float, float, float], work_spacing_mm: float) -> tuple[int, int, int]:
-    """Scan voxels per work-grid block along each axis (1 where the scan is already coarse)."""
-    return tuple(max(1, int(round(work_spacing_mm / s))) for s in spacing_mm_zyx)
+    """Scan voxels per work-grid block along each axis (1 where the scan is already coarse; at
+    most 6, so that a block's voxel count fits a uint8)."""
+    return tuple(min(6, max(1, int(round(work_spacing_mm / s)))) for s in spacing_mm_zyx)
 
 
 def nearest_source_indices(n_source: int, n_scan: int, block: int = 1) -> np.ndarray:
@@ -98,18 +100,54 @@ def _network_to_grid(array: np.ndarray, scan_shape_zyx, block) -> np.ndarray:
     return array[np.ix_(*index)]
 
 
-def _block_counts(mask_slab: np.ndarray, block) -> np.ndarray:
-    """Per work block, how many voxels of the slab are set (slab depth: a multiple of block z)."""
-    bz, by, bx = block
-    nz, ny, nx = mask_slab.shape
-    py, px = -ny % by, -nx % bx
-    if py or px:
-        mask_slab = np.pad(mask_slab, ((0, 0), (0, py), (0, px)))
-    shaped = mask_slab.reshape(nz // bz, bz, (ny + py) // by, by, (nx + px) // bx, bx)
-    return shaped.sum(axis=(1, 3, 5), dtype=np.uint16)
+def below(hu: np.ndarray, threshold_hu: float) -> np.ndarray:
+    """``hu < threshold_hu`` without a float64 copy of an integer scan (for integers, x < t is
+    x < ceil(t))."""
+    if np.issubdtype(hu.dtype, np.integer):
+        info = np.iinfo(hu.dtype)
+        return hu < np.clip(np.ceil(threshold_hu), info.min, info.max).astype(hu.dtype)
+    return hu < np.asarray(threshold_hu, dtype=hu.dtype)
+
+
+def _block_counts(mask: np.ndarray, block) -> np.ndarray:
+    """Per work block, how many voxels of ``mask`` are set (uint8: blocks hold at most 216)."""
+    counts = mask.view(np.uint8)
+    for axis, size in enumerate(block):
+        if size == 1:
+            continue
+        pad = -counts.shape[axis] % size
+        if pad:
+            widths = [(0, 0)] * 3
+            widths[axis] = (0, pad)
+            counts = np.pad(counts, widths)
+        index = [slice(None)] * 3
+        index[axis] = slice(0, None, size)
+        total = counts[tuple(index)].copy()
+        for offset in range(1, size):
+            index[axis] = slice(offset, None, size)
+            total += counts[tuple(index)]
+        counts = total
+    return counts
+
+
+def _dilated(mask: np.ndarray, size=3) -> np.ndarray:
+    """Binary dilation by a box (separable, so far cheaper than a 3 x 3 x 3 structure)."""
+    return ndimage.maximum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0).view(bool)
+
+
+def _eroded(mask: np.ndarray, size=3) -> np.ndarray:
+    """Binary erosion by a box; outside the array counts as background (as binary_erosion)."""
+    return ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0).view(bool)
 
 
 # ---------------------------------------------------------------- work grid: topology
+
+
+@dataclass
+class _WorkStats:
+    airway_ml: float  # trachea and main bronchi kept out
+    aerated_voxels: int  # air-filled lung (half the block or more below air_max_hu)
+    unlabelled_voxels: int  # of which the network had left background
 
 
 @dataclass
@@ -132,8 +170,8 @@ def _work_grid(hu: np.ndarray, block, spacing_mm_zyx, settings: LungExtentSettin
         if slab.shape[0] % bz:  # the last blocks: pad with soft tissue
             slab = np.concatenate([slab, np.zeros((bz - slab.shape[0] % bz,) + slab.shape[1:], slab.dtype)])
         zc = slice(z0 // bz, z0 // bz + slab.shape[0] // bz)
-        air[zc] = 2 * _block_counts(slab < settings.air_max_hu, block) >= full
-        empty[zc] = 2 * _block_counts(slab < EMPTY_AIR_MEDIAN_HU, block) >= full
+        air[zc] = 2 * _block_counts(below(slab, settings.air_max_hu), block).astype(np.uint16) >= full
+        empty[zc] = 2 * _block_counts(below(slab, EMPTY_AIR_MEDIAN_HU), block).astype(np.uint16) >= full
     spacing = tuple(s * b for s, b in zip(spacing_mm_zyx, block))
     return _WorkGrid(air, empty, spacing)
 
@@ -141,18 +179,15 @@ def _work_grid(hu: np.ndarray, block, spacing_mm_zyx, settings: LungExtentSettin
 def _outside_air(work: _WorkGrid, network_lung: np.ndarray, settings: LungExtentSettings) -> np.ndarray:
     """Air around the body; a lung cut by the field of view also reaches the slice edge, but it
     is mostly network lung and not empty air (the clean-up's rule for network pieces)."""
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = True
-    edge_air = air_around_body(work.air)
-    pieces, count = ndimage.label(edge_air, structure=in_plane)
-    if count == 0:
-        return edge_air
-    size = np.bincount(pieces.ravel(), minlength=count + 1)
-    lung = np.bincount(pieces.ravel(), weights=network_lung.ravel(), minlength=count + 1)
-    empty = np.bincount(pieces.ravel(), weights=work.empty.ravel(), minlength=count + 1)
-    is_lung = (lung >= 0.5 * size) & (2 * empty < size)
-    is_lung[0] = False
-    return edge_air & ~is_lung[pieces]
+    pieces, at_edge = slice_edge_pieces(work.air)
+    flat = pieces.ravel()
+    count = at_edge.size
+    size = np.bincount(flat, minlength=count)
+    lung = np.bincount(flat[network_lung.ravel()], minlength=count)
+    empty = np.bincount(flat[work.empty.ravel()], minlength=count)
+    outside = at_edge & ~((lung >= 0.5 * size) & (2 * empty < size))
+    outside[0] = False
+    return outside[pieces]
 
 
 def _airway(candidates: np.ndarray, network_lung: np.ndarray, spacing_mm, settings: LungExtentSettings) -> np.ndarray:
@@ -166,30 +201,33 @@ def _airway(candidates: np.ndarray, network_lung: np.ndarray, spacing_mm, settin
     lung_x = np.flatnonzero(network_lung.any(axis=(0, 1)))
     if lung_x.size == 0:
         return airway
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True
+    pieces, count = ndimage.label(candidates & ~network_lung, structure=in_plane)  # 2D pieces, unique ids
+    if count == 0:
+        return airway
+    flat = pieces.ravel()
+    area = np.bincount(flat, minlength=count + 1)
+    # a thin strip along the network's lung is lung the network fell short of, not airway
+    along = _dilated(network_lung, size=(1, 3, 3)).ravel()
+    strip = 2 * np.bincount(flat[along], minlength=count + 1) > area
+    fits = (area <= max_area) & ~strip
+    fits[0] = False
     midline_x = 0.5 * (lung_x[0] + lung_x[-1])
-    band = settings.airway_seed_band_mm / sx
-    outside_lung = candidates & ~network_lung
     footprint, gap = None, 0
     for k in range(candidates.shape[0] - 1, -1, -1):
-        pieces, count = ndimage.label(outside_lung[k], structure=np.ones((3, 3), bool))
-        if count == 0:
-            chosen = np.zeros(0, int)
+        ids = np.unique(pieces[k]) if footprint is None else np.unique(pieces[k][footprint])
+        if footprint is None:
+            ids = ids[fits[ids] & (area[ids] >= min_area)]
+            if ids.size:  # central pieces only; the largest of them: the trachea
+                x_index = np.broadcast_to(np.arange(pieces.shape[2]), pieces[k].shape)
+                centre_x = ndimage.mean(x_index, pieces[k], ids)
+                ids = ids[np.abs(np.asarray(centre_x) - midline_x) <= settings.airway_seed_band_mm / sx]
+            chosen = ids[np.argsort(-area[ids])][:1]
         else:
-            area = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
-            # a thin strip along the network's lung is lung the network fell short of, not airway
-            along = ndimage.binary_dilation(network_lung[k], structure=np.ones((3, 3), bool))
-            strip = np.bincount(pieces.ravel(), weights=along.ravel(), minlength=count + 1)[1:] > 0.5 * area
-            area = np.where(strip, max_area + 1, area)
-            if footprint is None:
-                xs = np.bincount(pieces.ravel(), weights=np.broadcast_to(np.arange(pieces.shape[1]), pieces.shape).ravel(), minlength=count + 1)[1:]
-                centre_x = xs / np.maximum(area, 1)
-                ok = (area >= min_area) & (area <= max_area) & (np.abs(centre_x - midline_x) <= band)
-                chosen = np.flatnonzero(ok)[np.argsort(-area[ok])][:1] + 1  # the largest: the trachea
-            else:
-                touched = np.unique(pieces[footprint & (pieces > 0)])
-                chosen = touched[area[touched - 1] <= max_area]
+            chosen = ids[fits[ids]]
         if chosen.size:
-            airway[k] = np.isin(pieces, chosen)
+            airway[k] = np.isin(pieces[k], chosen)
             footprint, gap = airway[k], 0
         elif footprint is not None:
             gap += 1
@@ -204,7 +242,7 @@ def _lung_pieces(candidates: np.ndarray, network_lung: np.ndarray, settings: Lun
     if count == 0:
         return candidates
     size = np.bincount(pieces.ravel(), minlength=count + 1)
-    overlap = np.bincount(pieces.ravel(), weights=network_lung.ravel(), minlength=count + 1)
+    overlap = np.bincount(pieces[network_lung], minlength=count + 1)
     keep = overlap >= settings.min_network_overlap * size
     keep[0] = False
     return keep[pieces]
@@ -218,15 +256,16 @@ def _fill_enclosed(lung: np.ndarray, left: np.ndarray, spacing_mm, settings: Lun
     in_plane[1, 1, :] = in_plane[1, :, 1] = True  # 4-connected background within a slice
     out = lung.copy()
     for side in (lung & left, lung & ~left):
-        if not side.any():
-            continue
-        holes, count = ndimage.label(~side, structure=in_plane)
+        box = bounding_box(side, margin=1)
+        if box is None:
+            continue  # an enclosed hole lies inside its side's box; what touches the box's edge is not one
+        holes, count = ndimage.label(~side[box], structure=in_plane)
         edge = np.unique(np.concatenate([holes[:, [0, -1], :].ravel(), holes[:, :, [0, -1]].ravel()]))
         size = np.bincount(holes.ravel(), minlength=count + 1)
         fill = size <= max_area
         fill[edge] = False
         fill[0] = False
-        out |= fill[holes]
+        out[box] |= fill[holes]
     return out
 
 
@@ -234,9 +273,8 @@ def _airway_reach(airway: np.ndarray, candidates: np.ndarray, spacing_mm, settin
     """The tracked airway grown along its own air by ``airway_reach_mm``: the lumen's rim, and the
     last millimetres of a main bronchus that the network's coarse lung reaches over."""
     steps = max(1, int(np.ceil(settings.airway_reach_mm / min(spacing_mm))))
-    cross = ndimage.generate_binary_structure(3, 1)
     for _ in range(steps):
-        airway = ndimage.binary_dilation(airway, structure=cross) & candidates
+        airway = _dilate_face_neighbours(airway) & candidates
     return airway
 
 
@@ -247,19 +285,18 @@ def _network_dense_lung(
     voxel of aerated lung, it reaches past that lung (the coarse grid overshooting the pleura into
     chest wall, mediastinum or fluid). Its core (one network voxel in) is always kept, so a
     consolidated lobe keeps its dense part, next to aerated lung too."""
-    near_air = ndimage.maximum_filter(aerated.view(np.uint8), size=tuple(2 * r + 1 for r in reach_vox)) > 0
+    near_air = _dilated(aerated, size=tuple(2 * r + 1 for r in reach_vox))
     return network_core | (network_lung & ~near_air)
 
 
 def _work_code(
     hu: np.ndarray, spacing_mm_zyx, network: NetworkLobes, nearest_lobe: np.ndarray, settings: LungExtentSettings
-) -> tuple[np.ndarray, tuple[int, int, int], float]:
-    """The work-grid code (bits _SHELL, _CORE, _NETWORK_CORE), the block and the airway volume (mL)."""
+) -> tuple[np.ndarray, tuple[int, int, int], "_WorkStats"]:
+    """The work-grid code (bits _SHELL, _CORE, _NETWORK_CORE), the block, and what was found."""
     block = work_blocks(spacing_mm_zyx, settings.work_spacing_mm)
     work = _work_grid(hu, block, spacing_mm_zyx, settings)
-    cube = np.ones((3, 3, 3), bool)
     network_lung = _network_to_grid(network.labels > 0, hu.shape, block)
-    network_core = _network_to_grid(ndimage.binary_erosion(network.labels > 0, structure=cube), hu.shape, block)
+    network_core = _network_to_grid(_eroded(network.labels > 0), hu.shape, block)
     left = np.isin(_network_to_grid(nearest_lobe, hu.shape, block), LEFT_LOBES)
     outside = _outside_air(work, network_lung, settings)
     candidates = work.air & ~outside
@@ -268,14 +305,26 @@ def _work_code(
     aerated = _lung_pieces(candidates & ~airway, network_lung, settings)
     network_mm = [n * s / m for n, s, m in zip(hu.shape, spacing_mm_zyx, network.labels.shape)]
     reach = tuple(max(1, int(np.ceil(n / w))) for n, w in zip(network_mm, work.spacing_mm))
-    dense = _network_dense_lung(network_lung, network_core, aerated, reach) & ~outside & ~airway
-    lung = (_fill_enclosed(aerated, left, work.spacing_mm, settings) & ~airway) | dense
     code = np.zeros(work.air.shape, np.uint8)
-    code[ndimage.binary_dilation(lung, structure=cube) & ~ndimage.binary_dilation(airway, structure=cube) & ~outside] |= _SHELL
-    code[ndimage.binary_erosion(lung, structure=cube)] |= _CORE
-    code[dense] |= _NETWORK_CORE
-    airway_ml = float(airway.sum() * np.prod(work.spacing_mm) / 1000.0)
-    return code, block, airway_ml
+    voxel_ml = float(np.prod(work.spacing_mm)) / 1000.0
+    box = bounding_box(aerated | network_lung, margin=max(reach) + 2)
+    if box is None:
+        return code, block, _WorkStats(float(airway.sum()) * voxel_ml, 0, 0)
+    # from here on, only the lung's box (with room for the dilations) can change
+    aerated, network_lung, airway, outside = aerated[box], network_lung[box], airway[box], outside[box]
+    dense = _network_dense_lung(network_lung, network_core[box], aerated, reach) & ~outside & ~airway
+    lung = (_fill_enclosed(aerated, left[box], work.spacing_mm, settings) & ~airway) | dense
+    part = (_dilated(lung) & ~_dilated(airway) & ~outside).view(np.uint8) * np.uint8(_SHELL)
+    part |= _eroded(lung).view(np.uint8) * np.uint8(_CORE)
+    part |= dense.view(np.uint8) * np.uint8(_NETWORK_CORE)
+    code[box] = part
+    aerated_lung = lung & work.air[box]
+    stats = _WorkStats(
+        airway_ml=float(airway.sum()) * voxel_ml,
+        aerated_voxels=int(np.count_nonzero(aerated_lung)),
+        unlabelled_voxels=int(np.count_nonzero(aerated_lung & ~network_lung)),
+    )
+    return code, block, stats
 
 
 # ---------------------------------------------------------------- network: lobes
@@ -357,8 +406,8 @@ def scan_lung_mask(
     nearest = nearest_lobe_labels(network_labels)
     code, block, _ = _work_code(hu, spacing_mm_zyx, NetworkLobes(network_labels), nearest, settings)
     mask = np.zeros(hu.shape, bool)
-    for z0, z1, slab_code in _code_slabs(code, block, hu.shape, settings):
-        mask[z0:z1] = _lung_from_code(hu[z0:z1], slab_code, settings)
+    for z0, z1 in _slabs(hu.shape[0], block, settings):
+        mask[z0:z1] = _lung_from_code(below(hu[z0:z1], settings.air_max_hu), _code_on_scan(code, block, hu.shape, z0, z1))
     return mask
 
 
@@ -372,51 +421,51 @@ def lung_extent(
     lung voxel's lobe from ``network`` (on the network grid over the same extent)."""
     settings = settings or LungExtentSettings()
     nearest = nearest_lobe_labels(network.labels)
-    code, block, airway_ml = _work_code(hu, spacing_mm_zyx, network, nearest, settings)
+    code, block, stats = _work_code(hu, spacing_mm_zyx, network, nearest, settings)
     scores = lobe_scores(network, nearest)
     cells = _cell_labels(nearest)
     axes = [_cell_axes(n_net, n_scan) for n_net, n_scan in zip(nearest.shape, hu.shape)]
-    nn_lung = network.labels > 0
-    nn_index = [nearest_source_indices(n_net, n_scan) for n_net, n_scan in zip(nearest.shape, hu.shape)]
     labels = np.zeros(hu.shape, np.uint8)
-    aerated = unlabelled = 0
-    for z0, z1, slab_code in _code_slabs(code, block, hu.shape, settings):
-        air = hu[z0:z1] < settings.air_max_hu
-        lung = _lung_from_code(hu[z0:z1], slab_code, settings, air)
-        slab = cells[axes[0][0][z0:z1]][:, axes[1][0]][:, :, axes[2][0]]
-        slab[~lung] = 0
-        mixed = np.nonzero(slab == MIXED)
-        if mixed[0].size:
-            where = (mixed[0] + z0, mixed[1], mixed[2])
-            slab[mixed] = _interpolated_lobes(scores, axes, where)
-        labels[z0:z1] = slab
-        aerated_slab = lung & air
-        was_lung = nn_lung[nn_index[0][z0:z1]][:, nn_index[1]][:, :, nn_index[2]]
-        aerated += int(aerated_slab.sum())
-        unlabelled += int(np.count_nonzero(aerated_slab & ~was_lung))
-    voxel_ml = float(np.prod(spacing_mm_zyx)) / 1000.0
+    aerated = 0
+    for z0, z1 in _slabs(hu.shape[0], block, settings):
+        air = below(hu[z0:z1], settings.air_max_hu)
+        lung = _lung_from_code(air, _code_on_scan(code, block, hu.shape, z0, z1))
+        aerated += int(np.count_nonzero(lung & air))
+        slab = labels[z0:z1]
+        slab[...] = np.take(np.take(cells[axes[0][0][z0:z1]], axes[1][0], axis=1), axes[2][0], axis=2)
+        slab *= lung.view(np.uint8)
+        mixed = np.flatnonzero(slab == MIXED)
+        if mixed.size:
+            where = np.unravel_index(mixed, slab.shape)
+            slab.ravel()[mixed] = _interpolated_lobes(scores, axes, (where[0] + z0, where[1], where[2]))
     return LungExtent(
         labels=labels,
-        aerated_lung_ml=aerated * voxel_ml,
-        network_unlabelled_share=unlabelled / aerated if aerated else 0.0,
-        airway_ml=airway_ml,
+        aerated_lung_ml=aerated * float(np.prod(spacing_mm_zyx)) / 1000.0,
+        network_unlabelled_share=stats.unlabelled_voxels / stats.aerated_voxels if stats.aerated_voxels else 0.0,
+        airway_ml=stats.airway_ml,
         work_block_zyx=block,
     )
 
 
-def _code_slabs(code: np.ndarray, block, scan_shape, settings: LungExtentSettings):
-    """(z0, z1, the work code nearest-neighbour on scan slices z0:z1), slab by slab."""
+def _slabs(n_slices: int, block, settings: LungExtentSettings):
+    """(z0, z1) of the scan slabs, each a whole number of work blocks deep."""
+    step = settings.slab_slices * block[0]
+    for z0 in range(0, n_slices, step):
+        yield z0, min(z0 + step, n_slices)
+
+
+def _code_on_scan(code: np.ndarray, block, scan_shape, z0: int, z1: int) -> np.ndarray:
+    """The work code, nearest neighbour, on scan slices z0:z1 (z0 on a block boundary)."""
     bz, by, bx = block
-    iy = np.arange(scan_shape[1]) // by
-    ix = np.arange(scan_shape[2]) // bx
-    step = settings.slab_slices * bz
-    for z0 in range(0, scan_shape[0], step):
-        z1 = min(z0 + step, scan_shape[0])
-        iz = np.arange(z0, z1) // bz
-        yield z0, z1, code[iz][:, iy][:, :, ix]
+    part = code[z0 // bz : -(-z1 // bz)]
+    part = np.repeat(part, bz, axis=0)[: z1 - z0] if bz > 1 else part
+    part = np.repeat(part, by, axis=1)[:, : scan_shape[1]] if by > 1 else part
+    return np.repeat(part, bx, axis=2)[:, :, : scan_shape[2]] if bx > 1 else part
 
 
-def _lung_from_code(hu_slab: np.ndarray, code_slab: np.ndarray, settings: LungExtentSettings, air=None) -> np.ndarray:
-    if air is None:
-        air = hu_slab < settings.air_max_hu
-    return (air & ((code_slab & _SHELL) > 0)) | ((code_slab & (_CORE | _NETWORK_CORE)) > 0)
+def _lung_from_code(air: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Lung where the code says so: air in the shell, anything in the cores."""
+    counted = air.view(np.uint8) * np.uint8(_SHELL)
+    counted |= np.uint8(_CORE | _NETWORK_CORE)
+    counted &= code
+    return counted > 0
