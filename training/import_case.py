@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from algorithm.errors import InputError, OutputError
 from algorithm.labels import Lobe
 from algorithm.reading import read_image
-from algorithm.writing import write_mask
+from algorithm.writing import write_json, write_mask
 from training.case_selection import SelectionRules, select_case
 from training.dataset_layouts import SourceCase
 from training.label_maps import remap_labels
@@ -145,17 +145,7 @@ def _write_image(source: Path, image: sitk.Image, final: Path) -> None:
 
 
 def _write_record(out: Path, record: dict) -> None:
-    final = record_path(out, record["name"])
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_json(record, record_path(out, record["name"]))
 
 
 def _convert(case: SourceCase, out: Path, rules: SelectionRules, record: dict) -> None:
