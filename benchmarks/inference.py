@@ -45,12 +45,12 @@ def _gpu_peak_mb(device) -> float | None:
 def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dict:
     import torch
 
-    from algorithm.checkpoint import load_checkpoint
+    from algorithm.network.checkpoint import load_checkpoint
     from algorithm.device import resolve_device
     from algorithm.inference import TilingSettings
     from algorithm.pipeline import segment
-    from algorithm.reading import read_image
-    from algorithm.writing import write_json, write_mask
+    from algorithm.io.reading import read_image
+    from algorithm.io.writing import write_json, write_mask
 
     if args.threads:
         torch.set_num_threads(args.threads)

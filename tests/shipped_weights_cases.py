@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from algorithm.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from algorithm.network.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from algorithm.labels import LOBES
 from algorithm.pipeline import segment
 

@@ -1,7 +1,7 @@
 """``python -m training export CKPT --out algorithm/weights/ctsunet.pt``
 
 Writes a training checkpoint (``last.pt`` / ``best.pt`` of a run folder, or the folder itself,
-which picks best.pt when it exists) in the shipped format of ``algorithm.checkpoint``: fp16
+which picks best.pt when it exists) in the shipped format of ``algorithm.network.checkpoint``: fp16
 weights, the InferenceSettings the run was trained with (grid, stage-II patch and tile, margin,
 network switches), the label map and a sha256. The written file is loaded back and verified.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from algorithm.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
+from algorithm.network.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
 from algorithm.network import CTSUNet, NetworkConfig
 from training.config import config_from_dict
 from training.train import CHECKPOINT_FORMAT

@@ -22,8 +22,8 @@ from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_netw
 from algorithm.network import CTSUNet
 from algorithm.postprocessing import clean_labels, to_input_mask
 from algorithm.preprocessing import preprocess
-from algorithm.reading import case_name, is_image_file, read_image
-from algorithm.writing import write_mask
+from algorithm.io.reading import case_name, is_image_file, read_image
+from algorithm.io.writing import write_mask
 from training.config import TrainConfig, config_from_dict
 from training.export import resolve_checkpoint
 from training.infer import predict_unet

@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from algorithm.checkpoint import CheckpointError, load_checkpoint
+from algorithm.network.checkpoint import CheckpointError, load_checkpoint
 from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import LOBES
 from algorithm.network import CTSUNet, NetworkConfig, UNet3D

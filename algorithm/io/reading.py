@@ -20,8 +20,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.errors import InputError
-from algorithm.quiet import quiet_native_stderr
-from algorithm.validation import check_header
+from algorithm.io.quiet import quiet_native_stderr
+from algorithm.io.validation import check_header
 
 IMAGE_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd", ".nhdr")
 MAX_GAP_FACTOR = 3.0  # a gap up to 3x the usual slice spacing (two missing slices) is interpolated

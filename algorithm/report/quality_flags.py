@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
-from algorithm.lobe_measures import lung_box
+from algorithm.report.density import lung_box
 
 # Lobe shares of the total lung volume (%) that adult CT studies rarely leave (about +-3 SD
 # around the usual 20/8/25 % right, 25/22 % left).

@@ -1,4 +1,4 @@
-"""Phantoms beside real scans: ``python -m training.phantoms.realism`` writes docs/realism.md and
+"""Phantoms beside real scans: ``python -m training.realism`` writes docs/realism.md and
 docs/img/phantoms.png.
 
 Real scans are read from ``../shared/data/real`` (relative to the repository root; never copied
@@ -17,11 +17,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .config import PhantomOptions
-from .generate import generate_case
+from training.phantoms.config import PhantomOptions
+from training.phantoms.generate import generate_case
 
 REAL_DIR = Path("../shared/data/real")
-COMMAND = "python -m training.phantoms.realism"
+COMMAND = "python -m training.realism"
 PHANTOMS_PER_SCAN = 3
 PHANTOM_PATHOLOGIES = ("none", "none", "copd")
 

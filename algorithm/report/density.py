@@ -36,7 +36,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES, Lobe
-from algorithm.measures import voxel_volume_ml
+from algorithm.report.volumes import voxel_volume_ml
 
 DISCLAIMER = (
     "Intensity-based estimate for research, not a diagnosis: the severity bands come from HU "

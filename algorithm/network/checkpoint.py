@@ -27,7 +27,7 @@ from algorithm.network import CTSUNet, NetworkConfig
 
 FORMAT = "ctsunet-checkpoint"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ctsunet.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "ctsunet.pt"
 
 
 class CheckpointError(Exception):

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from algorithm.errors import OutputError
 from algorithm.labels import label_map_header
-from algorithm.quiet import quiet_native_stderr
+from algorithm.io.quiet import quiet_native_stderr
 
 
 def _temp_path(final: Path, suffix: str) -> Path:

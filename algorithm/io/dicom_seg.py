@@ -121,7 +121,7 @@ def build_dicom_seg(mask: sitk.Image, datasets: list):
 
 def write_dicom_seg(mask: sitk.Image, dicom_folder: Path, final: Path) -> None:
     """Write the DICOM-SEG of ``mask`` (made from the series in ``dicom_folder``) to ``final``, atomically."""
-    from algorithm.writing import _replace, _temp_path
+    from algorithm.io.writing import _replace, _temp_path
 
     require_highdicom()
     seg = build_dicom_seg(mask, source_datasets(dicom_folder, mask))
