@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
-from algorithm.network.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
+from algorithm.network.checkpoint import InferenceSettings, load_checkpoint, read_training_checkpoint, save_checkpoint
 from algorithm.network import CTSUNet, NetworkConfig
 from training.config import config_from_dict
-from training.train import CHECKPOINT_FORMAT
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -32,9 +30,7 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
     """Convert; returns the sha256 of the written checkpoint."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
+    payload = read_training_checkpoint(checkpoint)
     config = config_from_dict(payload["config"])
     if config.model.kind != "ctsunet":
         raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")
