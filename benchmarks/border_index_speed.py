@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from algorithm.border_index import border_report
-from algorithm.checkpoint import load_checkpoint
+from algorithm.report.border_index import border_report
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.pipeline import segment
-from algorithm.reading import read_image
+from algorithm.io.reading import read_image
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def test_tiling_summary_is_relative_to_the_reference_row_of_each_case():
 
 
 def _border_section(indices: dict, reliable: bool = True) -> dict:
-    from algorithm.border_index import BORDERS, HIGH_INDEX
+    from algorithm.report.border_index import BORDERS, HIGH_INDEX
 
     borders = {b.name: {"status": "ok" if indices.get(b.name) is not None else "missing", "index": indices.get(b.name)}
                for b in BORDERS}

@@ -51,7 +51,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import Lobe
-from algorithm.postprocessing import bounding_box
+from algorithm.boxes import bounding_box
 
 BAND_MM = 4.0  # half-width of the band along a border (mm)
 VESSEL_HU = -500.0  # lung voxels above this are vessel (or bronchial wall)
