@@ -27,7 +27,7 @@ from .noise import apply_kernel, noise_bank, noise_slice
 from .pathology import LungPoints, covid, distance_to_pleura_mm, effusion, emphysema
 from .vessels import render_trees
 
-HU_MIN, HU_MAX = -1024, 3071  # the usual stored range of CT scanners
+STORED_HU_MIN, STORED_HU_MAX = -1024, 3071  # the usual stored range of CT scanners (not the network's clamp window)
 FLUID_HU = 12.0
 AIRWAY_WALL_HU = 10.0
 
@@ -144,7 +144,7 @@ def _render_output(hu_model: np.ndarray, body_model: np.ndarray, model: Grid, ou
         s = xy(int(zlo[k])) * (1.0 - zw[k]) + xy(int(zhi[k])) * zw[k]
         noise = noise_slice(rng, bank) * np.float32(scan.noise_sigma_hu * float(rng.uniform(0.93, 1.07)))
         s += np.where(body_xy[iz[k]], noise, noise * air_factor)
-        np.clip(s, HU_MIN, HU_MAX, out=s)
+        np.clip(s, STORED_HU_MIN, STORED_HU_MAX, out=s)
         if pad is not None:
             s[pad] = scan.pad_value_hu
         image[k] = np.rint(s)
