@@ -10,17 +10,18 @@ import SimpleITK as sitk
 import torch
 
 from algorithm import __version__
-from algorithm.checkpoint import Checkpoint
+from algorithm.report.border_index import border_flags, border_report
+from algorithm.network.checkpoint import Checkpoint
 from algorithm.errors import InputError
 from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtype, predict_network_grid
 from algorithm.labels import label_map
-from algorithm.lobe_measures import lobe_measures
-from algorithm.measures import volumes_ml
+from algorithm.report.density import lobe_measures
+from algorithm.report.volumes import volumes_ml
 from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
 from algorithm.postprocessing import canonical_to_input_mask, clean_labels, outside_air
 from algorithm.preprocessing import preprocess, to_canonical
-from algorithm.quality import assess_quality
-from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
+from algorithm.report.quality_flags import assess_quality
+from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
 
 @dataclass
@@ -108,6 +109,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
     measures = lobe_measures(image, mask)
     quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml,
                              network_unlabelled_share=unlabelled)
+    borders = border_report(image, mask)  # the vessel-sparse band along each fissure
     return {
         "software": {"name": "ctsunet-lobes", "version": __version__},
         "label_map": label_map(),
@@ -137,6 +139,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
             "work_block_zyx": list(extent.work_block_zyx),
         },
         "measures": measures,
-        "quality_flags": quality.flags,
+        "quality_flags": quality.flags + border_flags(borders),
         "quality_estimates": quality.estimates,
+        "border_vessel_index": borders,
     }

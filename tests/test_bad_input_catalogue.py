@@ -325,7 +325,7 @@ def test_read_only_output_folder_as_unprivileged_user(test_weights, chest_ct_pat
         proc = subprocess.run(
             [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "algorithm",
              "predict", source, "-o", str(out), "--weights", weights, "--device", "cpu", "--quiet"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+            cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=120,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(public)},
         )
         if "Permission denied" in proc.stderr and "algorithm" not in proc.stderr:
@@ -483,8 +483,8 @@ def test_real_scans_pass_reading_and_validation(name, expected_warning):
     path = SHARED_REAL / name
     if not path.exists():
         pytest.skip(f"{path} is absent")
-    from algorithm.reading import read_image
-    from algorithm.validation import check_geometry, check_intensities, check_lungs_present
+    from algorithm.io.reading import read_image
+    from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present
 
     loaded = read_image(path)
     check_geometry(loaded.image)

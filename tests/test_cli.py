@@ -29,7 +29,7 @@ def test_predict_end_to_end(tmp_path, chest_ct_path, test_weights):
     out = tmp_path / "out dir"  # a space in the path
     proc = subprocess.run(
         [sys.executable, "-m", "algorithm", "predict", str(chest_ct_path), "-o", str(out), "--weights", str(test_weights), "--device", "cpu"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     mask = sitk.ReadImage(str(out / "chest_lobes.mha"))

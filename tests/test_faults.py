@@ -20,7 +20,7 @@ import algorithm.pipeline
 from algorithm.cli import main
 from algorithm.inference import TilingSettings, _shrink_or_fall_back, _Stage2State, predict_network_grid
 from algorithm.network.cascade import Stage1Output
-from algorithm.writing import is_temp_name
+from algorithm.io.writing import is_temp_name
 from conftest import REPO_ROOT, make_simple_chest
 from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing
 
@@ -75,7 +75,7 @@ def _kill_and_check(command: list[str], out: Path, delays_s: list[float], env: d
         proc.wait()
         if out.exists():
             _assert_outputs_whole(out)
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=600)
     assert done.returncode == 0, done.stderr
     assert not [name for name in listing(out) if name.startswith(".")]  # stale temporary files removed
     summary = json.loads((out / "summary.json").read_text())
@@ -276,7 +276,7 @@ def test_nothing_written_outside_outdir_and_a_private_temp(tmp_path, test_weight
     proc = subprocess.run(
         [sys.executable, "-c", FAST_CLI.replace("'tests'", repr(str(REPO_ROOT / "tests"))), "predict", str(source),
          "-o", str(out), "--weights", str(test_weights), "--device", "cpu", "--quiet", "--no-preview"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+        cwd=work, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     changed = set(listing(tmp_path)) - before

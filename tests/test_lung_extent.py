@@ -26,7 +26,7 @@ from algorithm.lung_extent import (
     scan_lung_mask,
 )
 from algorithm.preprocessing import resample_array
-from algorithm.quality import QualityLimits
+from algorithm.report.quality_flags import QualityLimits
 
 SPACING_MM = (1.5, 1.0, 1.0)  # z, y, x
 SHAPE = (100, 160, 200)

@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "phantoms": ("training.phantoms.cli", "generate synthetic chest CT phantoms with lobe labels"),
+    "import-dataset": ("training.import_dataset", "import a labelled lobe data set (TotalSegmentator, nnU-Net, folder)"),
     "train": ("training.train", "train or fine-tune CTSU-Net from a config"),
     "evaluate": ("training.evaluate", "IoU / HD95 of predicted lobe masks against references"),
     "predict": ("training.predict", "lobe masks from a training checkpoint (any model kind), for comparisons"),
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         print("usage: python -m training {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
         for name, (_, help_text) in COMMANDS.items():
-            print(f"  {name:10s} {help_text}", file=sys.stderr)
+            print(f"  {name:14s} {help_text}", file=sys.stderr)
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)

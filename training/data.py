@@ -2,7 +2,7 @@
 
 * Cases come from a folder with ``images/`` and ``labels/`` (mha, nii, nii.gz, nrrd, mhd; paired
   by name) or from a CSV with columns ``image,label`` and optional ``split`` and ``name``.
-* Label values of other conventions are remapped to the paper's (``LABEL_REMAPS``).
+* Label values of other conventions are remapped to the paper's (``training.label_maps``).
 * Splits are written to ``splits.csv`` in the run folder and read back on later runs, so they
   never change under a running experiment; new splits are a seeded permutation of sorted names.
 * Preprocessing (``algorithm.preprocessing``) runs once per scan and setting; the result is
@@ -18,8 +18,6 @@ import csv
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,22 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from algorithm.labels import Lobe
+from algorithm.io.atomic import atomic_path, atomic_write_bytes
+from algorithm.io.formats import IMAGE_SUFFIXES
+from algorithm.io.reading import case_name, is_image_file
 from algorithm.preprocessing import preprocess, preprocess_labels
 from training.borders import lobe_borders
 from training.config import AugmentConfig, DataConfig
+from training.label_maps import LABEL_REMAPS, remap_labels  # noqa: F401  (re-exported: one source)
 
-IMAGE_SUFFIXES = (".nii.gz", ".mha", ".mhd", ".nrrd", ".nii")
 CACHE_VERSION = 1  # bump when preprocessing changes the arrays it produces
 
-# Source value -> paper value; anything not listed becomes background.
-LABEL_REMAPS: dict[str, dict[int, int]] = {
-    "paper": {int(v): int(v) for v in Lobe},
-    # TotalSegmentator v2: 10 upper-left, 11 lower-left, 12 upper-right, 13 middle-right, 14 lower-right
-    "totalsegmentator": {10: Lobe.LUL, 11: Lobe.LLL, 12: Lobe.RUL, 13: Lobe.RML, 14: Lobe.RLL},
-    # lungmask LTRCLobes: 1 LUL, 2 LLL, 3 RUL, 4 RML, 5 RLL (middle and lower swapped w.r.t. the paper)
-    "lungmask": {1: Lobe.LUL, 2: Lobe.LLL, 3: Lobe.RUL, 4: Lobe.RML, 5: Lobe.RLL},
-}
 SPLITS = ("train", "val", "test")
 
 
@@ -58,20 +50,11 @@ class Case:
     split: str = ""
 
 
-def strip_suffix(path: Path) -> str:
-    """File name without its image suffix (``a.nii.gz`` -> ``a``)."""
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _image_files(folder: Path) -> dict[str, Path]:
     files = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):
-            files[strip_suffix(path)] = path
+        if is_image_file(path):
+            files[case_name(path)] = path
     return files
 
 
@@ -88,14 +71,18 @@ def discover_folder(root: str | Path) -> list[Case]:
 
 
 def read_case_csv(path: str | Path) -> list[Case]:
-    """Cases of a CSV (columns image, label, optional split, name); relative paths are relative to it."""
+    """Cases of a CSV (columns image, label, optional split, name, status); relative paths are
+    relative to it. Rows with a ``status`` other than ``ok`` are skipped: ``import-dataset`` lists
+    the cases it left out in the same file."""
     path = Path(path)
     cases = []
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
+            if (row.get("status") or "ok") != "ok":
+                continue  # a case `import-dataset` left out (excluded or failed), with its reason
             image = (path.parent / row["image"]).resolve()
             label = (path.parent / row["label"]).resolve()
-            name = row.get("name") or strip_suffix(image)
+            name = row.get("name") or case_name(image)
             split = (row.get("split") or "").strip().lower()
             if split and split not in SPLITS:
                 raise ValueError(f"{path}: split {split!r} of {name} is not one of {SPLITS}")
@@ -144,43 +131,9 @@ def cases_of(cases: list[Case], split: str, max_cases: int | None = None) -> lis
     return chosen[:max_cases] if max_cases else chosen
 
 
-def remap_labels(labels: np.ndarray, remap: str | dict[int, int]) -> np.ndarray:
-    """Map source label values to the paper's; unknown values become background."""
-    table_map = LABEL_REMAPS[remap] if isinstance(remap, str) else {int(k): int(v) for k, v in remap.items()}
-    if remap == "paper":
-        out = labels.astype(np.uint8, copy=True)
-        out[out >= len(Lobe)] = 0
-        return out
-    table = np.zeros(max(int(labels.max(initial=0)), max(table_map)) + 1, dtype=np.uint8)
-    for src, dst in table_map.items():
-        table[src] = dst
-    return table[np.clip(labels, 0, None).astype(np.int64)]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npy")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def file_sha256(path: Path) -> str:
