@@ -236,3 +236,16 @@ def test_nearest_source_indices_match_nearest_exact_resampling():
         source = torch.arange(n_source, dtype=torch.float32)[None, None, :, None, None]
         expected = torch.nn.functional.interpolate(source, size=(n_scan, 1, 1), mode="nearest-exact")[0, 0, :, 0, 0]
         assert np.array_equal(nearest_source_indices(n_source, n_scan), expected.numpy().astype(int))
+
+
+def test_lung_cut_by_the_field_of_view_stays_lung(chest):
+    """Its air reaches the slice edge like the air around the body, but it is the network's lung."""
+    cut_x = 40  # scan voxels (40 mm): through the right lung; 10 network voxels
+    hu = chest.hu[:, :, cut_x:]
+    network = network_answer(chest.lobes)
+    cropped = NetworkLobes(network.labels[:, :, cut_x // 4 :], network.probabilities[:, :, :, cut_x // 4 :])
+    lung = lung_extent(hu, SPACING_MM, cropped).labels > 0
+    truth = chest.distance_mm[:, :, cut_x:] < -max(SPACING_MM)
+    assert truth[:, :, 0].any()  # the lung reaches the edge
+    assert lung[truth].mean() > 0.99
+    assert not lung[(hu <= -990) & ~truth].any()  # no air around the body
