@@ -39,6 +39,7 @@ import numpy as np
 
 from algorithm.border_index import lattice_steps, vessel_mask
 from algorithm.labels import Lobe
+from algorithm.postprocessing import bounding_box
 
 LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
@@ -208,16 +209,6 @@ class _Lung:
         return self.cum[name][:, -1]
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if len(hit) == 0:
-            return None
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
-
-
 def _block_sum(mask: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
     """Counts of True per block (one axis at a time; the array is padded to whole blocks)."""
     pad = [(0, (-n) % k) for n, k in zip(mask.shape, factor)]
@@ -238,7 +229,7 @@ def _lung(
     settings: FitSettings,
 ) -> _Lung | None:
     side = np.isin(labels, [int(v) for v in lobes])
-    box = _bbox(side)
+    box = bounding_box(side)
     if box is None:
         return None
     wanted = (settings.slice_spacing_mm, settings.column_spacing_mm, settings.column_spacing_mm)
@@ -714,7 +705,7 @@ def _moved(box, spacing, fit: FissureFit, name: str) -> tuple[np.ndarray, np.nda
 
 def _relabel_left(labels: np.ndarray, spacing, fit: FissureFit) -> None:
     side = (labels == Lobe.LUL) | (labels == Lobe.LLL)
-    box = _bbox(side)
+    box = bounding_box(side)
     if box is None:
         return
     view, side = labels[box], side[box]
@@ -725,7 +716,7 @@ def _relabel_left(labels: np.ndarray, spacing, fit: FissureFit) -> None:
 
 def _relabel_right(labels: np.ndarray, spacing, fit: FissureFit) -> None:
     network_side = np.isin(labels, [int(Lobe.RUL), int(Lobe.RLL), int(Lobe.RML)])
-    box = _bbox(network_side)
+    box = bounding_box(network_side)
     if box is None:
         return
     view, side = labels[box], network_side[box]
