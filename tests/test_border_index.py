@@ -1,11 +1,11 @@
-"""The border vessel index (algorithm/border_index.py) on synthetic lungs with known vessels."""
+"""The border vessel index (algorithm/report/border_index.py) on synthetic lungs with known vessels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from algorithm.border_index import (
+from algorithm.report.border_index import (
     BORDERS,
     BorderIndexSettings,
     border_band,
@@ -116,7 +116,7 @@ def test_consolidation_on_the_border_is_not_counted_as_vessel():
     masks = vessel_mask(hu, lung, SPACING_MM)
     assert not (masks.domain & blob).any()  # the blob and its rim are out of the analysed lung
     # without the thick-structure rule the blob would have dominated the band
-    naive = left_oblique(hu, labels, settings=BorderIndexSettings(max_vessel_radius_mm=100.0))
+    naive = left_oblique(hu, labels, settings=BorderIndexSettings(thick_mm=100.0))
     assert naive["index"] > 1.0
 
 
