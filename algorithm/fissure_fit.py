@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from algorithm.border_index import lattice_steps, vessel_mask
+from algorithm.boxes import bounding_box
 from algorithm.labels import Lobe
-from algorithm.postprocessing import bounding_box
+from algorithm.report.border_index import lattice_steps, vessel_mask
 
 LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
