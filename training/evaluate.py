@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref", required=True, type=Path, help="folder of reference lobe masks (same names)")
     parser.add_argument("--vs", type=Path, nargs="+", default=[], help="other prediction folders: paired Wilcoxon tests of --pred against each")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
-    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (paper, totalsegmentator, lungmask)")
+    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (a name of training.label_maps: paper, lungmask, lola11, totalsegmentator_v1/_v2; or a .yaml file)")
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help="method names in the report: --pred's, then each --vs's")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     folders = [args.pred, *args.vs]
