@@ -248,3 +248,11 @@ def test_training_runs_on_the_imported_folder(ts_imported, tmp_path, stage1_only
     trained_on = {r["case"] for r in steps if r.get("kind") == "train"}
     assert trained_on and trained_on <= {n for n in KEPT if SPLIT_OF[n] == "train"}
     assert (tmp_path / "run" / "last.pt").is_file()
+    # the documented path on: masks of the test split, scored against the imported references
+    from training import evaluate as evaluate_mod
+    from training import predict as predict_mod
+
+    masks = tmp_path / "pred"
+    assert predict_mod.main([str(tmp_path / "run"), "--cases", str(out / "cases.csv"), "--out", str(masks)]) == 0
+    assert sorted(p.name for p in masks.iterdir()) == ["good-d_lobes.mha"]  # the one test case (meta.csv)
+    assert evaluate_mod.main(["--pred", str(masks), "--ref", str(out / "labels"), "--out", str(tmp_path / "report")]) == 0
