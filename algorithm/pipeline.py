@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import torch
 
 from algorithm import __version__
+from algorithm.border_index import border_flags, border_report
 from algorithm.checkpoint import Checkpoint
 from algorithm.errors import InputError
 from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtype, predict_network_grid
@@ -96,6 +97,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
     low_confidence = float(np.mean(prediction.confidence[lung] < 0.5)) if lung.any() else 0.0
     measures = lobe_measures(image, mask)
     quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml)
+    borders = border_report(image, mask)  # the vessel-sparse band along each fissure
     return {
         "software": {"name": "ctsunet-lobes", "version": __version__},
         "label_map": label_map(),
@@ -118,6 +120,7 @@ def build_report(image, mask, checkpoint, device, grid_spacing_mm, prediction, l
         "low_confidence_lung_share": round(low_confidence, 4),
         "outside_air_removed_ml": round(outside_air_ml, 1),
         "measures": measures,
-        "quality_flags": quality.flags,
+        "quality_flags": quality.flags + border_flags(borders),
         "quality_estimates": quality.estimates,
+        "border_vessel_index": borders,
     }
