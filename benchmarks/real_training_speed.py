@@ -9,9 +9,11 @@
    ``run.num_threads`` 2, the first step is warm-up and not counted) and reads the seconds per
    step from ``metrics.jsonl``.
 3. Counts the floating-point operations of one end-to-end step (forward + backward, torch's
-   FlopCounterMode: convolutions and matrix products) and turns them into a GPU estimate:
-   FLOPs / (peak x assumed efficiency). An estimate, not a measurement: 3D U-Nets with 16-64
-   channels reach a small fraction of a GPU's tensor-core peak; the range printed assumes 15-35 %.
+   FlopCounterMode: convolutions and matrix products), times the work that stays on the CPU
+   (one training sample: load, augment, borders; the OHEM window selection) and turns them into
+   a GPU estimate: max(FLOPs / (peak x efficiency) + OHEM, sample / loader workers). An estimate,
+   not a measurement: 3D U-Nets with 16-64 channels reach a small fraction of a GPU's
+   tensor-core peak; the range printed assumes 15-35 %.
 Writes ``DIR/results.json`` and prints a table. Generated data stays under ``DIR``.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -52,14 +55,22 @@ def write_source(root: Path, cases: int) -> None:
     layout_writers.totalsegmentator_meta(root, splits)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the import's worker processes):
+    on a shared machine the wall time says more about the neighbours than about the import."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def time_import(source: Path, out: Path, workers: int) -> dict:
     from training import import_dataset
 
-    start = time.perf_counter()
+    shutil.rmtree(out, ignore_errors=True)  # time a fresh import, not a resumed one
+    start, cpu = time.perf_counter(), _cpu_seconds()
     summary = import_dataset.run_import("totalsegmentator", source, out, workers=workers, stream=open(os.devnull, "w"))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     return {"workers": workers, "cases": summary.cases, "ok": len(summary.of_status("ok")), "seconds": round(seconds, 2),
-            "seconds_per_case": round(seconds / summary.cases, 2),
+            "seconds_per_case": round(seconds / summary.cases, 2), "cpu_seconds_per_case": round(cpu / summary.cases, 2),
             "reasons": {r["name"]: r["reason"] for r in summary.records if r["reason"]}}
 
 
@@ -67,6 +78,7 @@ def time_steps(config: str, imported: Path, work: Path, steps: int) -> dict:
     from training import train as train_mod
 
     run = work / f"run-{config}"
+    shutil.rmtree(run, ignore_errors=True)
     overrides = {
         "data.csv": str(imported / "cases.csv"), "data.cache_dir": str(work / "cache"), "data.num_workers": 0,
         "run.out_dir": str(run), "optim.max_iters": steps + 1, "run.val_every": 0, "run.checkpoint_every": 10**6,
@@ -80,12 +92,14 @@ def time_steps(config: str, imported: Path, work: Path, steps: int) -> dict:
         raise RuntimeError(f"training {config} failed")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     times = [r["time_s"] for r in records if r.get("kind") == "train"][1:]
+    flops, cpu_seconds = step_cost(config, work)
     return {"config": config, "steps_timed": len(times), "seconds_per_step": round(statistics.median(times), 2),
-            "all_seconds": [round(t, 2) for t in times], "flops_per_step": step_flops(config, work)}
+            "all_seconds": [round(t, 2) for t in times], "flops_per_step": flops, "cpu_seconds_per_step": round(cpu_seconds, 1)}
 
 
-def step_flops(config_name: str, work: Path) -> float:
-    """FLOPs of one end-to-end step (forward and backward) on the first cached scan."""
+def step_cost(config_name: str, work: Path) -> tuple[float, float]:
+    """FLOPs and CPU seconds (all threads, the smaller of two) of one end-to-end step (forward
+    and backward) on the first cached scan."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,14 +116,64 @@ def step_flops(config_name: str, work: Path) -> float:
     image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None]
     labels = torch.from_numpy(np.array(scan.labels))
     step = CascadeStep(build_model(config), config)
+    border = lobe_borders(labels)
     inputs = StepInputs(step=0, progress=0.5, stage1_only=False, rng=np.random.default_rng(0))
     with FlopCounterMode(display=False) as counter:
-        step(image, labels, lobe_borders(labels), inputs)["loss"].backward()
-    return float(counter.get_total_flops())
+        step(image, labels, border, inputs)["loss"].backward()
+    cpu_seconds = []
+    for _ in range(2):  # CPU time, unlike wall time, hardly depends on the neighbours' load
+        start = time.process_time()
+        step(image, labels, border, inputs)["loss"].backward()
+        cpu_seconds.append(time.process_time() - start)
+    return float(counter.get_total_flops()), min(cpu_seconds)
 
 
-def gpu_estimate(flops: float) -> dict:
-    return {gpu: [round(flops / (peak * 1e12 * e), 3) for e in reversed(EFFICIENCY)] for gpu, peak in GPUS.items()}
+def cpu_side_seconds(config_name: str, work: Path) -> dict:
+    """The per-step work that stays on the CPU when the network runs on a GPU: one training
+    sample (memory-mapped scan, augmentation, borders; DataLoader workers share it) and the OHEM
+    window selection (summed-area table over the full-resolution error map). Medians of 3."""
+    import torch
+
+    from algorithm.constants import STAGE1_DOWNSAMPLE
+    from algorithm.network.cunet import valid_output_size
+    from training import data as data_mod
+    from training import ohem
+    from training.config import load_config
+
+    config = load_config(REPO / "training" / "configs" / f"{config_name}.yaml")
+    cache = data_mod.PreprocessedCache(work / "cache", config.inplane_size, "paper")
+    keys = [k for k in sorted(p.stem for p in (work / "cache").glob("*.json")) if cache.open(k).image.shape[1] == config.inplane_size]
+    samples = data_mod.TrainSamples(cache, keys, config.augment, 0, 0, 1, 0, 3)
+    sample_s = []
+    for i in range(3):
+        start = time.perf_counter()
+        item = samples[i]
+        sample_s.append(time.perf_counter() - start)
+    full = tuple(item["labels"].shape)
+    size = valid_output_size(config.patch_in)
+    half = tuple(-(-d // STAGE1_DOWNSAMPLE) for d in full)
+    ohem_s = []
+    for i in range(3):
+        error = torch.rand(half)
+        start = time.perf_counter()
+        error_full = ohem.upsample_nearest(error, full, STAGE1_DOWNSAMPLE)
+        starts = ohem.window_grid(full, size, size, (i, i, i))
+        ohem.select_hard_windows(error_full, starts, size, len(starts) // 5, config.ohem.patches_per_step,
+                                 torch.Generator().manual_seed(i))
+        ohem_s.append(time.perf_counter() - start)
+    return {"sample_s": round(statistics.median(sample_s), 3), "ohem_s": round(statistics.median(ohem_s), 3),
+            "loader_workers": config.data.num_workers, "scan_zyx": list(full)}
+
+
+def gpu_estimate(flops: float, cpu_side: dict) -> dict:
+    """Seconds per step on each GPU, fastest and slowest assumption: the network's FLOPs at
+    EFFICIENCY of the peak plus the OHEM selection on the CPU, or the data loading (one sample
+    per step from ``loader_workers`` processes), whichever is slower."""
+    loading = cpu_side["sample_s"] / max(cpu_side["loader_workers"], 1)
+    return {
+        gpu: [round(max(flops / (peak * 1e12 * e) + cpu_side["ohem_s"], loading), 3) for e in reversed(EFFICIENCY)]
+        for gpu, peak in GPUS.items()
+    }
 
 
 def main() -> int:
@@ -129,7 +193,8 @@ def main() -> int:
     imported = args.out / "imported-1"
     for config in args.configs.split(","):
         entry = time_steps(config, imported, args.out, args.steps)
-        entry["gpu_estimate_s_per_step"] = gpu_estimate(entry["flops_per_step"])
+        entry["cpu_side"] = cpu_side_seconds(config, args.out)
+        entry["gpu_estimate_s_per_step"] = gpu_estimate(entry["flops_per_step"], entry["cpu_side"])
         results["training"].append(entry)
         print(entry, flush=True)
     results["load_average_end"] = os.getloadavg()
