@@ -159,3 +159,25 @@ def test_the_definition_is_in_the_section():
     assert settings["band_mm"] == 4.0 and settings["vessel_hu"] == -500.0
     assert "-500 HU" in section["definition"] and "4 mm" in section["definition"]
     assert section["reliable"] is True and section["analysed_lung_ml"] > 0
+
+
+def test_the_report_of_a_case_holds_the_index_and_its_warning():
+    """The pipeline's report: the section and the quality flag of a misplaced border."""
+    from types import SimpleNamespace
+
+    import SimpleITK as sitk
+
+    from algorithm.pipeline import build_report
+
+    hu, lung = synthetic_lung()
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(SPACING_MM[::-1])
+    labels = two_lobes(lung, PLANE_Z + 20)
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(image)
+    prediction = SimpleNamespace(confidence=np.ones(SHAPE, np.float16))
+    checkpoint = SimpleNamespace(path="test.pt", sha256="0" * 64, meta={})
+    report = build_report(image, mask, checkpoint, "cpu", SPACING_MM, prediction, labels)
+    section = report["border_vessel_index"]
+    assert section["borders"]["left_oblique"]["index"] > section["settings"]["high_index"]
+    assert [f["border"] for f in report["quality_flags"] if f["code"] == "border_through_vessels"] == ["left_oblique"]
