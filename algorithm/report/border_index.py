@@ -17,10 +17,9 @@ The analysed lung (the *domain*) leaves out:
   and the diaphragm reads as dense, and lobe masks are least sure there;
 - dense lung that is not vessel and the hilum: dense structures (above ``vessel_hu``) thicker
   than a peripheral vessel, i.e. holding an all-dense cube of side ``thick_mm``, plus
-  ``hilum_margin_mm`` around them. In a lung these are the lobar and
-  segmental vessels and bronchi where they enter at the hilum (the interlobar artery lies in the
-  depth of the oblique fissures there), consolidation, atelectasis next to an effusion and
-  tumours. Thick structures mark the hilum without an airway tree or a side-specific shape model,
+  ``hilum_margin_mm`` around them. In a lung these are the lobar and segmental vessels and
+  bronchi where they enter at the hilum (the interlobar artery lies in the depth of the oblique
+  fissures there), consolidation, atelectasis next to an effusion and tumours. Thick structures mark the hilum without an airway tree or a side-specific shape model,
   and the same rule removes the dense lung that is not vessel; the margin also removes their
   partial-volume rim and the bronchial walls and smaller vessels that run beside them;
 - hazy lung: where the local parenchyma (mean over a ``haze_box_mm`` box of the lung's HU, each
@@ -53,8 +52,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.labels import Lobe
 from algorithm.boxes import bounding_box
+from algorithm.labels import Lobe
 
 BAND_MM = 4.0  # half-width of the band along a border (mm)
 VESSEL_HU = -500.0  # lung voxels above this are vessel (or bronchial wall)
@@ -325,9 +324,9 @@ def border_vessel_index(
             f"share of vessel voxels (analysed lung voxels above {settings.vessel_hu:g} HU) within "
             f"{settings.band_mm:g} mm of the border, divided by the share in the whole analysed lung "
             f"(lung farther than {settings.pleura_margin_mm:g} mm from its edge and "
-            f"{settings.hilum_margin_mm:g} mm from dense structures holding a {settings.thick_mm:g} mm cube: "
-            "hilum, consolidation); about 0: the border "
-            "follows a vessel-free fissure band, about 1: it cuts through vessels"
+            f"{settings.hilum_margin_mm:g} mm from dense structures holding a {settings.thick_mm:g} mm "
+            f"cube: hilum, consolidation; without hazy lung, local mean at or above {settings.haze_hu:g} HU); "
+            "about 0: the border follows a vessel-free fissure band, about 1: it cuts through vessels"
         ),
         "settings": asdict(settings),
         "lattice_step_mm": [round(s, 3) for s in lattice_mm],
