@@ -19,10 +19,9 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from algorithm.network.checkpoint import load_checkpoint
 from algorithm.errors import InputError
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
-from algorithm.pipeline import segment
+from algorithm.segmenter import LobeSegmenter
 from algorithm.report.preview import render_preview
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
@@ -55,23 +54,24 @@ def lobe_checks(mask: sitk.Image) -> dict:
     return {"pieces": pieces, "lung_pieces": lung_pieces, "sides_correct": sides_ok}
 
 
-def run_scan(name: str, checkpoint, device, image_dir: Path) -> dict:
+def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path) -> dict:
     loaded = read_image(REAL_DIR / name)
     started = time.perf_counter()
     try:
-        result = segment(loaded.image, checkpoint, device)
+        result = segmenter(loaded.image)
     except InputError as exc:
         return {"name": name, "error": str(exc)}
     seconds = time.perf_counter() - started
-    preview = render_preview(loaded.image, result.mask, result.report)
+    report = result.report.to_dict()
+    preview = render_preview(loaded.image, result.mask, report)
     write_png(preview, image_dir / f"{name.split('.')[0]}.png")
     return {
         "name": name,
         "size": loaded.image.GetSize(),
         "spacing": tuple(round(s, 2) for s in loaded.image.GetSpacing()),
-        "volumes_ml": result.report["volumes_ml"],
-        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in result.report.get("quality_flags", [])],
-        "warnings": loaded.warnings + result.report.get("warnings", []),
+        "volumes_ml": report["volumes_ml"],
+        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in report["quality_flags"]],
+        "warnings": loaded.warnings + report["warnings"],
         "seconds": seconds,
         **lobe_checks(result.mask),
     }
@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
     device = torch.device("cpu")
-    checkpoint = load_checkpoint(args.weights, device)
+    segmenter = LobeSegmenter(args.weights, device)
     image_dir = Path(args.out).parent / "img" / "real"
     image_dir.mkdir(parents=True, exist_ok=True)
-    rows = [run_scan(name, checkpoint, device, image_dir) for name in SCANS]
+    rows = [run_scan(name, segmenter, image_dir) for name in SCANS]
     command = "python -m benchmarks.real_scans " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.out).write_text(to_markdown(rows, command.strip()) + "\n")
     print(Path(args.out).read_text())
