@@ -200,6 +200,15 @@ def _meta(name: str, params: CaseParams, out: Grid, counts: np.ndarray, lobes, e
     return meta
 
 
+def _thorax(params: CaseParams) -> Thorax:
+    """The geometry of the chosen generator version."""
+    if params.version == 1:
+        return Thorax(params.body)
+    from .torso import ThoraxV2
+
+    return ThoraxV2(params.body, v2=params.v2, seed=params.seed)
+
+
 def generate_case(seed: int, options: PhantomOptions | None = None, name: str | None = None) -> PhantomCase:
     """Generate case ``seed``: same seed and options, same bytes."""
     options = options or PhantomOptions()
@@ -208,7 +217,7 @@ def generate_case(seed: int, options: PhantomOptions | None = None, name: str | 
     out = output_grid(params, float(frame.translation_mm[2]))
     model = model_grid(out, options.model_voxels_max)
     coords = frame.patient_coords(model)
-    th = Thorax(params.body)
+    th = _thorax(params)
     body = render_body(th, model, frame, *coords, stream(seed, "body-render"))
     hu, label, lobes, extents, _ = _compose_lungs(params, th, model, frame, coords, body, seed)
     hu = apply_kernel(hu, model.spacing_mm[::-1], params.scan.sharpening)

@@ -95,7 +95,7 @@ def lung_masks(
 ) -> dict[int, np.ndarray]:
     """Left (+1) and right (-1) lung masks on the model grid."""
     wobble = smooth_field(rng, x.shape, 8) * 0.07
-    cage = th.cage(x, y)
+    cage = th.cage(x, y, z)
     out = {}
     for side in (+1, -1):
         mask = (th.lung_ellipse(x, y, z, side) * (1.0 + wobble) < 1.0) & (cage < 0.97)
