@@ -27,8 +27,15 @@ from algorithm.segmenter import LobeSegmenter
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions as written (line breaks kept), every option's default shown."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (line breaks kept); every option that has a value by default shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        if shown and "default" not in text.lower() and action.option_strings:  # unless the help says it
+            text += " (default: %(default)s)"
+        return text
 
 
 def program_name() -> str:
@@ -50,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", type=Path, help="CT file (.mha .mhd .nii .nii.gz .nrrd .nhdr), DICOM folder, or folder of CT files")
     predict.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
     predict.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    predict.add_argument("--weights", type=Path, default=None, help="checkpoint; None: the shipped weights")
+    predict.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     predict.add_argument("--tile-out", type=int, default=None,
-                         help="fixed stage-II output tile edge, 8k-28 (the paper used 28); None: planned per scan")
+                         help="fixed stage-II output tile edge, 8k-28 (the paper used 28) (default: planned per scan)")
     predict.add_argument("--max-tile-voxels", type=int, default=MAX_TILE_IN_VOXELS,
                          help="memory budget of a planned stage-II tile's input, in voxels")
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
@@ -85,15 +92,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     silence_itk_warnings()  # reading.py reports what ITK would warn about, as one line
+    created = not os.path.lexists(args.output)
     try:
         cases = _collect_cases(args.input)
+        # a bad device, precision or checkpoint is refused before the output folder exists
+        segmenter = LobeSegmenter(
+            args.weights, args.device, precision=args.precision, tile_out=args.tile_out,
+            max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size,
+        )
         ensure_output_dir(args.output)
         with locked_output_dir(args.output):
             remove_stale_temp_files(args.output)  # left by a run killed while writing
-            segmenter = LobeSegmenter(
-                args.weights, args.device, precision=args.precision, tile_out=args.tile_out,
-                max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size,
-            )
             return _run_cases(cases, args, segmenter)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,6 +110,16 @@ def run_predict(args: argparse.Namespace) -> int:
     except (InputError, OutputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if created:
+            _remove_if_empty(args.output)  # a refused input leaves no empty output folder behind
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds on an empty folder
+    except OSError:
+        pass
 
 
 def _run_cases(cases: list[Path], args: argparse.Namespace, segmenter: LobeSegmenter) -> int:

@@ -18,6 +18,7 @@ from algorithm.network.checkpoint import (
 )
 from algorithm.network import NetworkConfig
 from training.config import TrainConfig, config_from_dict
+from training.cli_help import command_parser
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -65,7 +66,7 @@ def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training export", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training export", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder")
     parser.add_argument("--out", required=True, type=Path, help="shipped checkpoint to write")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16 storage)")

@@ -29,6 +29,7 @@ from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig, config_from_dict
 from training.export import inference_settings, resolve_checkpoint
 from training.infer import predict_unet
+from training.cli_help import command_parser
 
 
 def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig, int]:
@@ -69,7 +70,7 @@ def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training predict", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training predict", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder (best.pt, else last.pt)")
     parser.add_argument("--images", required=True, type=Path, help="folder of CT images")
     parser.add_argument("--out", required=True, type=Path, help="folder for <case>_lobes.mha")

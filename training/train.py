@@ -48,6 +48,7 @@ from training.export import inference_settings
 from training.infer import predict_unet, upsample_stage1_labels
 from training.metrics import lobe_scores
 from training.steps import CascadeStep, StepInputs, UNetStep
+from training.cli_help import command_parser
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -440,7 +441,7 @@ class Trainer:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training train", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training train", __doc__)
     parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
     parser.add_argument("--init", help="initial weights (shipped or training checkpoint): fine-tuning")
