@@ -186,7 +186,7 @@ def _predict_one(path: Path, name: str, args: argparse.Namespace, segmenter: Lob
         return "skipped"
     if args.dicom_seg:
         _check_dicom_seg(path)
-    with _StageProgress(name, disable=args.quiet) as progress:
+    with _StageProgress(name, disable=True if args.quiet else None) as progress:
         run = segment_file(path, segmenter, name, {"path": str(path)}, progress=progress)
     extras = []
     if not args.no_preview:
@@ -210,8 +210,9 @@ def _check_dicom_seg(path: Path) -> None:
 class _StageProgress:
     """A progress bar over the stage-II tiles (with their total and a time estimate), naming the step."""
 
-    def __init__(self, name: str, disable: bool) -> None:
-        self.bar = tqdm(desc=name, unit="tile", total=None, disable=disable or None, file=sys.stderr, leave=False)
+    def __init__(self, name: str, disable: bool | None) -> None:
+        """``disable``: True hides the bar, None shows it on a terminal only (tqdm's rule)."""
+        self.bar = tqdm(desc=name, unit="tile", total=None, disable=disable, file=sys.stderr, leave=False)
 
     def __enter__(self):
         return self
