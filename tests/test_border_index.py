@@ -116,7 +116,7 @@ def test_consolidation_on_the_border_is_not_counted_as_vessel():
     masks = vessel_mask(hu, lung, SPACING_MM)
     assert not (masks.domain & blob).any()  # the blob and its rim are out of the analysed lung
     # without the thick-structure rule the blob would have dominated the band
-    naive = left_oblique(hu, labels, settings=BorderIndexSettings(max_vessel_radius_mm=100.0))
+    naive = left_oblique(hu, labels, settings=BorderIndexSettings(thick_mm=100.0))
     assert naive["index"] > 1.0
 
 

@@ -15,9 +15,9 @@ The analysed lung (the *domain*) leaves out:
 
 - the outer ``pleura_margin_mm`` of the lung: partial volume with the chest wall, the mediastinum
   and the diaphragm reads as dense, and lobe masks are least sure there;
-- dense lung that is not vessel and the hilum: dense structures (above ``vessel_hu``) that are
-  thicker than a vessel, i.e. hold a point farther than ``max_vessel_radius_mm`` from anything
-  less dense, plus ``hilum_margin_mm`` around them. In a lung these are the lobar and
+- dense lung that is not vessel and the hilum: dense structures (above ``vessel_hu``) thicker
+  than a peripheral vessel, i.e. holding an all-dense cube of side ``thick_mm``, plus
+  ``hilum_margin_mm`` around them. In a lung these are the lobar and
   segmental vessels and bronchi where they enter at the hilum (the interlobar artery lies in the
   depth of the oblique fissures there), consolidation, atelectasis next to an effusion and
   tumours. Thick structures mark the hilum without an airway tree or a side-specific shape model,
@@ -51,12 +51,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import Lobe
-from algorithm.postprocessing import bounding_box
+from algorithm.boxes import bounding_box
 
 BAND_MM = 4.0  # half-width of the band along a border (mm)
 VESSEL_HU = -500.0  # lung voxels above this are vessel (or bronchial wall)
 PLEURA_MARGIN_MM = 5.0  # lung this close to non-lung is not analysed
-MAX_VESSEL_RADIUS_MM = 3.0  # dense structures holding a cube of this half-width are not vessel
+THICK_MM = 5.0  # dense structures holding an all-dense cube of this side are not vessels
 HILUM_MARGIN_MM = 10.0  # lung this close to such a thick structure is not analysed
 CELL_MM = 2.5  # largest step of the analysis lattice (mm)
 MIN_BAND_ML = 3.0  # analysed band volume under which a border is "tiny"
@@ -89,7 +89,7 @@ class BorderIndexSettings:
     band_mm: float = BAND_MM
     vessel_hu: float = VESSEL_HU
     pleura_margin_mm: float = PLEURA_MARGIN_MM
-    max_vessel_radius_mm: float = MAX_VESSEL_RADIUS_MM
+    thick_mm: float = THICK_MM
     hilum_margin_mm: float = HILUM_MARGIN_MM
     cell_mm: float = CELL_MM
     min_band_ml: float = MIN_BAND_ML
@@ -130,10 +130,10 @@ def _erode_box(mask: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
     return ndimage.minimum_filter(mask.view(np.uint8), size=sizes, mode="constant", cval=0) > 0
 
 
-def _thick_box_sizes(half_mm: float, spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
-    """The cube that makes a dense structure thick: half-width ``half_mm`` rounded down to whole
-    voxels (at least one), so that on coarse grids vessels are not taken for thick structures."""
-    return tuple(2 * max(1, int(np.floor(half_mm / s + 1e-6))) + 1 for s in spacing_mm)
+def _thick_box_sizes(side_mm: float, spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
+    """The cube that makes a dense structure thick: side ``side_mm`` rounded to whole voxels, at
+    least two (one voxel is any vessel)."""
+    return tuple(max(2, int(np.floor(side_mm / s + 0.5))) for s in spacing_mm)
 
 
 def _dilate_box(mask: np.ndarray, half_mm: float, spacing_mm: tuple[float, ...]) -> np.ndarray:
@@ -147,8 +147,8 @@ def vessel_mask(
     """Vessel voxels and the analysed lung on any grid (``spacing_mm`` in array axis order).
 
     The domain is the lung whose box of half-width ``pleura_margin_mm`` is all lung, without the
-    thick dense structures (dense voxels whose cube of half-width ``max_vessel_radius_mm``,
-    rounded down to whole voxels, is all dense lung: vessels up to about 8 mm across stay vessels) and the box of half-width ``hilum_margin_mm`` around them; vessels are the domain's
+    thick dense structures (dense voxels whose cube of side ``thick_mm``, rounded to whole
+    voxels, is all dense lung: vessels under about 7 mm across stay vessels) and the box of half-width ``hilum_margin_mm`` around them; vessels are the domain's
     voxels above ``vessel_hu``. Boxes, not balls: separable minimum/maximum filters cost a
     fraction of a distance transform, and these margins are rules of thumb, not measurements.
     """
@@ -161,9 +161,9 @@ def vessel_mask(
     lung_box = np.ascontiguousarray(lung[box], dtype=bool)
     dense = lung_box & (np.asarray(hu[box]) > settings.vessel_hu)
     inner = _erode_box(lung_box, _box_sizes(settings.pleura_margin_mm, spacing_mm))
-    thick = _erode_box(dense, _thick_box_sizes(settings.max_vessel_radius_mm, spacing_mm))
+    thick = _erode_box(dense, _thick_box_sizes(settings.thick_mm, spacing_mm))
     if thick.any():
-        reach_mm = settings.max_vessel_radius_mm + settings.hilum_margin_mm
+        reach_mm = settings.thick_mm / 2 + settings.hilum_margin_mm
         inner &= ~_dilate_box(thick, reach_mm, spacing_mm)
     domain[box] = inner
     vessel[box] = inner & dense
@@ -292,8 +292,8 @@ def border_vessel_index(
             f"share of vessel voxels (analysed lung voxels above {settings.vessel_hu:g} HU) within "
             f"{settings.band_mm:g} mm of the border, divided by the share in the whole analysed lung "
             f"(lung farther than {settings.pleura_margin_mm:g} mm from its edge and "
-            f"{settings.hilum_margin_mm:g} mm from dense structures thicker than "
-            f"{2 * settings.max_vessel_radius_mm:g} mm: hilum, consolidation); about 0: the border "
+            f"{settings.hilum_margin_mm:g} mm from dense structures holding a {settings.thick_mm:g} mm cube: "
+            "hilum, consolidation); about 0: the border "
             "follows a vessel-free fissure band, about 1: it cuts through vessels"
         ),
         "settings": asdict(settings),
