@@ -6,14 +6,14 @@ PYTHON ?= python3.11
 export PYTHONUTF8 := 1
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-training.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SAMPLE := samples/ct/sample-healthy.mha
 
 .PHONY: setup demo test test-all results bench clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-training.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -29,10 +29,11 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-# The held-out phantom benchmark of docs/results.md (seeds 0-31, disjoint from training's 1000+).
+# The held-out phantom benchmark of docs/results.md (seeds 0-31, disjoint from training's 1000+),
+# generated with phantoms v1 as the shipped weights were measured on it (v2: results-v2 below).
 TESTSET := data/testset
 results: setup
-	$(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --no-progress
+	$(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --version 1 --no-progress
 	$(PY) -m algorithm predict $(TESTSET)/images -o $(TESTSET)-pred --no-preview --quiet --overwrite
 	$(PY) -m training evaluate --pred $(TESTSET)-pred --ref $(TESTSET)/labels --out docs/results-phantoms
 
@@ -40,7 +41,7 @@ results: setup
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100 --peer-sizes 100
-	test -d $(TESTSET)/images || $(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --no-progress
+	test -d $(TESTSET)/images || $(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --version 1 --no-progress
 	$(PY) -m benchmarks.tiling --n 4 --threads 2
 
 clean:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from algorithm.constants import PRECISIONS
+from algorithm.constants import MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.errors import ResourceError
 
 from algorithm.network import CTSUNet
 from algorithm.network.cunet import valid_input_size
-from algorithm.postprocessing import bounding_box
+from algorithm.boxes import bounding_box
 
 
 VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (valid convs)
@@ -32,7 +32,7 @@ VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (val
 @dataclass
 class TilingSettings:
     tile_out: int | None = None  # fixed cubic output tile (8k - 28; the paper: 28); None: planned
-    max_tile_in_voxels: int = 144**3  # memory budget of one planned tile's input (about 1.7 GB fp32)
+    max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of one planned tile's input
     batch_size: int = 1
     bbox_margin_vox: int = 8
     crop_to_lungs: bool = True  # False: tile the whole scan (the paper-faithful reference path)
@@ -88,7 +88,7 @@ def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
             return torch.float16
         return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if precision == "float16" and device.type == "cpu":
-        raise ValueError("float16 is for CUDA; use bfloat16 or float32 on CPU")
+        raise ValueError("precision float16 needs CUDA, which needs a CUDA GPU: use bfloat16 or float32 on the CPU")
     return getattr(torch, precision)
 
 
@@ -138,7 +138,7 @@ def predict_network_grid(
             _write_tiles(labels, confidence, batch, winner, best)
             done += len(batch)
             if on_tile is not None:
-                on_tile(len(batch))
+                on_tile(len(batch), len(plan.starts_zyx))  # tiles just done, tiles in all
     finally:
         state.restore()
     timings["stage2"] = round(time.perf_counter() - started, 3)

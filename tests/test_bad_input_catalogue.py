@@ -27,7 +27,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-import algorithm.pipeline
+import algorithm.segmenter
 from algorithm.cli import main
 from conftest import REPO_ROOT, SHARED_REAL, make_simple_chest
 from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing, write_dicom_series, write_mha_header
@@ -483,8 +483,8 @@ def test_real_scans_pass_reading_and_validation(name, expected_warning):
     path = SHARED_REAL / name
     if not path.exists():
         pytest.skip(f"{path} is absent")
-    from algorithm.reading import read_image
-    from algorithm.validation import check_geometry, check_intensities, check_lungs_present
+    from algorithm.io.reading import read_image
+    from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present
 
     loaded = read_image(path)
     check_geometry(loaded.image)

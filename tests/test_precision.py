@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.inference import TilingSettings, compute_dtype, cpu_has_native_bf16, predict_network_grid
 
 CPU = torch.device("cpu")

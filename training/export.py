@@ -1,7 +1,7 @@
 """``python -m training export CKPT --out algorithm/weights/ctsunet.pt``
 
 Writes a training checkpoint (``last.pt`` / ``best.pt`` of a run folder, or the folder itself,
-which picks best.pt when it exists) in the shipped format of ``algorithm.checkpoint``: fp16
+which picks best.pt when it exists) in the shipped format of ``algorithm.network.checkpoint``: fp16
 weights, the InferenceSettings the run was trained with (grid, stage-II patch and tile, margin,
 network switches), the label map and a sha256. The written file is loaded back and verified.
 """
@@ -12,12 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
-from algorithm.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
-from algorithm.network import CTSUNet, NetworkConfig
-from training.config import config_from_dict
-from training.train import CHECKPOINT_FORMAT
+from algorithm.network.checkpoint import (
+    InferenceSettings, build_model, load_checkpoint, read_training_checkpoint, save_checkpoint,
+)
+from algorithm.network import NetworkConfig
+from training.config import TrainConfig, config_from_dict
+from training.cli_help import command_parser
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -30,24 +31,26 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
-    """Convert; returns the sha256 of the written checkpoint."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
-    config = config_from_dict(payload["config"])
-    if config.model.kind != "ctsunet":
-        raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")
-    network = NetworkConfig(nonlocal_mode=config.model.nonlocal_mode)
-    model = CTSUNet(network)
-    model.load_state_dict(payload["model"])
-    settings = InferenceSettings(
+def inference_settings(config: TrainConfig) -> InferenceSettings:
+    """What a model trained with ``config`` expects at inference: grid, stage-II patch and tile, margin, network."""
+    return InferenceSettings(
         inplane_size=config.inplane_size,
         train_patch_in=config.patch_in,
         tile_out=config.tile_out,
         bbox_margin_mm=config.bbox_margin_mm,
-        network=network.to_dict(),
+        network=NetworkConfig(nonlocal_mode=config.model.nonlocal_mode).to_dict(),
     )
+
+
+def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
+    """Convert; returns the sha256 of the written checkpoint."""
+    payload = read_training_checkpoint(checkpoint)
+    config = config_from_dict(payload["config"])
+    if config.model.kind != "ctsunet":
+        raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")
+    model = build_model(config.model.kind, config.model.nonlocal_mode)
+    model.load_state_dict(payload["model"])
+    settings = inference_settings(config)
     extra = {
         "training": {
             "config_name": config.name,
@@ -63,7 +66,7 @@ def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training export", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training export", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder")
     parser.add_argument("--out", required=True, type=Path, help="shipped checkpoint to write")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16 storage)")

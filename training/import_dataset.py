@@ -36,10 +36,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from algorithm.cli import HelpFormatter
 from algorithm.errors import OutputError
 from algorithm.labels import LOBES
-from algorithm.reading import case_name
-from algorithm.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
+from algorithm.io.reading import case_name
+from algorithm.io.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
 from training.case_selection import SelectionRules
 from training.data import Case, assign_splits, atomic_write_bytes
 from training.dataset_layouts import LAYOUTS, LayoutError, SourceCase, discover
@@ -229,6 +230,7 @@ def print_summary(summary: ImportSummary, out: Path, stream) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
         prog="python -m training import-dataset",
         description="Import a labelled lobe data set in its own layout into images/, labels/ and cases.csv.",
     )

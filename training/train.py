@@ -37,18 +37,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from algorithm.checkpoint import CheckpointError, load_checkpoint
-from algorithm.inference import TilingSettings, predict_network_grid
+from algorithm.io.atomic import atomic_path, atomic_write_bytes
+from algorithm.network.checkpoint import TRAINING_FORMAT, CheckpointError, load_checkpoint, read_training_checkpoint
+from algorithm.network.checkpoint import build_model as build_network
 from algorithm.labels import LOBES
-from algorithm.network import CTSUNet, NetworkConfig, UNet3D
+from algorithm.segmenter import LobeSegmenter
 from training import data as data_mod
 from training.config import TrainConfig, load_config
+from training.export import inference_settings
 from training.infer import predict_unet, upsample_stage1_labels
 from training.metrics import lobe_scores
 from training.steps import CascadeStep, StepInputs, UNetStep
-
-CHECKPOINT_FORMAT = "ctsunet-training"
-
+from training.cli_help import command_parser
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -87,9 +87,8 @@ def choose_device(name: str, info: DistInfo) -> torch.device:
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    if config.model.kind == "unet3d":
-        return UNet3D()
-    return CTSUNet(NetworkConfig(nonlocal_mode=config.model.nonlocal_mode))
+    """The network a config describes (``algorithm.network.checkpoint.build_model``)."""
+    return build_network(config.model.kind, config.model.nonlocal_mode)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -117,23 +116,14 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     try:
         state = load_checkpoint(path).model.state_dict()
     except CheckpointError:
-        # a training checkpoint (it holds RNG states, so it is not weights_only-loadable):
-        # the same trust as --resume places in the run folder
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not (isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT):
-            raise
-        state = payload["model"]
+        state = read_training_checkpoint(path)["model"]
     model.load_state_dict({k: v.float() for k, v in state.items()})
 
 
 def atomic_torch_save(payload: dict, path: Path) -> None:
-    """torch.save to a temporary file, fsync, rename: a SIGKILL leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """torch.save, atomically: a SIGKILL leaves the old or the new file."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def rng_state() -> dict:
@@ -166,7 +156,7 @@ class MetricsLog:
                         continue
                     if record.get("step", 0) <= resume_step:
                         self.records.append(record)
-        data_mod.atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.records).encode())
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.records).encode())
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -204,10 +194,9 @@ def plot_curves(records: list[dict], path: Path) -> None:
     if val:
         ax2.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -242,7 +231,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_payload(self) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": TRAINING_FORMAT,
             "config": self.config.to_dict(),
             "step": self.step,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -316,6 +305,8 @@ class Trainer:
         per_lobe: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         per_lobe_s1: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         tile = self.config.run.val_tile_out
+        # the shipped network step around the model in memory: same tiling rule and 10 mm lung-box margin
+        segmenter = LobeSegmenter.from_model(self.model, inference_settings(self.config), self.device, tile_out=tile)
         for key in keys:
             scan = cache.open(key)
             image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None].to(self.device)
@@ -329,8 +320,7 @@ class Trainer:
                 for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
             else:
-                tiling = TilingSettings(tile_out=tile, batch_size=1, bbox_margin_vox=8)
-                prediction = predict_network_grid(self.model, image[0, 0].cpu().numpy(), self.device, tiling)
+                prediction = segmenter.predict_grid(image[0, 0].cpu().numpy(), scan.spacing_mm_zyx)
                 s1 = upsample_stage1_labels(prediction.stage1_labels, ref.shape)
                 for name, score in lobe_scores(s1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
@@ -383,7 +373,7 @@ class Trainer:
         cfg, info = self.config, self.info
         resumed = self.resume() if resume else False
         if info.is_main:
-            data_mod.atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+            atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         cache, train_keys, val_keys = self.prepare_data()
         log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None) if info.is_main else None
         find_unused = cfg.run.stage1_only_iters > 0 and cfg.model.kind == "ctsunet"
@@ -427,7 +417,7 @@ class Trainer:
         digests: list = [None] * self.info.world_size
         dist.all_gather_object(digests, digest.hexdigest())
         if self.info.is_main:
-            data_mod.atomic_write_bytes(self.out_dir / "ranks.json", json.dumps({"step": self.step, "digests": digests}).encode())
+            atomic_write_bytes(self.out_dir / "ranks.json", json.dumps({"step": self.step, "digests": digests}).encode())
             if len(set(digests)) > 1:
                 print(f"WARNING: ranks hold different weights after step {self.step}: {digests}", file=sys.stderr)
 
@@ -451,7 +441,7 @@ class Trainer:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training train", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training train", __doc__)
     parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
     parser.add_argument("--init", help="initial weights (shipped or training checkpoint): fine-tuning")

@@ -3,16 +3,7 @@
 Nothing here runs the network. Everything read from ``inputs.json`` is untrusted: a path built
 from it must stay inside the input root (no ``..``, no absolute path, no symlink out of it).
 
-Environment variables (defaults are the platform's paths):
-
-    GC_INPUT_DIR   input root   (/input)
-    GC_OUTPUT_DIR  output root  (/output)
-    GC_MODEL_DIR   model root   (/opt/ml/model): a ``*.pt`` checkpoint here replaces the
-                   weights baked into the image
-    GC_DEVICE      auto (default), cpu or cuda
-    GC_PRECISION   auto (default), float32, bfloat16 or float16 (CUDA): the network's arithmetic;
-                   test.sh pins float32 so its comparison holds on any CPU or GPU
-    GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB  the container's memory limit (set by the platform)
+Paths and settings come from the environment: ``GC_DESCRIPTION`` below (``python -m algorithm gc --help``).
 """
 
 from __future__ import annotations
@@ -26,6 +17,32 @@ from pathlib import Path, PurePosixPath
 
 from algorithm.constants import PRECISIONS
 from algorithm.errors import InputError, OutputError
+from algorithm.io.formats import has_image_suffix, strip_image_suffix
+
+GC_DESCRIPTION = """\
+Reads the CT from the input root and writes the lobe mask and the volumes to the output root, as
+a grand-challenge.org algorithm container does (docs/container.md).
+
+current contract (INPUT/inputs.json present):
+  in:  the CT of socket images/ct or images/chest-ct (or the only image socket)
+  out: OUTPUT/images/pulmonary-lobes/<name>.mha and OUTPUT/pulmonary-lobe-volumes.json
+legacy contract (no inputs.json):
+  in:  each INPUT/*.mha|*.mhd|*.nii.gz
+  out: OUTPUT/images/<name>.mha and OUTPUT/results.json (with error_messages per case)
+
+environment variables (defaults: the platform's):
+  GC_INPUT_DIR    input root (default /input)
+  GC_OUTPUT_DIR   output root (default /output)
+  GC_MODEL_DIR    model root (default /opt/ml/model): a *.pt checkpoint there replaces the
+                  weights baked into the image
+  GC_DEVICE       auto, cpu or cuda (default auto)
+  GC_PRECISION    auto, float32, bfloat16 or float16 (CUDA) (default auto): the network's
+                  arithmetic; test.sh pins float32 so its comparison holds on any CPU or GPU
+  GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB
+                  the container's memory limit (set by the platform; default: the cgroup's)
+
+A failure prints one line starting with "error:" and exits 1; the current contract then leaves
+nothing in the output root."""
 
 INPUTS_JSON = "inputs.json"
 # Chest-CT sockets in public containers: the paper authors', STOIC2021, DRAM use images/ct;
@@ -157,15 +174,11 @@ def ensure_inside(root: Path, path: Path) -> None:
         raise ContractError(f"{path} leads outside the input folder {root}")
 
 
-def has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
-    return path.name.lower().endswith(suffixes)
-
-
 def single_image_in(folder: Path, input_root: Path) -> Path:
     """The one image file of a socket folder; none or several is a contract error."""
     if not folder.is_dir():
         raise ContractError(f"the CT socket folder {folder} does not exist")
-    images = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and has_suffix(p, SOCKET_IMAGE_SUFFIXES))
+    images = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and has_image_suffix(p, SOCKET_IMAGE_SUFFIXES))
     if not images:
         raise ContractError(f"no CT image (.mha or .tif) in {folder}")
     if len(images) > 1:
@@ -200,7 +213,7 @@ def legacy_inputs(input_root: Path) -> list[Path]:
     if not input_root.is_dir():
         raise ContractError(f"input folder {input_root} does not exist")
     files = sorted(
-        p for p in input_root.iterdir() if p.is_file() and not p.name.startswith(".") and has_suffix(p, LEGACY_IMAGE_SUFFIXES)
+        p for p in input_root.iterdir() if p.is_file() and not p.name.startswith(".") and has_image_suffix(p, LEGACY_IMAGE_SUFFIXES)
     )
     if not files:
         raise ContractError(
@@ -220,11 +233,7 @@ def legacy_inputs(input_root: Path) -> list[Path]:
 
 def output_stem(image_path: Path) -> str:
     """A safe file stem from an input file name (the platform's uuid, normally)."""
-    name = image_path.name
-    for suffix in sorted(SOCKET_IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = strip_image_suffix(image_path, SOCKET_IMAGE_SUFFIXES)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
     return safe or "pulmonary-lobes"
 
@@ -232,7 +241,7 @@ def output_stem(image_path: Path) -> str:
 def check_output_socket_empty(folder: Path) -> None:
     """The platform fails a job whose image socket holds two images: refuse to add a second."""
     if folder.is_dir():
-        present = [p.name for p in folder.iterdir() if has_suffix(p, OUTPUT_IMAGE_SUFFIXES)]
+        present = [p.name for p in folder.iterdir() if has_image_suffix(p, OUTPUT_IMAGE_SUFFIXES)]
         if present:
             raise OutputError(
                 f"{folder} already holds {', '.join(sorted(present))}: the socket takes exactly one image"
