@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the image, run it on the sample scans the way grand-challenge.org does, for both I/O
-# contracts, and compare the outputs with test/expected/. Prints PASS or FAIL; exit 0 = pass.
-# The runs pin GC_PRECISION=float32, the arithmetic test/expected/ was made with, so the comparison
+# contracts, and compare the outputs with tests/container/expected/. Prints PASS or FAIL; exit 0 = pass.
+# The runs pin GC_PRECISION=float32, the arithmetic tests/container/expected/ was made with, so the comparison
 # holds on any CPU or GPU (the default, "auto", uses bfloat16/float16 where the hardware has it).
 #
 #   ./test.sh                         # baked-in weights
@@ -40,7 +40,7 @@ failed=0
 for contract in current legacy; do
     input="$WORK/$contract/input"
     output="$WORK/$contract/output"
-    python3 test/make_input.py "$contract" "$input"
+    python3 tests/container/make_input.py "$contract" "$input"
     mkdir -p "$output"
     chmod -R a+rX "$input"
     chmod 777 "$output"  # the image's non-root user writes here
@@ -58,14 +58,14 @@ for contract in current legacy; do
     fi
     # the comparison runs inside the image: it needs only the runtime requirements
     if ! docker run --rm --platform=linux/amd64 --network none --entrypoint python \
-        -v "$PWD/test:/opt/test:ro" -v "$output:/output:ro" \
+        -v "$PWD/tests/container:/opt/test:ro" -v "$output:/output:ro" \
         "$IMAGE" /opt/test/compare_outputs.py "/opt/test/expected/$contract" /output; then
         failed=1
     fi
 done
 
 if [ "$failed" = 0 ]; then
-    echo "PASS: both contracts ran and match test/expected/"
+    echo "PASS: both contracts ran and match tests/container/expected/"
 else
     echo "FAIL: see the messages above"
 fi

@@ -11,17 +11,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from algorithm import __version__
-from algorithm.checkpoint import CheckpointError, load_checkpoint
+from algorithm.network.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
-from algorithm.dicom_seg import require_highdicom, write_dicom_seg
+from algorithm.io.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.errors import InputError, OutputError, ResourceError
 from algorithm.constants import PRECISIONS
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import segment
-from algorithm.preview import render_preview
-from algorithm.reading import case_name, is_image_file, read_image
-from algorithm.quiet import silence_itk_warnings
-from algorithm.writing import (
+from algorithm.report.preview import render_preview
+from algorithm.io.reading import case_name, is_image_file, read_image
+from algorithm.io.quiet import silence_itk_warnings
+from algorithm.io.writing import (
     ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_mask, write_png,
 )
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "gc":
-        from algorithm.grand_challenge import main as gc_main
+        from algorithm.container.grand_challenge import main as gc_main
 
         return gc_main()
     return run_predict(args)

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from algorithm.constants import PRECISIONS
+from algorithm.constants import MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.cpu_bf16 import bf16_support
 from algorithm.errors import ResourceError
 
 from algorithm.network import CTSUNet
 from algorithm.network.cunet import valid_input_size
-from algorithm.postprocessing import bounding_box
+from algorithm.boxes import bounding_box
 
 
 VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (valid convs)
@@ -33,7 +33,7 @@ VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (val
 @dataclass
 class TilingSettings:
     tile_out: int | None = None  # fixed cubic output tile (8k - 28; the paper: 28); None: planned
-    max_tile_in_voxels: int = 144**3  # memory budget of one planned tile's input (about 1.7 GB fp32)
+    max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of one planned tile's input
     batch_size: int = 1
     bbox_margin_vox: int = 8
     crop_to_lungs: bool = True  # False: tile the whole scan (the paper-faithful reference path)

@@ -10,17 +10,17 @@ import SimpleITK as sitk
 import torch
 
 from algorithm import __version__
-from algorithm.border_index import border_flags, border_report
-from algorithm.checkpoint import Checkpoint
+from algorithm.report.border_index import border_flags, border_report
+from algorithm.network.checkpoint import Checkpoint
 from algorithm.errors import InputError
 from algorithm.inference import TilingSettings, bbox_margin_voxels, compute_dtype, predict_network_grid
 from algorithm.labels import label_map
-from algorithm.lobe_measures import lobe_measures
-from algorithm.measures import volumes_ml
+from algorithm.report.density import lobe_measures
+from algorithm.report.volumes import volumes_ml
 from algorithm.postprocessing import clean_labels, outside_air, to_input_mask
 from algorithm.preprocessing import preprocess
-from algorithm.quality import assess_quality
-from algorithm.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
+from algorithm.report.quality_flags import assess_quality
+from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 
 
 @dataclass

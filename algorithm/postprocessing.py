@@ -14,6 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from algorithm.boxes import bounding_box
+from algorithm.constants import AIR_LUNG_CUT_HU
 from algorithm.labels import LOBES
 from algorithm.preprocessing import (
     PreprocessedScan,
@@ -28,7 +30,7 @@ DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none
 # Air outside the body: below AIR_MAX_HU, connected within its axial slice to the slice's edge. A
 # lung piece whose median is below EMPTY_AIR_MEDIAN_HU holds no parenchyma (lung, even severely
 # emphysematous, has a median near -850...-930 HU from its vessels and walls).
-AIR_MAX_HU = -400.0
+AIR_MAX_HU = AIR_LUNG_CUT_HU
 EMPTY_AIR_MEDIAN_HU = -970.0
 
 
@@ -46,7 +48,7 @@ def clean_labels(labels: np.ndarray, scan_normalized: np.ndarray | None = None) 
     lung = labels > 0
     if not lung.any():
         return out
-    box = _bounding_box(lung, margin=1, shape=labels.shape)
+    box = bounding_box(lung, margin=1)
     out[box] = _clean_box(labels[box])
     return out
 
@@ -184,19 +186,3 @@ def _drop_small_pieces(lung: np.ndarray) -> np.ndarray:
     keep = sizes >= MIN_LUNG_PIECE_SHARE * sizes.sum()
     keep[0] = False
     return keep[components]
-
-
-def _bounding_box(mask: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        nonzero = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(nonzero[0] - margin, 0), min(nonzero[-1] + margin + 1, shape[axis])))
-    return tuple(box)
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
-    """Bounding box of a mask (with a margin, clipped), or None if empty."""
-    if not mask.any():
-        return None
-    return _bounding_box(mask, margin, mask.shape)

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage, stats
 
-from algorithm.border_index import BORDERS, border_interface, border_vessel_index
+from algorithm.report.border_index import BORDERS, border_interface, border_vessel_index
 
 SHIFTS_MM = (5.0, 10.0, 20.0)
 

@@ -51,7 +51,7 @@ for name in ("sample-healthy", "sample-covid"):
     sitk.WriteImage(sitk.ReadImage(str(src)) if src.is_file() else make_simple_chest(), str(work / "ct" / f"{name}.mha"))
 PY
     for contract in current legacy; do
-        "$PYTHON" test/make_input.py "$contract" "$work/$contract/input" --ct-dir "$work/ct" || return 1
+        "$PYTHON" tests/container/make_input.py "$contract" "$work/$contract/input" --ct-dir "$work/ct" || return 1
         mkdir -p "$work/$contract/output"
         GC_INPUT_DIR="$work/$contract/input" GC_OUTPUT_DIR="$work/$contract/output" GC_MODEL_DIR="$work/model" \
             GC_DEVICE=cuda GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB=16384 "$PYTHON" -m algorithm gc || return 1

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from training.metrics import mean_lobe_iou
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,12 +47,12 @@ def _gpu_peak_mb(device) -> float | None:
 def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dict:
     import torch
 
-    from algorithm.checkpoint import load_checkpoint
+    from algorithm.network.checkpoint import load_checkpoint
     from algorithm.device import resolve_device
     from algorithm.inference import TilingSettings
     from algorithm.pipeline import segment
-    from algorithm.reading import read_image
-    from algorithm.writing import write_json, write_mask
+    from algorithm.io.reading import read_image
+    from algorithm.io.writing import write_json, write_mask
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,16 +144,6 @@ def _mean_iou(a_path: Path, b_path: Path) -> float:
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(a_path)))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(b_path)))
     return mean_lobe_iou(a, b)
-
-
-def mean_lobe_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean IoU over the lobes present in either label map."""
-    ious = []
-    for lobe in range(1, 6):
-        union = np.logical_or(a == lobe, b == lobe).sum()
-        if union:
-            ious.append(np.logical_and(a == lobe, b == lobe).sum() / union)
-    return float(np.mean(ious)) if ious else float("nan")
 
 
 def run(args: argparse.Namespace) -> dict:

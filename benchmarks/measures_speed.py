@@ -12,7 +12,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm.lobe_measures import lobe_measures
+from algorithm.report.density import lobe_measures
 
 
 def synthetic_case(shape_zyx=(400, 512, 512)) -> tuple[sitk.Image, sitk.Image]:

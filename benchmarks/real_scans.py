@@ -19,13 +19,13 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.errors import InputError
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
 from algorithm.pipeline import segment
-from algorithm.preview import render_preview
-from algorithm.reading import read_image
-from algorithm.writing import write_png
+from algorithm.report.preview import render_preview
+from algorithm.io.reading import read_image
+from algorithm.io.writing import write_png
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"

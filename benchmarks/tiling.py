@@ -26,11 +26,11 @@ import SimpleITK as sitk
 import torch
 from scipy import stats
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import preprocess, preprocess_labels
-from benchmarks.inference import mean_lobe_iou
+from training.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

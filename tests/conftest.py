@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from algorithm.checkpoint import InferenceSettings, save_checkpoint
+from algorithm.network.checkpoint import InferenceSettings, save_checkpoint
 from algorithm.network import CTSUNet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -483,8 +483,8 @@ def test_real_scans_pass_reading_and_validation(name, expected_warning):
     path = SHARED_REAL / name
     if not path.exists():
         pytest.skip(f"{path} is absent")
-    from algorithm.reading import read_image
-    from algorithm.validation import check_geometry, check_intensities, check_lungs_present
+    from algorithm.io.reading import read_image
+    from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present
 
     loaded = read_image(path)
     check_geometry(loaded.image)

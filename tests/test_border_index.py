@@ -1,11 +1,11 @@
-"""The border vessel index (algorithm/border_index.py) on synthetic lungs with known vessels."""
+"""The border vessel index (algorithm/report/border_index.py) on synthetic lungs with known vessels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from algorithm.border_index import (
+from algorithm.report.border_index import (
     BORDERS,
     BorderIndexSettings,
     border_band,

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from algorithm.checkpoint import CheckpointError, InferenceSettings, load_checkpoint, save_checkpoint
+from algorithm.network.checkpoint import CheckpointError, InferenceSettings, load_checkpoint, save_checkpoint
 from algorithm.network import CTSUNet, NetworkConfig
 
 
@@ -65,7 +65,7 @@ def test_mismatching_architecture_is_refused(tmp_path):
     save_checkpoint(CTSUNet(NetworkConfig("none")), InferenceSettings(), tmp_path / "w.pt", trained_on="x")
     payload = torch.load(tmp_path / "w.pt", weights_only=True)
     payload["meta"]["settings"]["network"] = {"nonlocal_mode": "geometric"}  # lie about it
-    from algorithm.checkpoint import state_digest
+    from algorithm.network.checkpoint import state_digest
 
     payload["sha256"] = state_digest(payload["meta"], payload["state_dict"])
     torch.save(payload, tmp_path / "w.pt")

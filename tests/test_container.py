@@ -1,6 +1,6 @@
 """The container's behaviour, tested natively (no Docker engine here).
 
-``python -m algorithm gc`` runs in a subprocess on copies of test/ laid out as /input (read-only),
+``python -m algorithm gc`` runs in a subprocess on copies of tests/container/ laid out as /input (read-only),
 redirected with GC_INPUT_DIR / GC_OUTPUT_DIR / GC_MODEL_DIR, as a non-root user when the tests
 run as root (setpriv) and without network (unshare -n) where the machine allows it. The tiny
 random test weights (in-plane 32) go in as the "model tarball". Then the Dockerfile is linted and
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.errors import OutputError
-from algorithm.gc_contract import (
+from algorithm.container.contract import (
     MASK_SOCKET,
     VOLUMES_SOCKET,
     ContractError,
@@ -35,11 +35,11 @@ from algorithm.gc_contract import (
     locate_ct,
     safe_join,
 )
-from algorithm.gc_resources import ImageHeader, ResourceError, host_estimate_mb, plan_memory
+from algorithm.container.resources import ImageHeader, ResourceError, host_estimate_mb, plan_memory
 from conftest import REPO_ROOT, make_simple_chest, make_test_weights
 
 SCHEMA = json.loads((REPO_ROOT / "algorithm/schemas/pulmonary-lobe-volumes.schema.json").read_text())
-CASES = json.loads((REPO_ROOT / "test/cases.json").read_text())
+CASES = json.loads((REPO_ROOT / "tests/container/cases.json").read_text())
 NOBODY = 65534
 RUN_TIMEOUT_S = 180
 
@@ -105,7 +105,7 @@ def model_dir(workdir: Path) -> Path:
 
 def make_input(contract: str, target: Path, ct_dir: Path) -> Path:
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "test/make_input.py"), contract, str(target), "--ct-dir", str(ct_dir)],
+        [sys.executable, str(REPO_ROOT / "tests/container/make_input.py"), contract, str(target), "--ct-dir", str(ct_dir)],
         check=True,
     )
     return target
@@ -248,7 +248,7 @@ def test_legacy_contract_writes_masks_and_results_json(legacy_run):
 
 def test_compare_script_passes_on_itself_and_catches_a_volume_change(legacy_run, workdir):
     _, _, output = legacy_run
-    compare = [sys.executable, str(REPO_ROOT / "test/compare_outputs.py")]
+    compare = [sys.executable, str(REPO_ROOT / "tests/container/compare_outputs.py")]
     same = subprocess.run([*compare, str(output), str(output)], capture_output=True, text=True, encoding="utf-8")
     assert same.returncode == 0 and "PASS" in same.stdout, same.stdout + same.stderr
     changed = workdir / "legacy-changed"
@@ -424,7 +424,7 @@ def test_model_folder_with_two_checkpoints_is_refused(tmp_path):
 def test_memory_plan_picks_smaller_tiles_before_refusing():
     import torch
 
-    from algorithm.gc_resources import CPU_TILE_BUDGETS
+    from algorithm.container.resources import CPU_TILE_BUDGETS
     from algorithm.inference import TilingSettings
 
     # a short scan: stage II's tiles, not stage I, set the peak, so the tile size matters
@@ -445,8 +445,8 @@ def test_memory_plan_picks_smaller_tiles_before_refusing():
 
 def test_a_failed_write_takes_back_the_mask(tmp_path, monkeypatch):
     """JSON written last: when it fails, the mask already written is removed again."""
-    import algorithm.grand_challenge as gc
-    from algorithm.gc_contract import CTSocket
+    import algorithm.container.grand_challenge as gc
+    from algorithm.container.contract import CTSocket
 
     mask = sitk.Image(8, 8, 8, sitk.sitkUInt8)
     report = {"case": "c", "input": {}, "volumes_ml": {}, "weights": {"path": "w", "source": "x", "sha256": "0"}}
@@ -529,7 +529,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"{name} is not in the image")
         return None
 sys.meta_path.insert(0, Block())
-import algorithm.grand_challenge, algorithm.cli
+import algorithm.container.grand_challenge, algorithm.cli
 """
     result = subprocess.run(
         [sys.executable, "-c", code + "\nprint(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED))"],
@@ -540,7 +540,7 @@ import algorithm.grand_challenge, algorithm.cli
 
 
 def test_shell_scripts_parse():
-    scripts = ["build.sh", "export.sh", "test.sh", "test/make_expected.sh", "benchmarks/gpu_check.sh"]
+    scripts = ["build.sh", "export.sh", "test.sh", "tests/container/make_expected.sh", "benchmarks/gpu_check.sh"]
     for script in scripts:
         path = REPO_ROOT / script
         assert path.is_file() and os.access(path, os.X_OK), f"{script} missing or not executable"

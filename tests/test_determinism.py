@@ -12,10 +12,10 @@ import SimpleITK as sitk
 import torch
 
 import algorithm.pipeline
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.cli import main
 from algorithm.pipeline import segment
-from algorithm.reading import read_image
+from algorithm.io.reading import read_image
 from conftest import make_simple_chest
 from robustness_helpers import fake_predict_network_grid, write_dicom_series
 

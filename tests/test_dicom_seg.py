@@ -10,11 +10,11 @@ import SimpleITK as sitk
 
 from algorithm.cli import main
 from algorithm.labels import LOBES
-from algorithm.reading import read_image
+from algorithm.io.reading import read_image
 
 hd = pytest.importorskip("highdicom")
 
-from algorithm.dicom_seg import LOBE_CODES, write_dicom_seg  # noqa: E402
+from algorithm.io.dicom_seg import LOBE_CODES, write_dicom_seg  # noqa: E402
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"
 
@@ -93,7 +93,7 @@ def test_cli_refuses_dicom_seg_for_a_file_input(tmp_path, capsys, chest_ct_path,
 def test_missing_highdicom_gives_an_install_hint(monkeypatch):
     import builtins
 
-    from algorithm.dicom_seg import require_highdicom
+    from algorithm.io.dicom_seg import require_highdicom
     from algorithm.errors import OutputError
 
     real_import = builtins.__import__

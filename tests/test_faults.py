@@ -20,7 +20,7 @@ import algorithm.pipeline
 from algorithm.cli import main
 from algorithm.inference import TilingSettings, _shrink_or_fall_back, _Stage2State, predict_network_grid
 from algorithm.network.cascade import Stage1Output
-from algorithm.writing import is_temp_name
+from algorithm.io.writing import is_temp_name
 from conftest import REPO_ROOT, make_simple_chest
 from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from algorithm.errors import InputError
-from algorithm.reading import read_image
-from algorithm.validation import check_geometry, check_intensities
+from algorithm.io.reading import read_image
+from algorithm.io.validation import check_geometry, check_intensities
 from conftest import make_simple_chest
 
 FORMATS = (".mha", ".nii.gz", ".nrrd")

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import Lobe
-from algorithm.measures import volumes_ml
+from algorithm.report.volumes import volumes_ml
 from algorithm.pipeline import outside_air_removed_ml
 from algorithm.postprocessing import clean_labels
 from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, skips_network_voxels

@@ -10,12 +10,12 @@ import pytest
 import SimpleITK as sitk
 from skimage import io
 
-from algorithm.bitmap_font import text_mask
+from algorithm.report.bitmap_font import text_mask
 from algorithm.cli import main
 from algorithm.labels import LOBES
 from algorithm.pipeline import Segmentation, build_report
-from algorithm.preview import LOBE_COLOURS, preview_shape, render_preview
-from algorithm.writing import to_json_safe, write_png
+from algorithm.report.preview import LOBE_COLOURS, preview_shape, render_preview
+from algorithm.io.writing import to_json_safe, write_png
 
 from test_quality_flags import _clean_case
 

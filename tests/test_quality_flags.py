@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES, Lobe
-from algorithm.lobe_measures import lobe_measures
-from algorithm.quality import QualityLimits, assess_quality, noise_hu
+from algorithm.report.density import lobe_measures
+from algorithm.report.quality_flags import QualityLimits, assess_quality, noise_hu
 
 SPACING_MM = (2.0, 2.0, 2.0)
 SHAPE = (80, 110, 120)  # z, y, x: 160 x 220 x 240 mm

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from algorithm.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from algorithm.network.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 
 pytest.importorskip("training.phantoms")
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 from conftest import make_simple_chest
 
-from algorithm.checkpoint import load_checkpoint
+from algorithm.network.checkpoint import load_checkpoint
 from algorithm.pipeline import segment
 from training import export as export_mod
 from training import predict as predict_mod

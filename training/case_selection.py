@@ -8,9 +8,9 @@ A case is kept when
    costophrenic recess (a few per cent on thick slices); a scan range that stops inside the lung
    leaves a face crossing a large part of it (the cut apex of a phantom with ``range_cut``:
    over 40 %). The in-plane faces catch a reconstruction field of view narrower than the chest.
-3. the image is in HU (``algorithm.quality``'s air-peak test), since training clamps HU.
+3. the image is in HU (``algorithm.report.quality_flags``'s air-peak test), since training clamps HU.
 The reason of a left-out case is one line naming the rule and the number behind it. Every case
-also gets the quality flags of ``algorithm.quality`` (lobe volumes and shares outside their usual
+also gets the quality flags of ``algorithm.report.quality_flags`` (lobe volumes and shares outside their usual
 range, thick slices, noise...), recorded for the user to filter on, not used to leave cases out.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES
-from algorithm.quality import _AXIS_ENDS, _axis_letters, assess_quality
+from algorithm.report.quality_flags import _AXIS_ENDS, _axis_letters, assess_quality
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ import csv
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from algorithm.io.atomic import atomic_path, atomic_write_bytes
+from algorithm.io.formats import IMAGE_SUFFIXES
+from algorithm.io.reading import case_name, is_image_file
 from algorithm.preprocessing import preprocess, preprocess_labels
 from training.borders import lobe_borders
 from training.config import AugmentConfig, DataConfig
 from training.label_maps import LABEL_REMAPS, remap_labels  # noqa: F401  (re-exported: one source)
 
-IMAGE_SUFFIXES = (".nii.gz", ".mha", ".mhd", ".nrrd", ".nii")
 CACHE_VERSION = 1  # bump when preprocessing changes the arrays it produces
 
 SPLITS = ("train", "val", "test")
@@ -50,20 +50,11 @@ class Case:
     split: str = ""
 
 
-def strip_suffix(path: Path) -> str:
-    """File name without its image suffix (``a.nii.gz`` -> ``a``)."""
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _image_files(folder: Path) -> dict[str, Path]:
     files = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES):
-            files[strip_suffix(path)] = path
+        if is_image_file(path):
+            files[case_name(path)] = path
     return files
 
 
@@ -91,7 +82,7 @@ def read_case_csv(path: str | Path) -> list[Case]:
                 continue  # a case `import-dataset` left out (excluded or failed), with its reason
             image = (path.parent / row["image"]).resolve()
             label = (path.parent / row["label"]).resolve()
-            name = row.get("name") or strip_suffix(image)
+            name = row.get("name") or case_name(image)
             split = (row.get("split") or "").strip().lower()
             if split and split not in SPLITS:
                 raise ValueError(f"{path}: split {split!r} of {name} is not one of {SPLITS}")
@@ -140,30 +131,9 @@ def cases_of(cases: list[Case], split: str, max_cases: int | None = None) -> lis
     return chosen[:max_cases] if max_cases else chosen
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npy")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def file_sha256(path: Path) -> str:

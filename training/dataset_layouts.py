@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from algorithm.labels import Lobe
-from algorithm.reading import case_name, is_image_file
+from algorithm.io.reading import case_name, is_image_file
 from training.label_maps import (
     LabelMapError,
     TOTALSEGMENTATOR_FILES,

@@ -1,7 +1,7 @@
 """``python -m training export CKPT --out algorithm/weights/ctsunet.pt``
 
 Writes a training checkpoint (``last.pt`` / ``best.pt`` of a run folder, or the folder itself,
-which picks best.pt when it exists) in the shipped format of ``algorithm.checkpoint``: fp16
+which picks best.pt when it exists) in the shipped format of ``algorithm.network.checkpoint``: fp16
 weights, the InferenceSettings the run was trained with (grid, stage-II patch and tile, margin,
 network switches), the label map and a sha256. The written file is loaded back and verified.
 """
@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
-from algorithm.checkpoint import InferenceSettings, load_checkpoint, save_checkpoint
+from algorithm.network.checkpoint import InferenceSettings, load_checkpoint, read_training_checkpoint, save_checkpoint
 from algorithm.network import CTSUNet, NetworkConfig
 from training.config import config_from_dict
-from training.train import CHECKPOINT_FORMAT
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -32,9 +30,7 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
     """Convert; returns the sha256 of the written checkpoint."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
+    payload = read_training_checkpoint(checkpoint)
     config = config_from_dict(payload["config"])
     if config.model.kind != "ctsunet":
         raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")

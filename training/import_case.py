@@ -4,15 +4,13 @@ image's grid, decide whether to keep it, write ``images/``, ``labels/`` and the 
 Order of writes, each under a temporary name then renamed: the old record is removed, then the
 image, the labels, and the record last. A record therefore means a finished case; a run killed
 at any moment leaves at most whole files without a record, which the next run redoes, and hidden
-temporary files, which it deletes (``algorithm.writing.remove_stale_temp_files``).
+temporary files, which it deletes (``algorithm.io.writing.remove_stale_temp_files``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +20,8 @@ import SimpleITK as sitk
 
 from algorithm.errors import InputError, OutputError
 from algorithm.labels import Lobe
-from algorithm.reading import read_image
-from algorithm.writing import write_json, write_mask
+from algorithm.io.reading import read_image
+from algorithm.io.writing import output_file, write_json, write_mask
 from training.case_selection import SelectionRules, select_case
 from training.dataset_layouts import SourceCase
 from training.label_maps import remap_labels
@@ -126,22 +124,11 @@ def _image_suffix(path: Path) -> str:
 
 def _write_image(source: Path, image: sitk.Image, final: Path) -> None:
     """A byte copy of single-file sources (fast, exact); a compressed .mha otherwise."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=_image_suffix(final))
-    os.close(fd)
-    try:
+    with output_file(final, _image_suffix(final), library_errors=(RuntimeError,)) as tmp:
         if final.name.lower().endswith(COPIED_SUFFIXES) and _image_suffix(source) == _image_suffix(final):
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-                dst.flush()
-                os.fsync(dst.fileno())
+            shutil.copyfile(source, tmp)  # fsync and rename: output_file
         else:
-            sitk.WriteImage(image, tmp, useCompression=True)
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def _write_record(out: Path, record: dict) -> None:

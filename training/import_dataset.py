@@ -38,7 +38,7 @@ from pathlib import Path
 
 from algorithm.errors import OutputError
 from algorithm.labels import LOBES
-from algorithm.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
+from algorithm.io.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
 from training.case_selection import SelectionRules
 from training.data import Case, assign_splits, atomic_write_bytes
 from training.dataset_layouts import LAYOUTS, LayoutError, SourceCase, discover

@@ -26,6 +26,7 @@ from grand_challenge_metrics.stats import (
     percentile_hausdorff_distance,
 )
 
+from algorithm.boxes import bounding_box
 from algorithm.labels import LOBES
 
 
@@ -38,16 +39,6 @@ class LobeScore:
 def image_diagonal_mm(shape_zyx: tuple[int, ...], spacing_mm_zyx: tuple[float, ...]) -> float:
     """Length of the image's diagonal (extent = voxels x spacing on each axis)."""
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape_zyx, spacing_mm_zyx))))
-
-
-def _union_box(a: np.ndarray, b: np.ndarray) -> tuple[slice, ...]:
-    union = a | b
-    slices = []
-    for axis in range(union.ndim):
-        other = tuple(i for i in range(union.ndim) if i != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        slices.append(slice(max(int(hits[0]) - 1, 0), min(int(hits[-1]) + 2, union.shape[axis])))
-    return tuple(slices)
 
 
 def lobe_score(
@@ -65,7 +56,7 @@ def lobe_score(
         return LobeScore(1.0, 0.0 if with_hd95 else None)
     if not has_pred or not has_ref:
         return LobeScore(0.0, image_diagonal_mm(pred.shape, spacing_mm_zyx) if with_hd95 else None)
-    box = _union_box(pred, ref)
+    box = bounding_box(pred | ref, margin=1)
     p, r = pred[box], ref[box]
     cm = calculate_confusion_matrix(r.astype(np.uint8), p.astype(np.uint8), labels=[0, 1])
     iou = float(jaccard_from_confusion_matrix(cm)[1])
@@ -86,3 +77,17 @@ def lobe_scores(
         lobe.name: lobe_score(pred_labels == int(lobe), ref_labels == int(lobe), spacing_mm_zyx, with_hd95)
         for lobe in LOBES
     }
+
+
+def mean_lobe_iou(pred_labels: np.ndarray, ref_labels: np.ndarray) -> float:
+    """Mean IoU over the lobes present in either label map; NaN when neither has a lobe.
+
+    A lobe absent from both is left out of the mean rather than counted as a free 1 (a scan
+    without a right middle lobe must not raise the agreement); per lobe, the IoU is ``lobe_score``'s.
+    """
+    ious = [
+        lobe_score(pred_labels == int(lobe), ref_labels == int(lobe), (1.0, 1.0, 1.0), with_hd95=False).iou
+        for lobe in LOBES
+        if (pred_labels == int(lobe)).any() or (ref_labels == int(lobe)).any()
+    ]
+    return float(np.mean(ious)) if ious else float("nan")

@@ -20,23 +20,21 @@ import torch
 
 from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
 from algorithm.network import CTSUNet
+from algorithm.network.checkpoint import build_model, read_training_checkpoint
 from algorithm.postprocessing import clean_labels, to_input_mask
 from algorithm.preprocessing import preprocess
-from algorithm.reading import case_name, is_image_file, read_image
-from algorithm.writing import write_mask
+from algorithm.io.reading import case_name, is_image_file, read_image
+from algorithm.io.writing import write_mask
 from training.config import TrainConfig, config_from_dict
 from training.export import resolve_checkpoint
 from training.infer import predict_unet
-from training.train import CHECKPOINT_FORMAT, build_model
 
 
 def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig, int]:
     """The model of a training checkpoint in eval mode, its config and its step."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a training checkpoint ({CHECKPOINT_FORMAT})")
+    payload = read_training_checkpoint(checkpoint)
     config = config_from_dict(payload["config"])
-    model = build_model(config)
+    model = build_model(config.model.kind, config.model.nonlocal_mode)
     model.load_state_dict(payload["model"])
     return model.eval(), config, int(payload["step"])
 

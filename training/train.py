@@ -37,18 +37,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from algorithm.checkpoint import CheckpointError, load_checkpoint
+from algorithm.io.atomic import atomic_path, atomic_write_bytes
+from algorithm.network.checkpoint import TRAINING_FORMAT, CheckpointError, load_checkpoint, read_training_checkpoint
+from algorithm.network.checkpoint import build_model as build_network
 from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import LOBES
-from algorithm.network import CTSUNet, NetworkConfig, UNet3D
 from training import data as data_mod
 from training.config import TrainConfig, load_config
 from training.infer import predict_unet, upsample_stage1_labels
 from training.metrics import lobe_scores
 from training.steps import CascadeStep, StepInputs, UNetStep
-
-CHECKPOINT_FORMAT = "ctsunet-training"
-
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -87,9 +85,8 @@ def choose_device(name: str, info: DistInfo) -> torch.device:
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    if config.model.kind == "unet3d":
-        return UNet3D()
-    return CTSUNet(NetworkConfig(nonlocal_mode=config.model.nonlocal_mode))
+    """The network a config describes (``algorithm.network.checkpoint.build_model``)."""
+    return build_network(config.model.kind, config.model.nonlocal_mode)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -117,23 +114,14 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     try:
         state = load_checkpoint(path).model.state_dict()
     except CheckpointError:
-        # a training checkpoint (it holds RNG states, so it is not weights_only-loadable):
-        # the same trust as --resume places in the run folder
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not (isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT):
-            raise
-        state = payload["model"]
+        state = read_training_checkpoint(path)["model"]
     model.load_state_dict({k: v.float() for k, v in state.items()})
 
 
 def atomic_torch_save(payload: dict, path: Path) -> None:
-    """torch.save to a temporary file, fsync, rename: a SIGKILL leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """torch.save, atomically: a SIGKILL leaves the old or the new file."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def rng_state() -> dict:
@@ -166,7 +154,7 @@ class MetricsLog:
                         continue
                     if record.get("step", 0) <= resume_step:
                         self.records.append(record)
-        data_mod.atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.records).encode())
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.records).encode())
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -204,10 +192,9 @@ def plot_curves(records: list[dict], path: Path) -> None:
     if val:
         ax2.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -242,7 +229,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_payload(self) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": TRAINING_FORMAT,
             "config": self.config.to_dict(),
             "step": self.step,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -383,7 +370,7 @@ class Trainer:
         cfg, info = self.config, self.info
         resumed = self.resume() if resume else False
         if info.is_main:
-            data_mod.atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+            atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         cache, train_keys, val_keys = self.prepare_data()
         log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None) if info.is_main else None
         find_unused = cfg.run.stage1_only_iters > 0 and cfg.model.kind == "ctsunet"
@@ -427,7 +414,7 @@ class Trainer:
         digests: list = [None] * self.info.world_size
         dist.all_gather_object(digests, digest.hexdigest())
         if self.info.is_main:
-            data_mod.atomic_write_bytes(self.out_dir / "ranks.json", json.dumps({"step": self.step, "digests": digests}).encode())
+            atomic_write_bytes(self.out_dir / "ranks.json", json.dumps({"step": self.step, "digests": digests}).encode())
             if len(set(digests)) > 1:
                 print(f"WARNING: ranks hold different weights after step {self.step}: {digests}", file=sys.stderr)
 

@@ -72,8 +72,10 @@ class Thorax:
         v = np.abs((y - cy) / (self.p.lung_half_depth_mm * s))
         return u * u * np.sqrt(u) + v * v * np.sqrt(v)
 
-    def cage(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Superellipse measure of the inner rib cage (<1 inside)."""
+    cage_exponent = 3.0  # the cage measure is homogeneous of this degree in (x, y - cy)
+
+    def cage(self, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """Superellipse measure of the inner rib cage (<1 inside); the same at every height z."""
         u = np.abs(x / self.cage_half_width)
         v = np.abs((y - self.cy) / self.cage_half_depth)
         return u * u * u + v * v * v
@@ -146,6 +148,25 @@ class Thorax:
             (eso, np.array([7.0, 7.0])),
         ]
 
+    def torso(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, inset_mm) -> np.ndarray:
+        """Measure of the body outline shrunk by ``inset_mm`` (<1 inside)."""
+        return _torso(self, x, y, inset_mm)
+
+    def fat_inset_mm(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+        """Subcutaneous fat thickness (mm) at each point of the outline: uniform in v1."""
+        return self.p.fat_mm
+
+    def draw_limbs(self, hu: np.ndarray, x, y, z, body: np.ndarray) -> np.ndarray:
+        """Draw what lies outside the torso but belongs to the patient; returns the body mask."""
+        return body
+
+    def draw_surroundings(self, hu: np.ndarray, grid: Grid, frame: PatientFrame, body: np.ndarray, x, y, z) -> None:
+        """Draw the table (and in v2 cushions and blankets) where the patient is not."""
+        shell, core = _table(grid, frame, self, self.p.table_kind)
+        table_free = ~body
+        hu[table_free & shell] = 250.0
+        hu[table_free & core] = -850.0 if self.p.table_kind else -400.0
+
 
 def tubes_density(
     grid: Grid, frame: PatientFrame, tubes: list[tuple[np.ndarray, np.ndarray]], extra_mm: float = 0.0
@@ -182,7 +203,9 @@ def _ribs_and_scapulae(th: Thorax, x, y, z, cage: np.ndarray) -> tuple[np.ndarra
     idx = np.flatnonzero((cage >= 1.0) & (cage < 1.9))
     px, py, pz, pc = x.flat[idx], y.flat[idx], z.flat[idx], cage.flat[idx]
     rho = np.sqrt(px**2 + (py - th.cy) ** 2)
-    wall_mm = rho * (1.0 - 1.0 / np.cbrt(pc))  # radial distance outside the cage
+    # Radial distance outside the cage: the measure is homogeneous, so p / pc^(1/n) lies on it.
+    inv = 1.0 / np.cbrt(pc) if th.cage_exponent == 3.0 else pc ** (-1.0 / th.cage_exponent)
+    wall_mm = rho * (1.0 - inv)
     phi = np.arctan2(np.abs(px), py - th.cy)  # 0 posterior, pi anterior
     drop = p.rib_period_mm * (1.0 - np.cos(phi))
     first = p.apex_height_mm - 12.0
@@ -268,12 +291,12 @@ def render_body(
     shape = grid.shape_zyx
     hu = np.full(shape, AIR_HU, dtype=np.float32)
     texture = smooth_field(rng, shape, 24) * 6.0  # tissue inhomogeneity
-    body = _torso(th, x, y, 0.0) < 1.0
+    body = th.torso(x, y, z, 0.0) < 1.0
     hu[body] = 10.0  # skin
-    hu[_torso(th, x, y, 2.0) < 1.0] = p.fat_hu
-    muscle = _torso(th, x, y, p.fat_mm) < 1.0
+    hu[th.torso(x, y, z, 2.0) < 1.0] = p.fat_hu
+    muscle = th.torso(x, y, z, th.fat_inset_mm(x, y, z)) < 1.0
     hu[muscle] = p.muscle_hu
-    cage = th.cage(x, y)
+    cage = th.cage(x, y, z)
     inside = cage < 1.0
     hu[inside] = p.fat_hu + 10.0  # mediastinal fat fills what organs leave
     domes = {side: th.dome(x, y, side) for side in (+1, -1)}
@@ -300,9 +323,7 @@ def render_body(
     hu.flat[rib_cortex] = p.bone_hu
     hu.flat[scapula] = 0.7 * p.bone_hu
     hu[canal] = 15.0
+    body = th.draw_limbs(hu, x, y, z, body)
     hu[body] += texture[body]
-    shell, core = _table(grid, frame, th, p.table_kind)
-    table_free = ~body
-    hu[table_free & shell] = 250.0
-    hu[table_free & core] = -850.0 if p.table_kind else -400.0
+    th.draw_surroundings(hu, grid, frame, body, x, y, z)
     return BodyRender(hu=hu, inside_body=body, mediastinum=th.mediastinum(x, y, z) | (occ > 0.05), domes=domes)

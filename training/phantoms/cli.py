@@ -1,11 +1,11 @@
-"""``python -m training phantoms --out DIR --n N --seed S [--size X Y Z] [--pathology copd,covid]``."""
+"""``python -m training phantoms --out DIR --n N --seed S [--size X Y Z] [--pathology copd,covid] [--version 1]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .config import PATHOLOGIES, PhantomOptions
+from .config import PATHOLOGIES, VERSIONS, PhantomOptions
 from .dataset import write_dataset
 
 
@@ -32,6 +32,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give case i the i-th listed pathology (in turn) instead of a seeded draw",
     )
+    p.add_argument(
+        "--version",
+        type=int,
+        choices=VERSIONS,
+        default=2,
+        help="generator version: 2 (default; docs/realism.md) or 1 (reproduces the v1 test set)",
+    )
     p.add_argument("--image-dir", default="images", help="sub-folder of --out for the images (default images)")
     p.add_argument("--names", help="comma-separated case names (one per case); default phantom-SEED")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -45,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         if k not in PATHOLOGIES:
             parser().error(f"unknown pathology {k!r}; choose from {','.join(PATHOLOGIES)}")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    options = PhantomOptions(size_xyz=args.size, spacing_mm=args.spacing, noise_sigma_hu=args.noise_sigma)
+    options = PhantomOptions(
+        size_xyz=args.size, spacing_mm=args.spacing, noise_sigma_hu=args.noise_sigma, version=args.version
+    )
     seeds = range(args.seed, args.seed + args.n)
     rows = write_dataset(
         args.out,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 PATHOLOGIES: tuple[str, ...] = ("none", "copd", "covid", "effusion")
+VERSIONS: tuple[int, ...] = (1, 2)
 # Chance of each pathology when the caller leaves it to the seed.
 PATHOLOGY_WEIGHTS: tuple[float, ...] = (0.4, 0.2, 0.25, 0.15)
 
@@ -34,6 +35,8 @@ class PhantomOptions:
     model_voxels_max: the anatomy is modelled on a grid of at most this many voxels, then
         resampled to the output grid (the speed/detail trade-off of large outputs).
     with_fissure_map: also return the voxels of the visible fissure sheets (for tests).
+    version: 2 (default) adds the body surroundings, landmark-placed fissures and the v2 anatomy
+        (docs/realism.md); 1 reproduces the first generator byte for byte (the v1 test set).
     """
 
     size_xyz: tuple[int, int, int] | None = None
@@ -42,8 +45,11 @@ class PhantomOptions:
     noise_sigma_hu: float | None = None
     model_voxels_max: int = 6_000_000
     with_fissure_map: bool = False
+    version: int = 2
 
     def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, not {self.version!r}")
         if self.pathology is not None and self.pathology not in PATHOLOGIES:
             raise ValueError(f"pathology must be one of {PATHOLOGIES} or None, not {self.pathology!r}")
         if self.size_xyz is not None and (len(self.size_xyz) != 3 or min(self.size_xyz) < 16):
@@ -145,6 +151,8 @@ class CaseParams:
     scan: ScanParams
     pathology: PathologyParams
     extras: dict = field(default_factory=dict)
+    version: int = 1
+    v2: object | None = None  # config_v2.V2Params for version 2
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -221,6 +229,13 @@ def _scan_geometry(
     return (512, 512, max(16, int(round(scan_length_mm / sz)))), (sx, sy, sz)
 
 
+def body_fits_circle(body: BodyParams, size_xyz: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> bool:
+    """Whether the torso fits inside the reconstruction circle (else a scanner writes no padding)."""
+    fov_mm = min(size_xyz[0] * spacing_mm[0], size_xyz[1] * spacing_mm[1])
+    body_width_mm = 2 * (body.lung_center_x_mm + body.lung_half_width_mm + 14 + 0.6 * body.muscle_mm + body.fat_mm)
+    return body_width_mm <= 0.98 * fov_mm
+
+
 def sample_scan(seed: int, options: PhantomOptions, body: BodyParams) -> ScanParams:
     rng = stream(seed, "scan")
     above_apex_mm = _u(rng, 10, 45)
@@ -239,9 +254,7 @@ def sample_scan(seed: int, options: PhantomOptions, body: BodyParams) -> ScanPar
     if options.noise_sigma_hu is not None:
         sigma = float(options.noise_sigma_hu)
     pad = [None, -2048, -3024][int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-    fov_mm = min(size[0] * spacing[0], size[1] * spacing[1])
-    body_width_mm = 2 * (body.lung_center_x_mm + body.lung_half_width_mm + 14 + 0.6 * body.muscle_mm + body.fat_mm)
-    if body_width_mm > 0.98 * fov_mm:  # a targeted reconstruction: no circle cutting the body
+    if not body_fits_circle(body, size, spacing):  # a targeted reconstruction: no circle cutting the body
         pad = None
     sharp = rng.random() < 0.5
     return ScanParams(
@@ -311,14 +324,26 @@ def fit_to_fov(body: BodyParams, fov_mm: float) -> BodyParams:
 
 
 def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
-    """All parameters of case ``seed``."""
+    """All parameters of case ``seed`` (version 2 adds its own draws, see ``config_v2``)."""
     body = sample_body(seed)
+    lungs = sample_lungs(seed)
+    v2 = None
+    if options.version == 2:
+        from . import config_v2
+
+        v2 = config_v2.sample_v2(seed)
+        body = config_v2.adjust_body(seed, body, v2.anatomy)
+        lungs = config_v2.adjust_lungs(seed, lungs, v2.anatomy)
     scan = sample_scan(seed, options, body)
+    if v2 is not None:
+        scan = config_v2.adjust_scan(seed, scan, body)
     body = fit_to_fov(body, min(scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]))
     return CaseParams(
         seed=int(seed),
         body=body,
-        lungs=sample_lungs(seed),
+        lungs=lungs,
         scan=scan,
         pathology=sample_pathology(seed, options),
+        version=options.version,
+        v2=v2,
     )

@@ -7,7 +7,6 @@ leaves a truncated image under a final name.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -15,26 +14,25 @@ from pathlib import Path
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from algorithm.io.atomic import atomic_path
+
 from .config import PhantomOptions, stream
 from .generate import generate_case
 
 
 def _atomic_image(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def _atomic_csv(rows: list[dict], path: Path) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def case_options(

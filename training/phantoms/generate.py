@@ -27,7 +27,7 @@ from .noise import apply_kernel, noise_bank, noise_slice
 from .pathology import LungPoints, covid, distance_to_pleura_mm, effusion, emphysema
 from .vessels import render_trees
 
-HU_MIN, HU_MAX = -1024, 3071  # the usual stored range of CT scanners
+STORED_HU_MIN, STORED_HU_MAX = -1024, 3071  # the usual stored range of CT scanners (not the network's clamp window)
 FLUID_HU = 12.0
 AIRWAY_WALL_HU = 10.0
 
@@ -139,7 +139,7 @@ def _render_output(hu_model: np.ndarray, body_model: np.ndarray, model: Grid, ou
         s = xy(int(zlo[k])) * (1.0 - zw[k]) + xy(int(zhi[k])) * zw[k]
         noise = noise_slice(rng, bank) * np.float32(scan.noise_sigma_hu * float(rng.uniform(0.93, 1.07)))
         s += np.where(body_xy[iz[k]], noise, noise * air_factor)
-        np.clip(s, HU_MIN, HU_MAX, out=s)
+        np.clip(s, STORED_HU_MIN, STORED_HU_MAX, out=s)
         if pad is not None:
             s[pad] = scan.pad_value_hu
         image[k] = np.rint(s)
@@ -200,6 +200,15 @@ def _meta(name: str, params: CaseParams, out: Grid, counts: np.ndarray, lobes, e
     return meta
 
 
+def _thorax(params: CaseParams) -> Thorax:
+    """The geometry of the chosen generator version."""
+    if params.version == 1:
+        return Thorax(params.body)
+    from .torso import ThoraxV2
+
+    return ThoraxV2(params.body, v2=params.v2, seed=params.seed)
+
+
 def generate_case(seed: int, options: PhantomOptions | None = None, name: str | None = None) -> PhantomCase:
     """Generate case ``seed``: same seed and options, same bytes."""
     options = options or PhantomOptions()
@@ -208,7 +217,7 @@ def generate_case(seed: int, options: PhantomOptions | None = None, name: str | 
     out = output_grid(params, float(frame.translation_mm[2]))
     model = model_grid(out, options.model_voxels_max)
     coords = frame.patient_coords(model)
-    th = Thorax(params.body)
+    th = _thorax(params)
     body = render_body(th, model, frame, *coords, stream(seed, "body-render"))
     hu, label, lobes, extents, _ = _compose_lungs(params, th, model, frame, coords, body, seed)
     hu = apply_kernel(hu, model.spacing_mm[::-1], params.scan.sharpening)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from algorithm.boxes import bounding_box
 from algorithm.labels import Lobe
 
 from .body import Thorax
@@ -85,14 +86,8 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if len(hit) == 0:
-            return tuple(slice(0, 0) for _ in range(mask.ndim))
-        out.append(slice(max(0, hit[0] - margin), min(mask.shape[axis], hit[-1] + 1 + margin)))
-    return tuple(out)
+    """``algorithm.boxes.bounding_box``; an empty box (not None) for an empty mask."""
+    return bounding_box(mask, margin) or tuple(slice(0, 0) for _ in range(mask.ndim))
 
 
 def lung_masks(
@@ -100,7 +95,7 @@ def lung_masks(
 ) -> dict[int, np.ndarray]:
     """Left (+1) and right (-1) lung masks on the model grid."""
     wobble = smooth_field(rng, x.shape, 8) * 0.07
-    cage = th.cage(x, y)
+    cage = th.cage(x, y, z)
     out = {}
     for side in (+1, -1):
         mask = (th.lung_ellipse(x, y, z, side) * (1.0 + wobble) < 1.0) & (cage < 0.97)

@@ -14,20 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from algorithm import __version__
-from algorithm.constants import INPLANE_SIZE
+from algorithm.constants import INPLANE_SIZE, STAGE2_TRAIN_PATCH_IN, STAGE2_TRAIN_PATCH_OUT
+from algorithm.io.atomic import atomic_path
 from algorithm.labels import label_map
-from algorithm.network import CTSUNet, NetworkConfig
+from algorithm.network import CTSUNet, NetworkConfig, UNet3D
 
 FORMAT = "ctsunet-checkpoint"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ctsunet.pt"
+TRAINING_FORMAT = "ctsunet-training"  # a run folder's last.pt / best.pt (training.train)
+MODEL_KINDS = ("ctsunet", "unet3d")  # the cascade, or the one-stage 3D U-Net baseline
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "ctsunet.pt"
 
 
 class CheckpointError(Exception):
@@ -39,8 +41,8 @@ class InferenceSettings:
     """Grid and tiling a checkpoint was trained for (recorded inside it)."""
 
     inplane_size: int = INPLANE_SIZE  # preprocessed in-plane matrix
-    train_patch_in: int = 116  # stage-II training patch (valid convs)
-    tile_out: int = 28  # the training recipe's stage-II tile (8k - 28), for the record: inference plans its own
+    train_patch_in: int = STAGE2_TRAIN_PATCH_IN  # stage-II training patch (valid convs)
+    tile_out: int = STAGE2_TRAIN_PATCH_OUT  # the training recipe's stage-II tile (8k - 28), for the record: inference plans its own
     bbox_margin_mm: float = 10.0  # margin around the stage-I lung bounding box
     network: dict = field(default_factory=lambda: NetworkConfig().to_dict())
 
@@ -52,6 +54,27 @@ class Checkpoint:
     meta: dict
     path: Path
     sha256: str
+
+
+def build_model(kind: str = "ctsunet", nonlocal_mode: str = "geometric") -> torch.nn.Module:
+    """A freshly initialised network: CTSU-Net with ``nonlocal_mode``, or the 3D U-Net baseline."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, not {kind!r}")
+    if kind == "unet3d":
+        return UNet3D()
+    return CTSUNet(NetworkConfig(nonlocal_mode=nonlocal_mode))
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict:
+    """The payload of a training checkpoint (model, optimizer, config, step, RNG states).
+
+    Loaded with ``weights_only=False`` (it holds RNG states): the trust placed in one's own run
+    folder. Raises ``CheckpointError`` for anything else, a shipped checkpoint included.
+    """
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != TRAINING_FORMAT:
+        raise CheckpointError(f"{path} is not a training checkpoint ({TRAINING_FORMAT})")
+    return payload
 
 
 def state_digest(meta: dict, state_dict: dict[str, torch.Tensor]) -> str:
@@ -96,17 +119,9 @@ def save_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are read by other users (container)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # 0644: the weights are read by other users (the container's non-root user)
+    with atomic_path(path, mode=0o644) as tmp:
+        torch.save(payload, tmp)
     return digest
 
 

@@ -35,8 +35,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from algorithm.boxes import bounding_box
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES, Lobe
-from algorithm.measures import voxel_volume_ml
+from algorithm.report.volumes import voxel_volume_ml
 
 DISCLAIMER = (
     "Intensity-based estimate for research, not a diagnosis: the severity bands come from HU "
@@ -122,18 +123,6 @@ def _bin_majority(mask: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
         split = shape[:axis] + [shape[axis] // factor, factor] + shape[axis + 1 :]
         counts = counts.reshape(split).sum(axis=axis + 1, dtype=count_dtype)
     return counts.astype(np.uint32) * 2 >= block_voxels
-
-
-def lung_box(labels_zyx: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of the labelled voxels, or None if there are none."""
-    box = []
-    for axis in range(labels_zyx.ndim):
-        other = tuple(a for a in range(labels_zyx.ndim) if a != axis)
-        hits = np.flatnonzero(labels_zyx.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 @dataclass
@@ -290,7 +279,7 @@ def lobe_measures(image: sitk.Image, mask: sitk.Image, params: DensityParameters
     if image.GetSize() != mask.GetSize():
         raise ValueError(f"image size {image.GetSize()} and mask size {mask.GetSize()} differ")
     labels_all = sitk.GetArrayViewFromImage(mask)
-    box = lung_box(labels_all)
+    box = bounding_box(labels_all)
     spacing_zyx_mm = tuple(float(s) for s in reversed(image.GetSpacing()))
     if box is None:
         labels = np.zeros((1, 1, 1), np.uint8)

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
-from algorithm.lobe_measures import lung_box
+from algorithm.boxes import bounding_box
 
 # Lobe shares of the total lung volume (%) that adult CT studies rarely leave (about +-3 SD
 # around the usual 20/8/25 % right, 25/22 % left).
@@ -93,7 +93,7 @@ def fov_contacts(image: sitk.Image, mask: sitk.Image) -> dict[Lobe, list[str]]:
             for lobe in LOBES:
                 if np.any(face == lobe):
                     contacts[lobe].append(f"{where} edge")
-    box = lung_box(labels)
+    box = bounding_box(labels)
     if box is not None:
         grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
         padding = sitk.GetArrayViewFromImage(image)[grown] < PADDING_BELOW_HU
@@ -121,7 +121,7 @@ def noise_hu(image: sitk.Image, mask: sitk.Image, limits: QualityLimits, planes:
     """Global noise index (HU): mode of the local SD in soft-tissue windows, on planes through the lungs."""
     labels = sitk.GetArrayViewFromImage(mask)
     hu = sitk.GetArrayViewFromImage(image)
-    box = lung_box(labels)
+    box = bounding_box(labels)
     rows = range(hu.shape[0]) if box is None else range(box[0].start, box[0].stop)
     chosen = np.unique(np.linspace(rows.start, rows.stop - 1, num=min(planes, len(rows))).round().astype(int))
     spacing_yx = image.GetSpacing()[1::-1]

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from algorithm.constants import PRECISIONS
 from algorithm.errors import InputError, OutputError
+from algorithm.io.formats import has_image_suffix, strip_image_suffix
 
 INPUTS_JSON = "inputs.json"
 # Chest-CT sockets in public containers: the paper authors', STOIC2021, DRAM use images/ct;
@@ -157,15 +158,11 @@ def ensure_inside(root: Path, path: Path) -> None:
         raise ContractError(f"{path} leads outside the input folder {root}")
 
 
-def has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
-    return path.name.lower().endswith(suffixes)
-
-
 def single_image_in(folder: Path, input_root: Path) -> Path:
     """The one image file of a socket folder; none or several is a contract error."""
     if not folder.is_dir():
         raise ContractError(f"the CT socket folder {folder} does not exist")
-    images = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and has_suffix(p, SOCKET_IMAGE_SUFFIXES))
+    images = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and has_image_suffix(p, SOCKET_IMAGE_SUFFIXES))
     if not images:
         raise ContractError(f"no CT image (.mha or .tif) in {folder}")
     if len(images) > 1:
@@ -200,7 +197,7 @@ def legacy_inputs(input_root: Path) -> list[Path]:
     if not input_root.is_dir():
         raise ContractError(f"input folder {input_root} does not exist")
     files = sorted(
-        p for p in input_root.iterdir() if p.is_file() and not p.name.startswith(".") and has_suffix(p, LEGACY_IMAGE_SUFFIXES)
+        p for p in input_root.iterdir() if p.is_file() and not p.name.startswith(".") and has_image_suffix(p, LEGACY_IMAGE_SUFFIXES)
     )
     if not files:
         raise ContractError(
@@ -220,11 +217,7 @@ def legacy_inputs(input_root: Path) -> list[Path]:
 
 def output_stem(image_path: Path) -> str:
     """A safe file stem from an input file name (the platform's uuid, normally)."""
-    name = image_path.name
-    for suffix in sorted(SOCKET_IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = strip_image_suffix(image_path, SOCKET_IMAGE_SUFFIXES)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
     return safe or "pulmonary-lobes"
 
@@ -232,7 +225,7 @@ def output_stem(image_path: Path) -> str:
 def check_output_socket_empty(folder: Path) -> None:
     """The platform fails a job whose image socket holds two images: refuse to add a second."""
     if folder.is_dir():
-        present = [p.name for p in folder.iterdir() if has_suffix(p, OUTPUT_IMAGE_SUFFIXES)]
+        present = [p.name for p in folder.iterdir() if has_image_suffix(p, OUTPUT_IMAGE_SUFFIXES)]
         if present:
             raise OutputError(
                 f"{folder} already holds {', '.join(sorted(present))}: the socket takes exactly one image"

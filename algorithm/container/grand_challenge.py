@@ -10,7 +10,7 @@ plus ``/output/results.json`` in the evalutils form, with ``error_messages``.
 
 A failure prints its reason on stderr and exits 1; the current contract then leaves nothing in
 /output, the legacy one leaves complete files only and says which case failed in results.json.
-Paths and limits come from the environment (see ``algorithm.gc_contract``).
+Paths and limits come from the environment (see ``algorithm.container.contract``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
-from algorithm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from algorithm.network.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
-from algorithm import errors
-from algorithm.errors import InputError, OutputError
-from algorithm.gc_contract import (
+from algorithm.errors import InputError, OutputError, ResourceError
+from algorithm.container.contract import (
     MASK_SOCKET,
     VOLUMES_SOCKET,
     GCConfig,
@@ -43,16 +42,17 @@ from algorithm.gc_contract import (
     locate_ct,
     output_stem,
 )
-from algorithm.gc_resources import MemoryPlan, ResourceError, cgroup_memory_limit_mb, plan_memory, read_header
+from algorithm.container.resources import MemoryPlan, cgroup_memory_limit_mb, plan_memory, read_header
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import Segmentation, segment
-from algorithm.reading import read_image
-from algorithm.writing import ensure_output_dir, write_json, write_mask
+from algorithm.io.reading import read_image
+from algorithm.io.writing import ensure_output_dir, write_json, write_mask
 
 EXIT_OK, EXIT_FAILED = 0, 1
-# The pipeline's own ResourceError (its out-of-memory fallbacks exhausted) is a user-facing
-# failure too; looked up so this module also runs against a pipeline without it.
-USER_ERRORS = (InputError, OutputError, CheckpointError, getattr(errors, "ResourceError", InputError))
+# Failures with a message for the user (the case's error in results.json, no traceback); a
+# ResourceError is either the memory plan refusing the case or the pipeline's out-of-memory
+# fallbacks exhausted.
+USER_ERRORS = (InputError, OutputError, CheckpointError, ResourceError)
 
 
 @dataclass

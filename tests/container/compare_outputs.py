@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare a container's /output with the expected outputs kept in test/expected/<contract>/.
+"""Compare a container's /output with the expected outputs kept in tests/container/expected/<contract>/.
 
     python compare_outputs.py EXPECTED_DIR ACTUAL_DIR [--volume-tolerance 0.005] [--min-iou 0.99]
 
@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--min-iou", type=float, default=0.99)
     args = parser.parse_args()
     if not args.expected.is_dir():
-        print(f"FAIL: no expected outputs in {args.expected}: run test/make_expected.sh", file=sys.stderr)
+        print(f"FAIL: no expected outputs in {args.expected}: run tests/container/make_expected.sh", file=sys.stderr)
         return 1
     problems = compare(args.expected, args.actual, args.volume_tolerance, args.min_iou)
     for problem in problems:

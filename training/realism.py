@@ -1,4 +1,4 @@
-"""Phantoms beside real scans: ``python -m training.phantoms.realism`` writes docs/realism.md and
+"""Phantoms beside real scans: ``python -m training.realism`` writes docs/realism.md and
 docs/img/phantoms.png.
 
 Real scans are read from ``../shared/data/real`` (relative to the repository root; never copied
@@ -17,11 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .config import PhantomOptions
-from .generate import generate_case
+from algorithm.constants import AIR_LUNG_CUT_HU
+from training.phantoms.config import PhantomOptions
+from training.phantoms.generate import generate_case
 
 REAL_DIR = Path("../shared/data/real")
-COMMAND = "python -m training.phantoms.realism"
+COMMAND = "python -m training.realism"
 PHANTOMS_PER_SCAN = 3
 PHANTOM_PATHOLOGIES = ("none", "none", "copd")
 
@@ -116,7 +117,7 @@ def masks(hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Lungs, two ways, keeping the larger: air components that touch no side of the field of view
     # (fails when a crop cuts the lungs), or air inside the filled body (fails when the field of
     # view cuts the chest wall open).
-    air = hu < -400
+    air = hu < AIR_LUNG_CUT_HU
     lab, n = ndimage.label(air)
     edge = np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
     lab[np.isin(lab, edge)] = 0
@@ -257,7 +258,7 @@ def _table(real: dict[str, float], phantoms: list[dict[str, float]]) -> tuple[li
 
 def _slices(ax_row, hu: np.ndarray, spacing, label: np.ndarray | None, title: str) -> None:
     kw = dict(cmap="gray", vmin=-1100, vmax=300, interpolation="antialiased")
-    lung = hu < -400
+    lung = hu < AIR_LUNG_CUT_HU
     zc = int(np.argmax(lung[:, hu.shape[1] // 3 : 2 * hu.shape[1] // 3].sum(axis=(1, 2)))) if label is None else int(np.median(np.nonzero(label)[0]))
     yc = hu.shape[1] // 2 if label is None else int(np.median(np.nonzero(label)[1]))
     xc = int(hu.shape[2] * 0.3) if label is None else int(np.median(np.nonzero(label == 4)[2])) if (label == 4).any() else hu.shape[2] // 3

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,36 +22,36 @@ import SimpleITK as sitk
 
 from algorithm.errors import OutputError
 from algorithm.labels import label_map_header
-from algorithm.quiet import quiet_native_stderr
+from algorithm.io.atomic import commit, temp_path
+from algorithm.io.quiet import quiet_native_stderr
 
 
-def _temp_path(final: Path, suffix: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
-    os.close(fd)
-    return Path(tmp)
+@contextmanager
+def output_file(final: Path, suffix: str, library_errors: tuple[type[Exception], ...] = ()) -> Iterator[Path]:
+    """``algorithm.io.atomic.atomic_path`` with the user-facing ``OutputError`` messages.
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _replace(tmp: Path, final: Path) -> None:
+    Yields the temporary path to write; ``library_errors`` are what the writer's library raises
+    besides ``OSError`` (ITK's RuntimeError, an image writer's ValueError...).
+    """
     try:
-        # mkstemp creates 0600; give the result the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, final)
+        tmp = temp_path(final, suffix)
     except OSError as exc:
+        raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        commit(tmp, final)
+    except (OSError, *library_errors) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[-1]
+        raise OutputError(f"cannot write {final}: {reason}") from exc
+    finally:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9.]+)$")
 
 
 def is_temp_name(name: str) -> bool:
-    """``.NAME.XXXXXXXX.SUFFIX`` where NAME ends with SUFFIX: only what ``_temp_path`` makes."""
+    """``.NAME.XXXXXXXX.SUFFIX`` where NAME ends with SUFFIX: only what ``atomic.temp_path`` makes."""
     match = _TEMP_NAME.match(name)
     return bool(match) and match["final"].endswith(match["suffix"])
 
@@ -92,15 +91,6 @@ def output_path(folder: Path, file_name: str) -> Path:
     return candidate
 
 
-def _fsync_file(path: Path) -> None:
-    """Flush a file written by a library (ITK) before it is renamed into place."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_output_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -115,19 +105,9 @@ def write_mask(mask: sitk.Image, final: Path) -> None:
     mask = sitk.Cast(mask, sitk.sitkUInt8)
     mask.SetMetaData("LabelMap", label_map_header())
     suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".nii.gz") else final.suffix
-    try:
-        tmp = _temp_path(final, suffix)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
-    try:
+    with output_file(final, suffix, library_errors=(RuntimeError,)) as tmp:
         with quiet_native_stderr():  # MetaIO prints its own note on a failed write
             sitk.WriteImage(mask, str(tmp), useCompression=True)
-        _fsync_file(tmp)
-    except (RuntimeError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc).strip().splitlines()[-1]
-        raise OutputError(f"cannot write {final}: {reason}") from exc
-    _replace(tmp, final)
 
 
 def to_json_safe(value):
@@ -142,31 +122,15 @@ def to_json_safe(value):
 
 
 def write_json(data, final: Path) -> None:
-    try:
-        tmp = _temp_path(final, ".json")
+    with output_file(final, ".json") as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(to_json_safe(data), handle, indent=2, allow_nan=False)
             handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        if "tmp" in locals():
-            Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
-    _replace(tmp, final)
 
 
 def write_png(rgb, final: Path) -> None:
     """An (H, W, 3) uint8 picture as PNG, atomically (scikit-image's writer, a runtime package)."""
     from skimage import io  # imported here: only the preview needs the image writer
 
-    try:
-        tmp = _temp_path(final, ".png")
-    except OSError as exc:
-        raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
-    try:
+    with output_file(final, ".png", library_errors=(ValueError, RuntimeError)) as tmp:
         io.imsave(str(tmp), rgb, check_contrast=False)
-    except (OSError, ValueError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {final}: {exc}") from exc
-    _replace(tmp, final)

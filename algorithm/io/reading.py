@@ -20,10 +20,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.errors import InputError
-from algorithm.quiet import quiet_native_stderr
-from algorithm.validation import check_header
+from algorithm.io.formats import has_image_suffix, strip_image_suffix
+from algorithm.io.quiet import quiet_native_stderr
+from algorithm.io.validation import check_header
 
-IMAGE_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd", ".nhdr")
 MAX_GAP_FACTOR = 3.0  # a gap up to 3x the usual slice spacing (two missing slices) is interpolated
 SPACING_TOLERANCE = 0.05  # relative deviation of a slice gap treated as even
 TILT_TOLERANCE_MM = 0.01  # in-plane shift of the last slice treated as no tilt
@@ -41,15 +41,11 @@ class LoadedImage:
 
 def case_name(path: Path) -> str:
     """File name without its image suffix (``a/b/scan.nii.gz`` -> ``scan``)."""
-    name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return strip_image_suffix(path)
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+    return path.is_file() and has_image_suffix(path)
 
 
 def read_image(path: str | Path) -> LoadedImage:

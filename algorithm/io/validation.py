@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from algorithm.constants import AIR_LUNG_CUT_HU
 from algorithm.errors import InputError
 
 MIN_INPLANE_VOXELS = 32
@@ -24,7 +25,7 @@ AIR_HU = -700.0  # lungs and outside air lie below this in any chest CT in HU
 MIN_AIR_SHARE = 0.01
 MAX_VOXELS = 2_000_000_000  # guard against absurd headers before allocating
 BYTES_PER_VOXEL_AT_RUN = 12  # input + float32 HU window + resampled copies, per input voxel
-LUNG_HU = -400.0  # aerated lung (even dense or fibrotic) lies below this, soft tissue above
+LUNG_HU = AIR_LUNG_CUT_HU  # aerated lung (even dense or fibrotic) lies below this, soft tissue above
 MIN_LUNG_ML = 150.0  # air enclosed by the body: a pair of lungs holds litres, sinuses or gas < this
 CUT_SIDE_SHARE = 0.4  # a side of the field of view that is this much body cuts through the body
 LOOKUP_VOXELS = 128  # per axis, for the lung-presence check on a strided view

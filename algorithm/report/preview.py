@@ -15,9 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.transform import resize
 
-from algorithm.bitmap_font import GLYPH_H, draw_text, text_width
+from algorithm.report.bitmap_font import GLYPH_H, draw_text, text_width
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
-from algorithm.measures import volumes_ml
+from algorithm.report.volumes import volumes_ml
 
 # Okabe-Ito colours: distinct for the common forms of colour blindness.
 LOBE_COLOURS: dict[Lobe, tuple[int, int, int]] = {

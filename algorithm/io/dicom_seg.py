@@ -121,17 +121,9 @@ def build_dicom_seg(mask: sitk.Image, datasets: list):
 
 def write_dicom_seg(mask: sitk.Image, dicom_folder: Path, final: Path) -> None:
     """Write the DICOM-SEG of ``mask`` (made from the series in ``dicom_folder``) to ``final``, atomically."""
-    from algorithm.writing import _replace, _temp_path
+    from algorithm.io.writing import output_file
 
     require_highdicom()
     seg = build_dicom_seg(mask, source_datasets(dicom_folder, mask))
-    try:
-        tmp = _temp_path(final, ".dcm")
-    except OSError as exc:
-        raise OutputError(f"cannot write in {final.parent}: {exc.strerror or exc}") from exc
-    try:
+    with output_file(final, ".dcm", library_errors=(ValueError,)) as tmp:
         seg.save_as(os.fspath(tmp), enforce_file_format=True)
-    except (OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {final}: {exc}") from exc
-    _replace(tmp, final)

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Lay out a grand-challenge /input folder from the sample scans (standard library only).
 
-    python3 test/make_input.py current OUTDIR   # OUTDIR/inputs.json + OUTDIR/images/ct/<uuid>.mha
-    python3 test/make_input.py legacy OUTDIR    # OUTDIR/<uuid>.mha for each legacy case
+    python3 tests/container/make_input.py current OUTDIR   # OUTDIR/inputs.json + OUTDIR/images/ct/<uuid>.mha
+    python3 tests/container/make_input.py legacy OUTDIR    # OUTDIR/<uuid>.mha for each legacy case
 
-The scans are copied from samples/ct/ (or --ct-dir) rather than kept in test/, so the repository
+The scans are copied from samples/ct/ (or --ct-dir) rather than kept in tests/container/, so the repository
 holds each scan once.
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("contract", choices=("current", "legacy"))
     parser.add_argument("out", type=Path, help="folder to fill (mounted as /input)")
-    parser.add_argument("--ct-dir", type=Path, default=HERE.parent / "samples" / "ct")
+    parser.add_argument("--ct-dir", type=Path, default=HERE.parents[1] / "samples" / "ct")
     args = parser.parse_args()
     (make_current if args.contract == "current" else make_legacy)(args.out, args.ct_dir)
 

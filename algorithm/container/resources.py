@@ -20,7 +20,8 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
-from algorithm.errors import InputError
+from algorithm.constants import MAX_TILE_IN_VOXELS, STAGE2_TRAIN_PATCH_IN
+from algorithm.errors import InputError, ResourceError  # noqa: F401 (ResourceError: raised here, re-exported)
 from algorithm.preprocessing import network_grid
 
 MB = 2**20
@@ -33,14 +34,10 @@ SAFETY = 1.15  # allocator fragmentation and what the measurements missed
 GPU_ACTIVATION_SHARE = 0.6  # half precision on CUDA, softmax kept in float32
 # Planned-tile budgets (input voxels) tried on the CPU, largest first: the first is the command
 # line's default, so a container with enough memory gives the command line's mask.
-CPU_TILE_BUDGETS = (144**3, 116**3)
-GPU_TILE_BUDGET = 144**3
+CPU_TILE_BUDGETS = (MAX_TILE_IN_VOXELS, STAGE2_TRAIN_PATCH_IN**3)
+GPU_TILE_BUDGET = MAX_TILE_IN_VOXELS
 GPU_MAX_BATCH = 4
 GPU_MEMORY_TARGET_MB = 4096.0  # stage I plus a batch of tiles stay under this on any card
-
-
-class ResourceError(InputError):
-    """The case does not fit the memory the container was given."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ def grid_voxels(header: ImageHeader, inplane_size: int) -> int:
 
 def tile_mb(tile_in_voxels: int) -> float:
     """float32 activation memory of one stage-II tile with this many input voxels."""
-    return TILE_MB_AT_116 * tile_in_voxels / 116.0**3
+    return TILE_MB_AT_116 * tile_in_voxels / float(STAGE2_TRAIN_PATCH_IN) ** 3
 
 
 def host_estimate_mb(header: ImageHeader, inplane_size: int, tile_in_voxels: int, batch: int, on_gpu: bool) -> float:
