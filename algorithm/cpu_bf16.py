@@ -31,6 +31,8 @@ ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
 )
 ONEDNN_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # oneDNN reads the first set
 ATEN_CAPS_WITHOUT_BF16 = frozenset({"DEFAULT", "AVX2", "NONE"})  # torch.backends.cpu.get_cpu_capability()
+# every variable that makes this CPU behave like another: child processes must inherit them all
+CPU_CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", *ONEDNN_CAP_VARIABLES)
 
 
 @dataclass(frozen=True)
