@@ -1,10 +1,14 @@
 """The shipped weights on the real scans of ../shared/data/real (no lobe references there).
 
-    python -m benchmarks.real_scans [--weights PATH] [--out docs/real-scans.md]  (docs/results.md quotes it)
+    python -m benchmarks.real_scans [--weights PATH [PATH ...]] [--out docs/real-scans.md]  (docs/results.md quotes it)
 
 Per scan: the five lobes present, each one connected piece, left lobes on the patient's left
 (physical LPS x of the centroids), volumes, quality flags, run time, and the preview picture
-(docs/img/real/NAME.png). Plausibility only: these scans have no lobe reference.
+(docs/img/real/NAME.png). Plausibility only: these scans have no lobe reference. The border
+vessel index (algorithm/report/border_index.py) of each interlobar border is the one number per border
+that judges the lobes against the scan itself; with several ``--weights`` (``shipped`` names the
+shipped ones) the border table holds every model on every scan, so two models can be compared on
+real scans in one table (the plausibility table and pictures are of the first).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from algorithm.network.checkpoint import load_checkpoint
 from algorithm.errors import InputError
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
-from algorithm.pipeline import segment
+from algorithm.report.border_index import BORDERS
+from algorithm.segmenter import LobeSegmenter
 from algorithm.report.preview import render_preview
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
@@ -35,6 +39,7 @@ SCANS = (
     "copdgene-10002K-ct64-dicom",
     "copdgene-10002K-ct64.nrrd",
     "totalseg-heart-crop-partial-lungs.nii.gz",
+    "totalseg-chest-cta-1.5mm.nii.gz",
 )
 
 
@@ -55,29 +60,64 @@ def lobe_checks(mask: sitk.Image) -> dict:
     return {"pieces": pieces, "lung_pieces": lung_pieces, "sides_correct": sides_ok}
 
 
-def run_scan(name: str, checkpoint, device, image_dir: Path) -> dict:
+def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dict:
+    """One scan with one set of weights; the preview picture only when ``image_dir`` is given."""
     loaded = read_image(REAL_DIR / name)
     started = time.perf_counter()
     try:
-        result = segment(loaded.image, checkpoint, device)
+        result = segmenter(loaded.image)
     except InputError as exc:
         return {"name": name, "error": str(exc)}
     seconds = time.perf_counter() - started
-    preview = render_preview(loaded.image, result.mask, result.report)
-    write_png(preview, image_dir / f"{name.split('.')[0]}.png")
+    report = result.report.to_dict()
+    if image_dir is not None:
+        preview = render_preview(loaded.image, result.mask, report)
+        write_png(preview, image_dir / f"{name.split('.')[0]}.png")
     return {
         "name": name,
         "size": loaded.image.GetSize(),
         "spacing": tuple(round(s, 2) for s in loaded.image.GetSpacing()),
-        "volumes_ml": result.report["volumes_ml"],
-        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in result.report.get("quality_flags", [])],
-        "warnings": loaded.warnings + result.report.get("warnings", []),
+        "volumes_ml": report["volumes_ml"],
+        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in report["quality_flags"]],
+        "warnings": loaded.warnings + report["warnings"],
         "seconds": seconds,
+        "border_vessel_index": report["border_vessel_index"],
         **lobe_checks(result.mask),
     }
 
 
-def to_markdown(rows: list[dict], command: str) -> str:
+def border_cell(section: dict, name: str) -> str:
+    """One border's index for the table: the number (bold over the warning limit), or its status."""
+    entry = section["borders"][name]
+    if entry["index"] is None:
+        return entry["status"]
+    high = entry["index"] > section["settings"]["high_index"]
+    return f"**{entry['index']:.2f}**" if high and section["reliable"] else f"{entry['index']:.2f}"
+
+
+def border_table(results: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows: scan x weights, one column per border."""
+    lines = [
+        "| scan | voxels (mm) | weights | " + " | ".join(b.name for b in BORDERS) + " | lung vessel share | analysed lung (mL) |",
+        "| --- | --- | --- |" + " --- |" * (len(BORDERS) + 2),
+    ]
+    for i, name in enumerate(SCANS):
+        for label, rows in results.items():
+            r = rows[i]
+            if "error" in r:
+                lines.append(f"| {name} | – | {label} | refused: {r['error']} |" + " |" * (len(BORDERS) + 1))
+                continue
+            section = r["border_vessel_index"]
+            voxels = "×".join(f"{s:g}" for s in r["spacing"]) + ("" if section["reliable"] else " (coarse)")
+            share = section["lung_vessel_share"]
+            lines.append(
+                f"| {name} | {voxels} | {label} | " + " | ".join(border_cell(section, b.name) for b in BORDERS)
+                + f" | {'–' if share is None else f'{share:.3f}'} | {section['analysed_lung_ml']:.0f} |"
+            )
+    return lines
+
+
+def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] | None = None) -> str:
     lines = [
         "## Real scans (no lobe reference: plausibility only)",
         "",
@@ -100,6 +140,15 @@ def to_markdown(rows: list[dict], command: str) -> str:
             + f" | {v['total']:.0f} | {', '.join(r['flags']) or '–'} | {r['seconds']:.1f} |"
         )
     lines.append("")
+    if results:
+        lines += [
+            "Border vessel index (vessel share within 4 mm of the border over the share in the analysed lung; about 0: "
+            "the border follows a vessel-free fissure band, about 1: it cuts through vessels; **bold**: over the "
+            "warning limit; coarse: voxels over 3 mm, no warning, see docs/outputs.md):",
+            "",
+            *border_table(results),
+            "",
+        ]
     for r in rows:
         if "error" not in r:
             lines.append(f"![{r['name']}](img/real/{r['name'].split('.')[0]}.png)")
@@ -109,19 +158,23 @@ def to_markdown(rows: list[dict], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=None)
+    parser.add_argument("--weights", nargs="+", default=["shipped"],
+                        help="checkpoints to run ('shipped': the shipped weights); the first makes the pictures")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "real-scans.md"))
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
     device = torch.device("cpu")
-    checkpoint = load_checkpoint(args.weights, device)
     image_dir = Path(args.out).parent / "img" / "real"
     image_dir.mkdir(parents=True, exist_ok=True)
-    rows = [run_scan(name, checkpoint, device, image_dir) for name in SCANS]
+    results: dict[str, list[dict]] = {}
+    for k, weights in enumerate(args.weights):
+        segmenter = LobeSegmenter(None if weights == "shipped" else weights, device)
+        results[weights] = [run_scan(name, segmenter, image_dir if k == 0 else None) for name in SCANS]
     command = "python -m benchmarks.real_scans " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out).write_text(to_markdown(rows, command.strip()) + "\n")
+    first = next(iter(results.values()))
+    Path(args.out).write_text(to_markdown(first, command.strip(), results) + "\n")
     print(Path(args.out).read_text())
     return 0
 

@@ -40,3 +40,34 @@ def test_tiling_summary_is_relative_to_the_reference_row_of_each_case():
     assert high - 0.005 == pytest.approx(0.005 - low) == pytest.approx(12.706 * 0.0212132 / 2**0.5, rel=1e-4)
     assert reference["truth_iou_diff_ci95"] is None  # no spread: no interval
     assert f"| fast | 10.00 | 8.0× | 4.0 | 0.9700, 0.9600 | 0.7550 | +0.0050 | {low:+.4f} … {high:+.4f} |" in text
+
+
+def _border_section(indices: dict, reliable: bool = True) -> dict:
+    from algorithm.report.border_index import BORDERS, HIGH_INDEX
+
+    borders = {b.name: {"status": "ok" if indices.get(b.name) is not None else "missing", "index": indices.get(b.name)}
+               for b in BORDERS}
+    return {"borders": borders, "settings": {"high_index": HIGH_INDEX}, "reliable": reliable,
+            "lung_vessel_share": 0.05, "analysed_lung_ml": 2000.0}
+
+
+def test_real_scan_border_table_puts_two_models_side_by_side(monkeypatch):
+    import benchmarks.real_scans as real_scans
+
+    monkeypatch.setattr(real_scans, "SCANS", ("a.mha", "b.mha"))
+    good = _border_section({"left_oblique": 0.12, "right_oblique_upper": 0.2, "right_oblique_middle": 0.3})
+    bad = _border_section({"left_oblique": 0.9, "horizontal": 1.1}, reliable=False)
+    results = {
+        "shipped": [{"spacing": (1.5, 1.5, 1.5), "border_vessel_index": good}, {"error": "no lungs"}],
+        "runs/x.pt": [{"spacing": (1.5, 1.5, 1.5), "border_vessel_index": bad},
+                      {"spacing": (0.7, 0.7, 5.0), "border_vessel_index": good}],
+    }
+    lines = real_scans.border_table(results)
+    body = lines[2:]
+    assert [line.split(" | ")[2] for line in body] == ["shipped", "runs/x.pt", "shipped", "runs/x.pt"]
+    assert "| 0.12 | 0.20 | 0.30 | missing |" in body[0]
+    # over the limit but on a coarse grid: the number, not bold (no warning there)
+    assert "(coarse)" in body[1] and "| 0.90 |" in body[1] and "**" not in body[1]
+    assert "refused: no lungs" in body[2]
+    bold = real_scans.border_cell(_border_section({"left_oblique": 0.9}), "left_oblique")
+    assert bold == "**0.90**"

@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from algorithm.labels import LOBES, Lobe
 from training.phantoms import PhantomOptions, generate_case
 from training.phantoms.body import render_body
 from training.phantoms.config import sample_case, stream
@@ -30,14 +31,19 @@ def _seed_where(predicate, start: int = 0) -> int:
 @functools.lru_cache(maxsize=None)
 def _body(seed: int, size=(96, 96, 72), spacing=None):
     """The v2 body render of a case on its model grid: (hu, inside_body, thorax, params, coords)."""
-    options = PhantomOptions(size_xyz=size, spacing_mm=spacing)
+    params, frame, model, coords, th, body = _rendered_body(seed, PhantomOptions(size_xyz=size, spacing_mm=spacing))
+    return body.hu, body.inside_body, th, params, coords
+
+
+def _rendered_body(seed: int, options: PhantomOptions):
+    """What generate_case has made of a case up to the body render."""
     params = sample_case(seed, options)
     frame = patient_frame(params)
     model = model_grid(output_grid(params, float(frame.translation_mm[2])), options.model_voxels_max)
     coords = frame.patient_coords(model)
     th = _thorax(params)
     body = render_body(th, model, frame, *coords, stream(seed, "body-render"))
-    return body.hu, body.inside_body, th, params, coords
+    return params, frame, model, coords, th, body
 
 
 def test_version_1_reproduces_the_v1_bytes():
@@ -156,3 +162,150 @@ def test_padding_values_include_minus_1024():
     image = sitk.GetArrayFromImage(generate_case(seed, PhantomOptions(size_xyz=SMALL)).image)
     corner = image[:, :4, :4]
     assert (corner == -1024).all()
+
+
+# --- lobes -------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _lobes(seed: int, size=(64, 64, 56)):
+    """Labels of a healthy v2 case with the patient coordinates of its voxels: (label, th, params, x, y, z)."""
+    options = PhantomOptions(size_xyz=size, pathology="none")
+    case = generate_case(seed, options)
+    params = sample_case(seed, options)
+    frame = patient_frame(params)
+    out = output_grid(params, float(frame.translation_mm[2]))
+    x, y, z = frame.patient_coords(out)
+    return sitk.GetArrayFromImage(case.label), _thorax(params), params, x, y, z
+
+
+def test_lobe_shares_follow_the_published_population():
+    from training.phantoms.config_v2 import LOBE_SHARE_PERCENT
+
+    shares = {lobe.name: [] for lobe in LOBES}
+    for seed in range(200, 230):
+        label = _lobes(seed, (48, 48, 40))[0]
+        counts = np.bincount(label.ravel(), minlength=6)
+        for lobe in LOBES:
+            shares[lobe.name].append(100.0 * counts[lobe] / counts[1:].sum())
+    for name, values in shares.items():
+        mean, sd, lo, hi = LOBE_SHARE_PERCENT[name]
+        assert abs(np.median(values) - mean) <= 2.5, (name, np.median(values), mean)
+        assert lo - 4 <= min(values) and max(values) <= hi + 4, (name, min(values), max(values))
+
+
+def test_oblique_fissure_runs_from_t4_t5_to_the_anterior_diaphragm():
+    anterior_upper = []
+    for seed in range(4):
+        label, th, params, x, y, z = _lobes(seed)
+        for lower, upper in ((Lobe.RLL, (Lobe.RUL, Lobe.RML)), (Lobe.LLL, (Lobe.LUL,))):
+            top = z[label == lower].max()
+            assert th.carina_z - 40 <= top <= th.carina_z + 40, (seed, lower.name, top, th.carina_z)
+            # The lower lobe's highest point is posterior (the fissure rises towards the back).
+            assert y[(label == lower) & (z > top - 15)].mean() > y[label > 0].mean()
+            # It meets the diaphragm anteriorly: the lowest lung voxel of the most anterior columns
+            # (on the diaphragm or in the anterior recess) belongs to the upper or middle lobe.
+            side = np.isin(label, [int(lower)] + [int(u) for u in upper])
+            cols = side.any(axis=0)
+            lowest = np.argmax(side, axis=0)  # arrays run from the bottom slice up
+            iy, ix = np.nonzero(cols)
+            front = iy <= np.percentile(iy, 5)
+            on_diaphragm = label[lowest[iy[front], ix[front]], iy[front], ix[front]]
+            anterior_upper.append(np.isin(on_diaphragm, [int(u) for u in upper]).mean())
+            back = iy >= np.percentile(iy, 60)
+            assert (label[lowest[iy[back], ix[back]], iy[back], ix[back]] == lower).mean() > 0.9
+    assert np.mean(anterior_upper) > 0.6 and min(anterior_upper) > 0.2, anterior_upper
+
+
+def test_horizontal_fissure_near_the_fourth_costal_cartilage():
+    for seed in range(3):
+        label, th, params, x, y, z = _lobes(seed)
+        rml = label == Lobe.RML
+        front = rml & (y < np.percentile(y[label > 0], 20))
+        top = z[front].max()
+        assert th.carina_z - 75 <= top <= th.carina_z + 5, (seed, top, th.carina_z)
+
+
+def test_incomplete_and_accessory_fissure_frequencies():
+    from training.phantoms.config_v2 import P_ACCESSORY, P_INCOMPLETE, sample_fissures
+
+    draws = [sample_fissures(s) for s in range(1500)]
+    for k, name in enumerate(("left_oblique", "right_oblique", "horizontal")):
+        incomplete = np.mean([d.visible[k] < 1.0 for d in draws])
+        assert abs(incomplete - P_INCOMPLETE[name]) < 0.05, (name, incomplete)
+    for name, p in P_ACCESSORY.items():
+        seen = np.mean([name in d.accessory for d in draws])
+        assert abs(seen - p) < 0.02 + 0.3 * p, (name, seen)
+
+
+def test_accessory_fissures_lie_inside_their_lobe():
+    from training.phantoms.config_v2 import sample_fissures
+    from training.phantoms.generate import _compose_lungs
+    from training.phantoms.lungs_v2 import ACCESSORY_IDS
+
+    for name, lobe in (("left_minor", Lobe.LUL), ("inferior_accessory", Lobe.RLL)):
+        seed = next(s for s in range(3000) if name in sample_fissures(s).accessory)
+        options = PhantomOptions(size_xyz=(96, 96, 72), pathology="none")
+        params, frame, model, coords, th, body = _rendered_body(seed, options)
+        _, label, lobes, _, _ = _compose_lungs(params, th, model, frame, coords, body, seed)
+        sheet = lobes.fissure_id == ACCESSORY_IDS[name]
+        assert sheet.sum() > 20, (name, seed)
+        assert (label[sheet] == lobe).all()
+        assert lobes.fissure_occupancy[sheet].mean() > 0.2
+
+
+# --- lungs and mediastinum ---------------------------------------------------------------------
+
+
+def test_heart_lies_mostly_left_and_anterior_on_the_diaphragm():
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        heart = th.heart(x, y, z) < 1.0
+        assert (x[heart] > 0).mean() > 0.6  # about two thirds left of the midline
+        assert y[heart].mean() < th.cy  # anterior
+        assert z[heart].min() < 0.0  # reaches down to the domes
+
+
+def test_right_dome_higher_in_most_cases():
+    from training.phantoms.config import sample_body
+    from training.phantoms.config_v2 import adjust_body, sample_anatomy
+
+    drops = np.array([adjust_body(s, sample_body(s), sample_anatomy(s)).left_dome_drop_mm for s in range(500)])
+    assert 0.8 < (drops > 0).mean() < 0.97  # some cases have level domes or a higher left one
+    assert 8 < np.median(drops) < 20
+
+
+def test_expiration_makes_smaller_denser_lungs():
+    from training.phantoms.config_v2 import sample_anatomy
+
+    expired = next(s for s in range(500) if sample_anatomy(s).expiration > 0.8)
+    inspired = [s for s in range(500) if sample_anatomy(s).expiration == 0.0][:4]
+    options = PhantomOptions(size_xyz=(64, 64, 56), spacing_mm=(6.0, 6.0, 6.0), pathology="none", noise_sigma_hu=5.0)
+
+    def volume_and_hu(seed):
+        case = generate_case(seed, options)
+        image, label = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)
+        return (label > 0).sum() * 0.216, np.median(image[label > 0])
+
+    v_exp, hu_exp = volume_and_hu(expired)
+    ins = [volume_and_hu(s) for s in inspired]
+    assert v_exp < min(v for v, _ in ins)
+    assert hu_exp > max(h for _, h in ins) + 30
+
+
+def test_contrast_brightens_the_blood():
+    from training.phantoms.config_v2 import sample_anatomy
+
+    with_c = next(s for s in range(100) if sample_anatomy(s).contrast)
+    without = next(s for s in range(100) if not sample_anatomy(s).contrast)
+    assert sample_case(with_c, PhantomOptions()).body.blood_hu > 150
+    assert sample_case(without, PhantomOptions()).body.blood_hu < 60
+
+
+def test_lung_apices_rise_above_the_clavicles():
+    for seed in (1, 3):
+        hu, inside, th, params, (x, y, z) = _body(seed, spacing=(4.5, 4.5, 3.0))
+        bone = (hu > 0.6 * params.body.bone_hu) & (z > params.body.apex_height_mm - 60) & (y < th.cy)
+        bone &= np.abs(x) < 0.6 * th.cage_half_width  # the clavicles' medial two thirds, in front
+        assert bone.any()
+        assert z[bone].max() < params.body.apex_height_mm - 10

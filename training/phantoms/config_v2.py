@@ -174,7 +174,7 @@ def sample_fissures(seed: int) -> FissureParams:
     accessory = tuple(name for name, p in P_ACCESSORY.items() if rng.random() < p)
     return FissureParams(
         oblique_posterior_dz_mm=(_u(rng, -20, 20), _u(rng, -20, 20)),
-        oblique_anterior_dy=(_u(rng, 0.0, 0.25), _u(rng, 0.0, 0.25)),
+        oblique_anterior_dy=(_u(rng, 0.0, 0.35), _u(rng, 0.0, 0.35)),
         oblique_bow_mm=(_u(rng, -6, 14), _u(rng, -6, 14)),
         oblique_lateral_tilt=(_u(rng, -0.3, 0.3), _u(rng, -0.3, 0.3)),
         horizontal_dz_mm=_u(rng, -12, 12),

@@ -66,7 +66,12 @@ def _compose_lungs(params: CaseParams, th: Thorax, model: Grid, frame: PatientFr
     wall_factor = pp.airway_wall_factor
     c_wall, c_lumen, keep_out = render_central_airways(th, model, frame, params.scan.z_top_mm, stream(seed, "airways"), wall_factor)
     sides = lung_masks(th, x, y, z, body.mediastinum | keep_out, body.domes, stream(seed, "lung-shape"))
-    lobes = build_lobes(th, p, model, x, y, z, sides, stream(seed, "lobes"))
+    if params.version == 1:
+        lobes = build_lobes(th, p, model, x, y, z, sides, stream(seed, "lobes"))
+    else:
+        from .lungs_v2 import build_lobes_v2
+
+        lobes = build_lobes_v2(th, params.v2.fissures, model, x, y, z, sides, stream(seed, "lobes-v2"))
     label = lobes.label
     extents = {"emphysema_fraction": 0.0, "ggo_fraction": 0.0, "consolidation_fraction": 0.0, "effusion_ml": 0.0}
     fluid = compression = None
@@ -197,6 +202,19 @@ def _meta(name: str, params: CaseParams, out: Grid, counts: np.ndarray, lobes, e
     )
     for lobe in LOBES:
         meta[f"volume_ml_{lobe.name}"] = round(float(counts[lobe]) * out.voxel_ml, 2)
+    if params.version == 2:  # v1 rows keep their columns
+        v2 = params.v2
+        meta.update(
+            {
+                "version": 2,
+                "accessory_fissures": ";".join(v2.fissures.accessory),
+                "arms": v2.surroundings.arms,
+                "blanket_layers": v2.surroundings.blanket_layers,
+                "expiration": round(v2.anatomy.expiration, 3),
+                "contrast": int(v2.anatomy.contrast),
+                "pad_value_hu": "" if scan.pad_value_hu is None else scan.pad_value_hu,
+            }
+        )
     return meta
 
 

@@ -33,6 +33,8 @@ FISSURE_LOBES: dict[int, tuple[Lobe, ...]] = {
     RIGHT_OBLIQUE: (Lobe.RLL, Lobe.RUL, Lobe.RML),
     HORIZONTAL: (Lobe.RUL, Lobe.RML),
 }
+# A fissure sheet to draw: id, flat indices of its lung, signed distance, voxel extent, visibility score.
+Sheet = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -132,6 +134,8 @@ def _visibility(score: np.ndarray, visible_share: float) -> np.ndarray:
     """Hide the lowest-scoring part of a fissure (incomplete fissures lack their medial part)."""
     if visible_share >= 1.0 or len(score) == 0:
         return np.ones(score.shape, dtype=bool)
+    if visible_share <= 0.0:  # an absent fissure
+        return np.zeros(score.shape, dtype=bool)
     return score >= np.quantile(score, 1.0 - visible_share)
 
 
@@ -177,11 +181,8 @@ def build_lobes(
     """Split the lungs into lobes and draw the fissure sheets."""
     spacing = np.array(grid.spacing_mm)
     label = np.zeros(grid.shape_zyx, dtype=np.uint8)
-    occ = np.zeros(grid.shape_zyx, dtype=np.float32)
-    fid = np.zeros(grid.shape_zyx, dtype=np.uint8)
     score_field = smooth_field(rng, grid.shape_zyx, 6)
-    visible: dict[int, float] = {}
-    sheets: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]] = []
+    sheets: list[Sheet] = []
     for side in (+1, -1):
         idx = np.flatnonzero(lungs[side])
         if len(idx) == 0:
@@ -208,6 +209,17 @@ def build_lobes(
     lung = lungs[+1] | lungs[-1]
     cleaned = _reassign_islands(label, lung)
     wanted = {LEFT_OBLIQUE: lp.fissure_visible[0], RIGHT_OBLIQUE: lp.fissure_visible[1], HORIZONTAL: lp.fissure_visible[2]}
+    return draw_sheets(label, cleaned, sheets, wanted)
+
+
+def draw_sheets(label: np.ndarray, cleaned: np.ndarray, sheets: list[Sheet], wanted: dict[int, float]) -> LungModel:
+    """Partial-volume fissure sheets, each showing its ``wanted`` share (the highest-scoring part).
+
+    ``label`` is the split before island clean-up; a sheet is not drawn where clean-up moved voxels.
+    """
+    occ = np.zeros(label.shape, dtype=np.float32)
+    fid = np.zeros(label.shape, dtype=np.uint8)
+    visible: dict[int, float] = {}
     for fissure, idx, d, ext, lateral in sheets:
         on_surface = np.abs(d) <= ext / 2
         show = _visibility(lateral[on_surface], wanted[fissure])

@@ -108,7 +108,8 @@ class ThoraxV2(Thorax):
         e2 = np.cross(e1, [0.0, 0.0, 1.0])
         e2 /= np.linalg.norm(e2)
         e3 = np.cross(e1, e2)
-        centre = (14.0 * k, self.cy - 0.3 * self.p.lung_half_depth_mm, 0.5 * a - 0.5 * self.p.left_dome_drop_mm + 8.0)
+        # Two thirds of the heart lie left of the midline; it rests on the diaphragm behind the sternum.
+        centre = (30.0 * k, self.cy - 0.32 * self.p.lung_half_depth_mm, 0.5 * a - 0.5 * self.p.left_dome_drop_mm + 8.0)
         dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
         u = dx * e1[0] + dy * e1[1] + dz * e1[2]
         v = dx * e2[0] + dy * e2[1] + dz * e2[2]
@@ -170,14 +171,15 @@ class ThoraxV2(Thorax):
         front = self.cage_half_depth + 3.0 + 0.5 * p.muscle_mm + 0.7 * p.fat_mm
         gland = smooth_field(rng, x.shape, 10)
         for side in (+1, -1):
-            xc = side * (0.45 * self.cage_half_width + 0.15 * s.breast_radius_mm)  # supine: they fall outwards
-            e = ((x - xc) / s.breast_radius_mm) ** 2 + ((z - z0) / (0.85 * s.breast_radius_mm)) ** 2
+            xc = side * (0.5 * self.cage_half_width + 0.2 * s.breast_radius_mm)  # supine: they fall outwards
+            r = min(s.breast_radius_mm, 0.85 * abs(xc))  # a cleft between them
+            e = ((x - xc) / r) ** 2 + ((z - z0) / (0.85 * r)) ** 2
             e = e + ((y - self.cy + front - 10.0) / s.breast_projection_mm) ** 2
             breast = (e < 1.0) & (y < self.cy - front + 10.0)
             add = breast & ~body
             glandular = np.clip(0.5 + 0.6 * gland - 0.5 * e, 0.0, 1.0)
             hu[add] = (p.fat_hu + glandular * (40.0 - p.fat_hu))[add]
-            skin = add & (e > (1.0 - 2.5 / s.breast_radius_mm) ** 2)
+            skin = add & (e > (1.0 - 2.5 / r) ** 2)
             hu[skin] = 10.0
             body |= breast
 
