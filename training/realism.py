@@ -59,19 +59,30 @@ SCAN_NOTES = {
 }
 
 INTERPRETATION = """\
-- For the whole-chest scans, lung width, depth and height, lung HU median and 15th percentile,
-  soft-tissue and air noise and body width fall within or near (15 %) the phantoms' range; the
-  phantom bodies tend to be deeper (front to back) than the thin A0002 patient.
-- Share below -950 HU: healthy phantoms sit at 0.5-8 %; the COPDGene subject (19.5 %) is
-  emphysematous, which the COPD phantoms reproduce only at their severe end.
-- Vessel share (> -500 HU) matches at sub-millimetre in-plane spacing (4.5-7.4 % against
-  4.7-5.4 %) but is higher at 1.5 mm (5.6-6.6 % against 4.5 %): the synthetic trees keep large
-  trunks inside the lung, whereas real hilar vessels lie mostly outside a threshold lung mask.
-- Dome heights depend on where the scan range and the threshold mask cut the lung bases; the
-  phantoms put the right dome 8-28 mm above the left by construction, which two of the real scans
-  do not show (a lung-cancer and a COPD patient; the measure is also sensitive to the heart border).
-- The NPS peak is measured on 16-pixel patches (coarse bins); it shows that phantom kernels span
-  soft to sharp, not a precise match to any scanner.
+- Realism number: with the coarse features the classifier's held-out accuracy drops from 0.68
+  (v1) to 0.61 (v2), below the real-against-real floor of 0.75, and falls on four of the five
+  real scans (A0001 stays at chance, 0.48-0.52). With the finer features it tells both versions
+  from real scans almost perfectly (0.97, 0.99; floor 0.82). The features that separate them, as
+  standardised mean differences on copdgene- and CTA-geometry v2 phantoms
+  (`python -m training.realism_classifier --explain 2`): too many flat voxels
+  (gradient below 5 HU/mm at 4 mm: 37 % against 23 % in real scans) and too few moderate
+  gradients (5-40 HU/mm), too much fat-range HU (-200 to -50) and too little at 0-200 HU, and
+  lung parenchyma concentrated in -900 to -850 HU. Soft tissue and lung are still too smooth and
+  too fatty at the 4 mm scale: that, not the body outline or the lobes, is what is left.
+- Whole-chest scans, measures marked **differs**: the COPDGene lung volume (4656 ml against at
+  most 3842) and share below -950 HU (19.5 %) are the patient's hyperinflation and emphysema, which
+  the COPD phantoms reproduce only at their severe end; its air noise is lowered by its resampling
+  to 4.2 mm pixels. The CTA's lung width (280 against 219-225 mm): its field of view is cropped to
+  the body, and `fit_to_fov` shrinks the phantom to keep 15 mm of chest wall in view, so phantoms
+  at that geometry are narrower than the patient. A0002's volume and dome measures: its apex is cut
+  by the scan range and its 8 mm slices put the domes in two or three slices; its NPS peak (0.48
+  cycles/mm, a B70f kernel) lies above the sharpest phantom kernel.
+- Left-dome measures (A0001, CTA, COPDGene): the lowest lung voxel per column of the left lung
+  follows the heart border where the heart sits low, so the real "left dome height" reaches 116-125
+  mm; v2 puts the right dome above the left in about 9 cases in 10 (N(14, 10) mm) and three
+  phantoms per scan rarely include a level or higher left dome (COPDGene: -15.9 mm).
+- Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
+  fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
 
 
