@@ -102,6 +102,7 @@ def test_totalsegmentator_layout_imports_selects_and_keeps_the_split(ts_source, 
     assert "overlapping masks in case overlap" in rows["overlap"]["reason"]
     assert {n: rows[n]["split"] for n in KEPT} == {n: SPLIT_OF[n] for n in KEPT}  # meta.csv's own split
     assert float(rows["cut"]["max_edge_percent"]) > 20 and float(rows["good-a"]["max_edge_percent"]) < 5
+    assert "thick_slices" in rows["good-a"]["flags"].split(";")  # quality flags recorded (7-9 mm slices), not excluding
     # training reads the same file: only the kept cases, with their splits
     read = {c.name: c.split for c in read_case_csv(out / "cases.csv")}
     assert read == {n: SPLIT_OF[n] for n in KEPT}
@@ -286,3 +287,27 @@ def test_nnunet_label_names_v1_v2_and_refusals(tmp_path):
     # an explicit map wins over the names
     (case,) = discover("nnunet", _dataset_json(tmp_path / "lungs2", lungs), "lola11")
     assert case.label_map[21] == 5
+
+
+def test_labels_off_the_image_grid_or_not_integers_fail_the_case(tmp_path):
+    """A label file on another grid, or holding fractions, is a data error: failed, named, not resampled."""
+    from training import layout_writers
+
+    image = sitk.GetImageFromArray(np.full((12, 40, 40), -1000, np.int16))
+    image.SetSpacing((8.0, 8.0, 10.0))  # a field of view the reader takes for a chest
+    labels = np.zeros((12, 40, 40), np.uint8)
+    layout_writers.folder_case(tmp_path / "src", "same", image, labels)
+    layout_writers.folder_case(tmp_path / "src", "shifted", image, labels)
+    shifted = sitk.GetImageFromArray(labels)
+    shifted.CopyInformation(image)
+    shifted.SetOrigin((0.0, 0.0, 5.0))
+    sitk.WriteImage(shifted, str(tmp_path / "src" / "labels" / "shifted.nrrd"))
+    fractions = sitk.GetImageFromArray(np.full((12, 40, 40), 0.5, np.float32))
+    fractions.CopyInformation(image)
+    layout_writers.folder_case(tmp_path / "src", "fractions", image, np.zeros((12, 40, 40), np.uint8))
+    sitk.WriteImage(fractions, str(tmp_path / "src" / "labels" / "fractions.nrrd"))
+    summary = import_dataset.run_import("folder", tmp_path / "src", tmp_path / "out", stream=open(os.devnull, "w"))
+    reasons = {r["name"]: (r["status"], r["reason"]) for r in summary.records}
+    assert reasons["shifted"] == ("failed", "shifted.nrrd is not on the image's grid (origin (0.0, 0.0, 5.0) vs (0.0, 0.0, 0.0))")
+    assert reasons["fractions"] == ("failed", "fractions.nrrd holds non-integer values: not a label map")
+    assert reasons["same"] == ("excluded", "no lobe labelled (not a chest scan?)")
