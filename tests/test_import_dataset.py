@@ -311,3 +311,28 @@ def test_labels_off_the_image_grid_or_not_integers_fail_the_case(tmp_path):
     assert reasons["shifted"] == ("failed", "shifted.nrrd is not on the image's grid (origin (0.0, 0.0, 5.0) vs (0.0, 0.0, 0.0))")
     assert reasons["fractions"] == ("failed", "fractions.nrrd holds non-integer values: not a label map")
     assert reasons["same"] == ("excluded", "no lobe labelled (not a chest scan?)")
+
+
+def test_a_resumed_import_compares_label_values_not_map_names(folder_source, ts_source, ts_imported, tmp_path, capsys):
+    """The default map and the same map named are one setting; another map redoes every case."""
+    out = tmp_path / "ts"
+    shutil.copytree(ts_imported[0], out)
+    args = ["--layout", "totalsegmentator", str(ts_source[0]), "--out", str(out)]
+    assert import_dataset.main([*args, "--label-map", "totalsegmentator"]) == 0
+    assert "7 of 9 cases done by an earlier run: skipped" in capsys.readouterr().err
+    root = folder_source[0]
+    yaml_map = tmp_path / "lola.yaml"
+    yaml_map.write_text("10: LUL\n11: LLL\n20: RUL\n21: RML\n22: RLL\n")
+    folder_args = ["--layout", "folder", str(root), "--out", str(tmp_path / "f")]
+    assert import_dataset.main([*folder_args, "--label-map", "lola11"]) == 0
+    capsys.readouterr()
+    assert import_dataset.main([*folder_args, "--label-map", str(yaml_map)]) == 0  # the same values
+    assert "7 of 8 cases done by an earlier run: skipped" in capsys.readouterr().err
+    yaml_map.write_text("10: LLL\n11: LUL\n20: RUL\n21: RML\n22: RLL\n")  # edited: left lobes swapped
+    assert import_dataset.main([*folder_args, "--label-map", str(yaml_map)]) == 0
+    assert "done by an earlier run" not in capsys.readouterr().err
+    rows = _rows(tmp_path / "f")
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "f" / rows["good-a"]["label"])))
+    expected = folder_source[1]["good-a"].labels.copy()
+    expected[folder_source[1]["good-a"].labels == 1], expected[folder_source[1]["good-a"].labels == 2] = 2, 1
+    np.testing.assert_array_equal(labels, expected)
