@@ -17,7 +17,6 @@ have the reference's size; its spacing is taken from the reference (the original
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys

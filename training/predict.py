@@ -11,7 +11,6 @@ no stage I to find the lungs). Masks are written as ``<case>_lobes.mha``, the na
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
