@@ -236,16 +236,27 @@ def _airway(candidates: np.ndarray, network_lung: np.ndarray, spacing_mm, settin
     return airway
 
 
-def _lung_pieces(candidates: np.ndarray, network_lung: np.ndarray, settings: LungExtentSettings) -> np.ndarray:
-    """The 3D pieces of air that are lung: a set share of each is network lung."""
-    pieces, count = ndimage.label(candidates)
+def _lung_pieces(candidates: np.ndarray, network_lung: np.ndarray, empty: np.ndarray, settings: LungExtentSettings) -> np.ndarray:
+    """The 3D pieces of air that are lung: a set share of each is network lung, and it is not empty
+    air (gas in the stomach or bowel, which a 4 mm network lung reaches over, is; lung holds vessels
+    and walls) unless the network calls most of it lung (a bulla walled off from the rest).
+
+    The pieces are found on the air eroded by one block, so that a wall thinner than the work
+    grid's blocks (a thin diaphragm between lung and stomach gas) still separates them, and grown
+    back by two blocks within the air."""
+    core = candidates & ~_dilate_face_neighbours(~candidates)
+    pieces, count = ndimage.label(core)
     if count == 0:
-        return candidates
+        return core
     size = np.bincount(pieces.ravel(), minlength=count + 1)
     overlap = np.bincount(pieces[network_lung], minlength=count + 1)
-    keep = overlap >= settings.min_network_overlap * size
+    empty_blocks = np.bincount(pieces[empty], minlength=count + 1)
+    keep = (overlap >= settings.min_network_overlap * size) & ((2 * empty_blocks < size) | (2 * overlap >= size))
     keep[0] = False
-    return keep[pieces]
+    lung = keep[pieces]
+    for _ in range(2):
+        lung = _dilate_face_neighbours(lung) & candidates
+    return lung
 
 
 def _fill_enclosed(lung: np.ndarray, left: np.ndarray, spacing_mm, settings: LungExtentSettings) -> np.ndarray:
@@ -302,7 +313,7 @@ def _work_code(
     candidates = work.air & ~outside
     airway = _airway(candidates, network_lung, work.spacing_mm, settings)
     airway = _airway_reach(airway, candidates, work.spacing_mm, settings)
-    aerated = _lung_pieces(candidates & ~airway, network_lung, settings)
+    aerated = _lung_pieces(candidates & ~airway, network_lung, work.empty, settings)
     network_mm = [n * s / m for n, s, m in zip(hu.shape, spacing_mm_zyx, network.labels.shape)]
     reach = tuple(max(1, int(np.ceil(n / w))) for n, w in zip(network_mm, work.spacing_mm))
     code = np.zeros(work.air.shape, np.uint8)
@@ -311,10 +322,12 @@ def _work_code(
     if box is None:
         return code, block, _WorkStats(float(airway.sum()) * voxel_ml, 0, 0)
     # from here on, only the lung's box (with room for the dilations) can change
+    rejected = (candidates & ~airway & ~aerated)[box]  # air pieces that are not lung: stomach, bowel gas
     aerated, network_lung, airway, outside = aerated[box], network_lung[box], airway[box], outside[box]
-    dense = _network_dense_lung(network_lung, network_core[box], aerated, reach) & ~outside & ~airway
-    lung = (_fill_enclosed(aerated, left[box], work.spacing_mm, settings) & ~airway) | dense
-    part = (_dilated(lung) & ~_dilated(airway) & ~outside).view(np.uint8) * np.uint8(_SHELL)
+    # where the scan has judged air not to be lung, the network's lung does not overrule it
+    dense = _network_dense_lung(network_lung, network_core[box], aerated, reach) & ~rejected & ~outside & ~airway
+    lung = _fill_enclosed(aerated | dense, left[box], work.spacing_mm, settings) & ~airway
+    part = (_dilated(lung) & ~_dilated(airway) & ~outside & ~rejected).view(np.uint8) * np.uint8(_SHELL)
     part |= _eroded(lung).view(np.uint8) * np.uint8(_CORE)
     part |= dense.view(np.uint8) * np.uint8(_NETWORK_CORE)
     code[box] = part
