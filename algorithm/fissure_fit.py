@@ -53,9 +53,10 @@ LEAST_SQUARES_SMOOTHING = 0.1  # weight of the second differences when the start
 class FitSettings:
     """Working grid, cost weights, search and decision thresholds (docs/design.md argues each)."""
 
-    column_spacing_mm: float = 4.0  # in-plane size of a working column: fissures are smooth at this scale
+    column_spacing_mm: float = 6.0  # in-plane size of a working column: fissures are smooth at this scale
     slice_spacing_mm: float = 2.0  # working step along z (never finer than the scan's slices)
     band_half_width_mm: float = 4.0  # half width of the band along the surface normal
+    outer_band_weight: float = 0.25  # weight of the index in the band twice as wide (centring)
     control_spacing_mm: float = 40.0  # B-spline control grid: the finest undulation the fit can follow
     move_weight: float = 0.1  # cost of moving the whole fissure by move_scale_mm (index units) ...
     move_scale_mm: float = 10.0  # ... quadratic in the shift along the normal
@@ -64,14 +65,14 @@ class FitSettings:
     plane_slopes: tuple[float, ...] = (-0.2, 0.0, 0.2)  # mm per mm, front-back and sideways
     plane_refine_offsets_mm: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # ... refined around the best
     plane_refine_slopes: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05, 0.1)
-    steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
-    max_sweeps: int = 3
+    steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
+    max_sweeps: int = 2
     polish_offsets_mm: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
     polish_slopes: tuple[float, ...] = (-0.02, 0.0, 0.02)
-    polish_max_step_mm: float = 2.0  # the polish (re-anchored descent) uses the steps up to this
+    polish_max_step_mm: float = 1.0  # the polish (re-anchored descent) uses the steps up to this
     accept_ratio: float = 0.8  # the fit's index must be at most this share of the network's ...
     min_index_drop: float = 0.05  # ... and at least this much lower
-    min_band_vessel_ml: float = 0.5  # vessels expected in the network's band at the lung's mean share
+    min_band_vessel_ml: float = 0.1  # vessels expected in the network's band at the lung's mean share
     lower_lobe_share: tuple[float, float] = (0.25, 0.75)  # LLL of the left, RLL of the right lung
     rml_share: tuple[float, float] = (0.03, 0.30)  # RML of the right lung
 
@@ -284,6 +285,8 @@ class _Evaluation:
     u: np.ndarray
     f_mm: np.ndarray  # surface height per column
     slope2: np.ndarray  # squared slope per column
+    outer_vessels: float = 0.0  # the same counts in the band twice as wide
+    outer_region: float = 0.0
 
 
 class _Problem:
@@ -341,14 +344,22 @@ class _Problem:
         f_c = f.ravel()[lung.columns]
         # the band is measured along the normal: its vertical half height grows with the slope
         half = self.settings.band_half_width_mm * np.sqrt(1.0 + slope2.ravel()[lung.columns])
-        lo = np.maximum(lung.u(f_c - half), self.band_floor_u)
-        hi = np.maximum(lung.u(f_c + half), lo)
-        band = (self.band_stack.at(hi) - self.band_stack.at(lo)).sum(axis=1)
+        band = self._band(f_c, half)
+        outer = self._band(f_c, 2.0 * half) if self.settings.outer_band_weight > 0 else (0.0, 0.0)
         u = lung.u(f_c)
         top = self.class_stack.at(np.maximum(u, self.floor_u)) - self.at_floor
         # relabelled: network upper voxels now below the surface + network lower voxels above it
         changed = top[1].sum() + self.lower_total - (self.at_floor[2].sum() + top[2].sum())
-        return _Evaluation(float(band[0]), float(band[1]), float(changed), top[0], u, f_c, slope2.ravel()[lung.columns])
+        return _Evaluation(
+            band[0], band[1], float(changed), top[0], u, f_c, slope2.ravel()[lung.columns], outer[0], outer[1]
+        )
+
+    def _band(self, f_c: np.ndarray, half_mm: np.ndarray) -> tuple[float, float]:
+        """(vessel, region) voxels within ``half_mm`` (vertical, per column) of the surface."""
+        lo = np.maximum(self.lung.u(f_c - half_mm), self.band_floor_u)
+        hi = np.maximum(self.lung.u(f_c + half_mm), lo)
+        band = (self.band_stack.at(hi) - self.band_stack.at(lo)).sum(axis=1)
+        return float(band[0]), float(band[1])
 
     def index(self, ev: _Evaluation) -> float:
         if ev.region <= 0 or self.lung.vessel_share <= 0:
@@ -373,23 +384,30 @@ def _bending(problem: _Problem, d_coef: np.ndarray) -> float:
     return float(np.mean(curv.ravel()[cols])) * problem.settings.control_spacing_mm**2
 
 
-def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray, ref_region: float) -> float:
-    """Excess band vessels + move + bending (see the module's docstring).
+def _excess(vessels: float, region: float, share: float, ref_region: float) -> float:
+    """The band index written as (vessels - share * region) / (share * max(region, ref_region)) + 1.
 
-    The band term is the index written as (vessels - share * region) / (share * max(region,
-    ref_region)) + 1 with ``ref_region`` the network band's size: the index itself for bands at
-    least that large, but a band cannot lower it by shrinking (pushing the surface out of the
-    lung or into the other fissure's band to drop columns) nor by growing over vessel-poor lung.
+    With ``ref_region`` the network band's size this is the index itself for bands at least that
+    large, but a band cannot lower it by shrinking (pushing the surface out of the lung or into the
+    other fissure's band to drop columns) nor by growing over vessel-poor lung.
     """
+    return (vessels - share * region) / (share * max(region, ref_region)) + 1.0
+
+
+def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray, ref: tuple[float, float]) -> float:
+    """Band excess (plus the twice-as-wide band's, which centres the surface where the vessel-free
+    zone is wider than the band) + move + bending; ``ref`` the network's band sizes."""
     ev = problem.evaluate(coef)
     share = problem.lung.vessel_share
-    if ev.region <= 0 or share <= 0 or ref_region <= 0 or not problem.feasible(ev):
+    if ev.region <= 0 or share <= 0 or min(ref) <= 0 or not problem.feasible(ev):
         return float("inf")
-    excess = (ev.vessels - share * ev.region) / (share * max(ev.region, ref_region)) + 1.0
     s = problem.settings
+    band = _excess(ev.vessels, ev.region, share, ref[0])
+    if s.outer_band_weight > 0:
+        band += s.outer_band_weight * _excess(ev.outer_vessels, ev.outer_region, share, ref[1])
     moved = float(np.mean((ev.f_mm[problem.fissure_columns] - anchor_mm) ** 2 * cos2)) / s.move_scale_mm**2
     bend = _bending(problem, coef - anchor)
-    return float(excess + s.move_weight * moved + s.bend_weight * bend)
+    return float(band + s.move_weight * moved + s.bend_weight * bend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +492,8 @@ def _search(problem: _Problem, start: np.ndarray) -> np.ndarray:
     """
     s = problem.settings
     active = _active_points(problem)
-    ref_region = problem.evaluate(start).region
+    ev = problem.evaluate(start)
+    ref_region = (ev.region, ev.outer_region)
     cost = _anchored_cost(problem, start, ref_region)
     coef, plane = _plane_search(cost, problem, start, (0.0, 0.0, 0.0), s.plane_offsets_mm, s.plane_slopes)
     coef, _ = _plane_search(cost, problem, start, plane, s.plane_refine_offsets_mm, s.plane_refine_slopes)
@@ -504,7 +523,7 @@ def _plane_search(cost, problem: _Problem, start: np.ndarray, around: tuple[floa
     return best.copy(), best_plane
 
 
-def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: float):
+def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: tuple[float, float]):
     """The cost with its move and bending terms measured from ``anchor``."""
     ev = problem.evaluate(anchor)
     anchor_mm = ev.f_mm[problem.fissure_columns]
@@ -676,72 +695,82 @@ def apply_fit(labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], fi
     """Relabel ``labels`` (any grid whose voxel i lies at ``i * spacing`` mm in the fit's frame) by
     the accepted surfaces. Only the voxels between a fissure's smoothed network surface and its
     fitted surface change side, so wherever the fit did not move, the network's labels stand
-    exactly (including shapes a height field cannot follow). Fissures left to the network keep the
-    network's labels. Returns a copy (the input itself when nothing was accepted); the lung extent
-    never changes."""
+    exactly (including shapes a height field cannot follow); fissures left to the network keep
+    the network's labels. The work is proportional to the voxels that move, not to the scan.
+    Returns a copy (the input itself when nothing was accepted); the lung extent never changes."""
     if not any(fit.accepted(name) for name in FISSURES):
         return labels
-    out = labels.copy()
+    out = np.ascontiguousarray(labels).copy()
+    flat = out.reshape(-1)
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     if fit.accepted(LEFT_OBLIQUE):
-        _relabel_left(out, spacing, fit)
+        box = bounding_box((out == Lobe.LUL) | (out == Lobe.LLL))
+        if box is not None:
+            down, up = _slabs(out.shape, box, spacing, fit, LEFT_OBLIQUE)
+            _set(flat, down, (Lobe.LUL,), Lobe.LLL)
+            _set(flat, up, (Lobe.LLL,), Lobe.LUL)
     if fit.accepted(RIGHT_OBLIQUE) or fit.accepted(HORIZONTAL):
-        _relabel_right(out, spacing, fit)
+        box = bounding_box(out >= Lobe.RUL)  # RUL, RLL, RML are 3, 4, 5
+        if box is not None:
+            _relabel_right(flat, out.shape, box, spacing, fit)
     return out
 
 
-def _heights(box: tuple[slice, ...], spacing, surface: Surface) -> tuple[np.ndarray, np.ndarray]:
-    """(z of the box's voxels as (nz, 1, 1), the surface's heights as (1, ny, nx)), in mm."""
-    z_mm, y_mm, x_mm = (np.arange(sl.start, sl.stop) * s for sl, s in zip(box, spacing))
-    return z_mm[:, None, None], surface.height_mm(y_mm, x_mm)[None, :, :]
+def _column_heights(box: tuple[slice, ...], spacing, surface: Surface) -> np.ndarray:
+    """The surface's height (mm) at every column of ``box`` (shape (ny, nx))."""
+    y_mm, x_mm = (np.arange(sl.start, sl.stop) * s for sl, s in zip(box[1:], spacing[1:]))
+    return surface.height_mm(y_mm, x_mm)
 
 
-def _moved(box, spacing, fit: FissureFit, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(voxels the fit puts below the fissure that lay above the network's surface, and the reverse)."""
-    z, start = _heights(box, spacing, fit.network_surfaces[name])
-    _, new = _heights(box, spacing, fit.surfaces[name])
-    return (z >= start) & (z < new), (z >= new) & (z < start)
+def _voxels_between(shape, box, spacing, lo_mm: np.ndarray, hi_mm: np.ndarray) -> np.ndarray:
+    """Flat indices of the box's voxels with lo <= z < hi in their column (voxel i at i * dz mm)."""
+    dz = spacing[0]
+    first = np.clip(np.ceil(lo_mm / dz), box[0].start, box[0].stop).astype(np.int64)
+    stop = np.clip(np.ceil(hi_mm / dz), box[0].start, box[0].stop).astype(np.int64)
+    count = np.maximum(stop - first, 0).ravel()
+    cols = np.flatnonzero(count)
+    if len(cols) == 0:
+        return np.zeros(0, np.int64)
+    n = count[cols]
+    offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    z = np.repeat(first.ravel()[cols], n) + offsets
+    nx_box = box[2].stop - box[2].start
+    y = np.repeat(cols // nx_box + box[1].start, n)
+    x = np.repeat(cols % nx_box + box[2].start, n)
+    return (z * shape[1] + y) * shape[2] + x
 
 
-def _relabel_left(labels: np.ndarray, spacing, fit: FissureFit) -> None:
-    side = (labels == Lobe.LUL) | (labels == Lobe.LLL)
-    box = bounding_box(side)
-    if box is None:
-        return
-    view, side = labels[box], side[box]
-    down, up = _moved(box, spacing, fit, LEFT_OBLIQUE)
-    view[side & down] = Lobe.LLL
-    view[side & up] = Lobe.LUL
+def _slabs(shape, box, spacing, fit: FissureFit, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels the fit puts below the fissure that lay above the network's surface, the reverse)."""
+    start = _column_heights(box, spacing, fit.network_surfaces[name])
+    new = _column_heights(box, spacing, fit.surfaces[name])
+    return _voxels_between(shape, box, spacing, start, new), _voxels_between(shape, box, spacing, new, start)
 
 
-def _relabel_right(labels: np.ndarray, spacing, fit: FissureFit) -> None:
-    network_side = np.isin(labels, [int(Lobe.RUL), int(Lobe.RLL), int(Lobe.RML)])
-    box = bounding_box(network_side)
-    if box is None:
-        return
-    view, side = labels[box], network_side[box]
-    network = view.copy()
-    lower = network == Lobe.RLL
+def _set(flat: np.ndarray, voxels: np.ndarray, from_lobes: tuple[Lobe, ...], to: Lobe) -> None:
+    hit = voxels[np.isin(flat[voxels], [int(v) for v in from_lobes])]
+    flat[hit] = to
+
+
+def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> None:
     if fit.accepted(RIGHT_OBLIQUE):
-        down, up = _moved(box, spacing, fit, RIGHT_OBLIQUE)
-        lower = (lower & ~up) | down
-    upper_label = network.copy()
-    lifted = (network == Lobe.RLL) & ~lower
-    if lifted.any():
+        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE)
+        _set(flat, down, (Lobe.RUL, Lobe.RML), Lobe.RLL)
+        lifted = up[flat[up] == Lobe.RLL]
         # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure
-        name = HORIZONTAL
-        surface = fit.surfaces[name] if fit.accepted(name) else fit.network_surfaces.get(name)
+        surface = fit.surfaces[HORIZONTAL] if fit.accepted(HORIZONTAL) else fit.network_surfaces.get(HORIZONTAL)
         if surface is None:
-            upper_label[lifted] = Lobe.RUL
+            flat[lifted] = Lobe.RUL
         else:
-            z, h = _heights(box, spacing, surface)
-            upper_label[lifted] = np.where((z < h), Lobe.RML, Lobe.RUL)[lifted]
+            heights = _column_heights(box, spacing, surface).ravel()
+            z, rest = np.divmod(lifted, shape[1] * shape[2])
+            y, x = np.divmod(rest, shape[2])
+            column = (y - box[1].start) * (box[2].stop - box[2].start) + (x - box[2].start)
+            flat[lifted] = np.where(z * spacing[0] < heights[column], Lobe.RML, Lobe.RUL)
     if fit.accepted(HORIZONTAL):
-        down, up = _moved(box, spacing, fit, HORIZONTAL)
-        upper_label[down & ~lifted] = Lobe.RML
-        upper_label[up & ~lifted] = Lobe.RUL
-    new = np.where(lower, np.uint8(Lobe.RLL), upper_label)
-    view[side] = new[side]
+        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL)
+        _set(flat, down, (Lobe.RUL,), Lobe.RML)
+        _set(flat, up, (Lobe.RML,), Lobe.RUL)
 
 
 # ---------------------------------------------------------------------------------------------
