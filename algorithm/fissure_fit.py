@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from algorithm.boxes import bounding_box
 from algorithm.labels import Lobe
@@ -75,6 +76,8 @@ class FitSettings:
     min_band_vessel_ml: float = 0.1  # vessels expected in the network's band at the lung's mean share
     lower_lobe_share: tuple[float, float] = (0.25, 0.75)  # LLL of the left, RLL of the right lung
     rml_share: tuple[float, float] = (0.03, 0.30)  # RML of the right lung
+    rml_keep: float = 0.5  # the right oblique fissure keeps at least this share of the network's RML above it
+    rml_growth_mm: float = 10.0  # the RML grows only within this distance (in plane) of the network's RML
 
 
 @dataclass
@@ -130,6 +133,7 @@ class FissureFit:
     fissures: dict[str, FissureResult] = field(default_factory=dict)
     surfaces: dict[str, Surface] = field(default_factory=dict)  # fitted surfaces (accepted or not)
     network_surfaces: dict[str, Surface] = field(default_factory=dict)  # the network's, smoothed
+    settings: FitSettings = field(default_factory=FitSettings)
 
     def accepted(self, name: str) -> bool:
         return name in self.fissures and self.fissures[name].decision == "fit"
@@ -307,6 +311,7 @@ class _Problem:
         band_floor_u: np.ndarray | None = None,
         share_limits: tuple[float, float] = (0.0, 1.0),
         anterior_of: np.ndarray | None = None,
+        keep: tuple[Lobe, float] | None = None,
     ) -> None:
         self.lung, self.settings, self.share_limits = lung, settings, share_limits
         zeros = np.zeros(len(lung.columns))
@@ -328,6 +333,13 @@ class _Problem:
         self.lower_total = float(self.lower_cum[:, -1].sum())
         self.y_columns = np.repeat(y_mm, len(x_mm))[lung.columns]
         self.anterior_of = anterior_of
+        # (lobe above the surface, share of its network voxels that must stay above it)
+        self.keep = None
+        if keep is not None:
+            kept_cum = cum[f"lobe{int(keep[0])}"]
+            stack = _Stack([kept_cum])
+            total = float(kept_cum[:, -1].sum())
+            self.keep = (stack, stack.at(self.floor_u)[0], total, keep[1] * total)
         self.fissure_columns = np.ones(len(lung.columns), bool)  # set from the network's targets
         if anterior_of is not None and anterior_of.sum() > 0:
             self.anterior_y = float((anterior_of * self.y_columns).sum() / anterior_of.sum())
@@ -371,6 +383,10 @@ class _Problem:
         total = ev.lower_volume.sum()
         if not lo <= total / self.lung_total <= hi:
             return False
+        if self.keep is not None:
+            stack, at_floor, total, least = self.keep
+            if total - float((stack.at(np.maximum(ev.u, self.floor_u))[0] - at_floor).sum()) < least:
+                return False
         if self.anterior_y is None or total <= 0:
             return True
         return float((ev.lower_volume * self.y_columns).sum() / total) < self.anterior_y
@@ -638,7 +654,7 @@ def fit_fissures(
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     region = labels > 0 if region is None else region
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    out = FissureFit(labels=labels)
+    out = FissureFit(labels=labels, settings=settings)
     left = _lung(labels, (Lobe.LUL, Lobe.LLL), vessel, region, spacing, settings)
     if left is None or min(left.total(f"lobe{int(Lobe.LUL)}").sum(), left.total(f"lobe{int(Lobe.LLL)}").sum()) == 0:
         out.fissures[LEFT_OBLIQUE] = FissureResult(LEFT_OBLIQUE, "network", "a left lobe is missing")
@@ -668,7 +684,9 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
     total = right.total("lung").sum()
     limits = _share_limits(counts[Lobe.RLL] / total, settings.lower_lobe_share)
     oblique = _fit_one(
-        RIGHT_OBLIQUE, _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits), voxel_ml
+        RIGHT_OBLIQUE,
+        _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits, keep=(Lobe.RML, settings.rml_keep)),
+        voxel_ml,
     )
     _record(out, RIGHT_OBLIQUE, oblique)
     if counts[Lobe.RML] == 0 or counts[Lobe.RUL] == 0:
@@ -769,8 +787,23 @@ def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> No
             flat[lifted] = np.where(z * spacing[0] < heights[column], Lobe.RML, Lobe.RUL)
     if fit.accepted(HORIZONTAL):
         down, up = _slabs(shape, box, spacing, fit, HORIZONTAL)
-        _set(flat, down, (Lobe.RUL,), Lobe.RML)
+        _set(flat, down[_near_network_rml(flat, shape, box, spacing, down, fit.settings.rml_growth_mm)], (Lobe.RUL,), Lobe.RML)
         _set(flat, up, (Lobe.RML,), Lobe.RUL)
+
+
+def _near_network_rml(flat: np.ndarray, shape, box, spacing, voxels: np.ndarray, reach_mm: float) -> np.ndarray:
+    """Which ``voxels`` lie in a column within ``reach_mm`` (in plane) of a column holding RML.
+
+    The horizontal fissure is the weakest signal (often incomplete, meeting the oblique fissure):
+    the fit may move it up and down, but the RML grows only beside where the network put it, so a
+    vessel-poor patch far behind the RML cannot become a second RML."""
+    view = flat.reshape(shape)[box]
+    columns = (view == Lobe.RML).any(axis=0)
+    reach = [max(1, int(round(reach_mm / s))) for s in spacing[1:]]
+    columns = ndimage.maximum_filter(columns, size=(2 * reach[0] + 1, 2 * reach[1] + 1))
+    _, rest = np.divmod(voxels, shape[1] * shape[2])
+    y, x = np.divmod(rest, shape[2])
+    return columns[y - box[1].start, x - box[2].start]
 
 
 # ---------------------------------------------------------------------------------------------
