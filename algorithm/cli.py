@@ -15,7 +15,7 @@ from algorithm.network.checkpoint import CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
 from algorithm.io.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.errors import InputError, OutputError, ResourceError
-from algorithm.constants import PRECISIONS
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, PRECISIONS
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import segment
 from algorithm.report.preview import render_preview
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="network arithmetic: auto (default: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32), float32, bfloat16, float16 (CUDA)")
+    predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
+                         help=f"fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
+                              f"network: keep the network's borders, the paper's path (default {DEFAULT_FISSURES})")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
@@ -154,7 +157,7 @@ def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
     for warning in loaded.warnings:
         print(f"warning: {name}: {warning}", file=sys.stderr)
     with _StageProgress(name, disable=args.quiet) as progress:
-        result = segment(loaded.image, checkpoint, device, tiling, progress=progress)
+        result = segment(loaded.image, checkpoint, device, tiling, progress=progress, fissures=args.fissures)
     for warning in result.warnings:
         print(f"warning: {name}: {warning}", file=sys.stderr)
     report = {

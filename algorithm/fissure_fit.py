@@ -36,17 +36,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.boxes import bounding_box
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES
 from algorithm.labels import Lobe
+from algorithm.preprocessing import CANONICAL_ORIENTATION, orientation_of, to_canonical
 from algorithm.report.border_index import lattice_steps, vessel_mask
 
 LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
 HORIZONTAL = "right_horizontal"
 FISSURES: tuple[str, ...] = (LEFT_OBLIQUE, RIGHT_OBLIQUE, HORIZONTAL)
-FISSURE_MODES: tuple[str, ...] = ("fit", "network")
 LEAST_SQUARES_SMOOTHING = 0.1  # weight of the second differences when the start follows the network
 
 
@@ -810,12 +812,21 @@ def _near_network_rml(flat: np.ndarray, shape, box, spacing, voxels: np.ndarray,
 # The pipeline's step
 
 
+NETWORK_SECTION = {"mode": "network", "fissures": None}  # the report when the network's borders stand
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in FISSURE_MODES:
+        raise ValueError(f"fissure mode must be one of {FISSURE_MODES}, not {mode!r}")
+    return mode
+
+
 def refine_fissures(
     hu: np.ndarray,
     labels: np.ndarray,
     spacing_mm_zyx: tuple[float, float, float],
     lung: np.ndarray | None = None,
-    mode: str = "fit",
+    mode: str = DEFAULT_FISSURES,
     settings: FitSettings | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The fissure step of the pipeline: (lobe labels, report section) for a canonical (LPS) scan.
@@ -826,10 +837,8 @@ def refine_fissures(
     there and the full grid is relabelled by them. ``mode="network"`` returns the labels as they
     are (the paper's path) and says so.
     """
-    if mode not in FISSURE_MODES:
-        raise ValueError(f"fissure mode must be one of {FISSURE_MODES}, not {mode!r}")
-    if mode == "network":
-        return labels, {"mode": "network", "fissures": None}
+    if _check_mode(mode) == "network":
+        return labels, NETWORK_SECTION
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     steps = lattice_steps(spacing)
     sample = tuple(slice(None, None, k) for k in steps)
@@ -848,3 +857,29 @@ def refine_fissures(
         "fissures": fit.report(),
     }
     return apply_fit(labels, spacing, fit), section
+
+
+def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:
+    """``refine_fissures`` on a CT and its lobe mask (SimpleITK images, same grid, any orientation).
+
+    The surfaces are height fields over the patient's axial plane, so the arrays are taken in the
+    canonical LPS orientation (an exact axis permutation, a copy only when the scan is not LPS
+    already) and the relabelled mask goes back to the input's orientation and geometry.
+    """
+    if _check_mode(mode) == "network":
+        return mask, NETWORK_SECTION
+    canonical = orientation_of(image) == CANONICAL_ORIENTATION
+    image_c = image if canonical else to_canonical(image)
+    mask_c = mask if canonical else to_canonical(mask)
+    spacing = tuple(float(s) for s in image_c.GetSpacing()[::-1])
+    labels = sitk.GetArrayViewFromImage(mask_c)
+    out, section = refine_fissures(sitk.GetArrayViewFromImage(image_c), labels, spacing, mode=mode)
+    if out is labels:
+        return mask, section
+    refined = sitk.GetImageFromArray(out)
+    refined.CopyInformation(mask_c)
+    for key in mask.GetMetaDataKeys():
+        refined.SetMetaData(key, mask.GetMetaData(key))
+    if not canonical:
+        refined = sitk.DICOMOrient(refined, orientation_of(mask))
+    return refined, section

@@ -240,3 +240,22 @@ def test_surfaces_fitted_on_the_lattice_relabel_the_full_grid(chest, off_start):
     assert section["fissures"][LEFT_OBLIQUE]["decision"] == "fit"
     for lobe in (Lobe.LUL, Lobe.LLL):
         assert iou(labels == lobe, truth == lobe) > 0.95
+
+
+def test_mask_step_works_in_any_orientation(chest, off_start):
+    """The height fields live in the LPS frame: a scan stored RAS-flipped gets the same lobes."""
+    import SimpleITK as sitk
+
+    from algorithm.fissure_fit import refine_mask
+
+    def image(array):
+        img = sitk.GetImageFromArray(array)
+        img.SetSpacing(SPACING_MM[::-1])
+        return img
+
+    lps_mask, lps_section = refine_mask(image(chest_hu(chest)), image(off_start))
+    flipped = [sitk.DICOMOrient(image(a), "RAS") for a in (chest_hu(chest), off_start)]
+    ras_mask, ras_section = refine_mask(*flipped)
+    assert ras_section == lps_section and lps_section["fissures"][LEFT_OBLIQUE]["decision"] == "fit"
+    assert sitk.GetArrayFromImage(sitk.DICOMOrient(ras_mask, "LPS")).tolist() == sitk.GetArrayFromImage(lps_mask).tolist()
+    assert ras_mask.GetDirection() == flipped[1].GetDirection()

@@ -43,6 +43,7 @@ from algorithm.container.contract import (
     output_stem,
 )
 from algorithm.container.resources import MemoryPlan, cgroup_memory_limit_mb, plan_memory, read_header
+from algorithm.constants import DEFAULT_FISSURES
 from algorithm.inference import TilingSettings
 from algorithm.pipeline import Segmentation, segment
 from algorithm.io.reading import read_image
@@ -225,7 +226,7 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
     loaded = read_image(path)
     for warning in loaded.warnings:
         print(f"warning: {path.name}: {warning}", file=sys.stderr)
-    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan, config.precision)
+    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan, config.precision, config.fissures)
     report = {
         "case": output_stem(path),
         "input": {"file": path.name, "read": loaded.description, "warnings": loaded.warnings},
@@ -239,14 +240,15 @@ def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.d
 
 
 def segment_within_memory(
-    image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan, precision: str = "auto"
+    image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan, precision: str = "auto",
+    fissures: str = DEFAULT_FISSURES,
 ) -> Segmentation:
     """Segment; on a CUDA out-of-memory retry once with one tile per pass, then give a clear error."""
     batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
     for attempt, batch in enumerate(batches, start=1):
         tiling = TilingSettings(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=batch, precision=precision)
         try:
-            return segment(image, checkpoint, device, tiling)
+            return segment(image, checkpoint, device, tiling, fissures=fissures)
         except torch.cuda.OutOfMemoryError as exc:
             if attempt == len(batches):
                 raise ResourceError(f"the GPU ran out of memory even with one tile per pass ({exc})") from exc
