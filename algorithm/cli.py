@@ -5,53 +5,78 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from algorithm import __version__
-from algorithm.network.checkpoint import CheckpointError, load_checkpoint
-from algorithm.device import resolve_device
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOXELS, PRECISIONS
+from algorithm.container.contract import GC_DESCRIPTION
+from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
+from algorithm.frontend import print_summary, segment_file, write_case_outputs
 from algorithm.io.dicom_seg import require_highdicom, write_dicom_seg
-from algorithm.errors import InputError, OutputError, ResourceError
-from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, PRECISIONS
-from algorithm.inference import TilingSettings
-from algorithm.pipeline import segment
-from algorithm.report.preview import render_preview
-from algorithm.io.reading import case_name, is_image_file, read_image
 from algorithm.io.quiet import silence_itk_warnings
+from algorithm.io.reading import case_name, is_image_file
 from algorithm.io.writing import (
-    ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_mask, write_png,
+    ensure_output_dir, locked_output_dir, output_path, remove_stale_temp_files, write_json, write_png,
 )
+from algorithm.network.checkpoint import CheckpointError
+from algorithm.report.preview import render_preview
+from algorithm.segmenter import LobeSegmenter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (line breaks kept); every option that has a value by default shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        if shown and "default" not in text.lower() and action.option_strings:  # unless the help says it
+            text += " (default: %(default)s)"
+        return text
+
+
+def program_name() -> str:
+    """``ctsunet-lobes`` when run as the installed command, else ``python -m algorithm``."""
+    return "ctsunet-lobes" if Path(sys.argv[0]).name == "ctsunet-lobes" else "python -m algorithm"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m algorithm", description="CTSU-Net pulmonary lobe segmentation"
+        prog=program_name(), description="CTSU-Net pulmonary lobe segmentation", formatter_class=HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="segment the lobes of a CT file, DICOM folder or folder of CTs")
-    predict.add_argument("input", type=Path, help="CT file (.mha .mhd .nii .nii.gz .nrrd), DICOM folder, or folder of CT files")
-    predict.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    predict.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    predict = commands.add_parser(
+        "predict", help="segment the lobes of a CT file, DICOM folder or folder of CTs", formatter_class=HelpFormatter,
+        description="Segment the five lobes; writes NAME_lobes.mha, NAME_lobes.json and NAME_lobes_preview.png "
+                    "into the output folder and prints the volumes and quality flags.",
+    )
+    predict.add_argument("input", type=Path, help="CT file (.mha .mhd .nii .nii.gz .nrrd .nhdr), DICOM folder, or folder of CT files")
+    predict.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
+    predict.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     predict.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
-    predict.add_argument("--tile-out", type=int, default=None, help="fixed stage-II output tile edge, 8k-28 (default: planned per scan; the paper used 28)")
-    predict.add_argument("--max-tile-voxels", type=int, default=TilingSettings().max_tile_in_voxels, help="memory budget of a planned stage-II tile's input, in voxels")
+    predict.add_argument("--tile-out", type=int, default=None,
+                         help="fixed stage-II output tile edge, 8k-28 (the paper used 28) (default: planned per scan)")
+    predict.add_argument("--max-tile-voxels", type=int, default=MAX_TILE_IN_VOXELS,
+                         help="memory budget of a planned stage-II tile's input, in voxels")
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto",
-                         help="network arithmetic: auto (default: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32), float32, bfloat16, float16 (CUDA)")
+                         help="network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32")
     predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
-                         help=f"fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
-                              f"network: keep the network's borders, the paper's path (default {DEFAULT_FISSURES})")
+                         help="fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
+                              "network: keep the network's borders, the paper's path (default %(default)s)")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
-    predict.add_argument("--dicom-seg", action="store_true", help="also write NAME_lobes_seg.dcm, a DICOM Segmentation (DICOM folder input; needs highdicom)")
-    commands.add_parser("gc", help="grand-challenge.org container mode (reads /input, writes /output)")
+    predict.add_argument("--dicom-seg", action="store_true",
+                         help="also write NAME_lobes_seg.dcm, a DICOM Segmentation (DICOM folder input; needs highdicom)")
+    commands.add_parser(
+        "gc", help="grand-challenge.org container mode (reads /input, writes /output)", formatter_class=HelpFormatter,
+        description=GC_DESCRIPTION,
+    )
     return parser
 
 
@@ -70,26 +95,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     silence_itk_warnings()  # reading.py reports what ITK would warn about, as one line
+    created = not os.path.lexists(args.output)
     try:
         cases = _collect_cases(args.input)
+        # a bad device, precision or checkpoint is refused before the output folder exists
+        segmenter = LobeSegmenter(
+            args.weights, args.device, precision=args.precision, tile_out=args.tile_out,
+            max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size, fissures=args.fissures,
+        )
         ensure_output_dir(args.output)
         with locked_output_dir(args.output):
             remove_stale_temp_files(args.output)  # left by a run killed while writing
-            device = resolve_device(args.device)
-            if args.precision == "float16" and device.type != "cuda":
-                print("error: --precision float16 needs CUDA; use bfloat16 or float32 on CPU", file=sys.stderr)
-                return EXIT_USAGE
-            checkpoint = load_checkpoint(args.weights, device)
-            return _run_cases(cases, args, checkpoint, device)
+            return _run_cases(cases, args, segmenter)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (InputError, OutputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if created:
+            _remove_if_empty(args.output)  # a refused input leaves no empty output folder behind
 
 
-def _run_cases(cases: list[Path], args: argparse.Namespace, checkpoint, device) -> int:
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds on an empty folder
+    except OSError:
+        pass
+
+
+def _run_cases(cases: list[Path], args: argparse.Namespace, segmenter: LobeSegmenter) -> int:
     """Every case, whatever befalls the others; a folder run keeps OUTDIR/summary.json current."""
-    tiling = TilingSettings(tile_out=args.tile_out, max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size,
-                            precision=args.precision)
     batch = args.input.is_dir() and cases != [args.input]
     statuses: list[dict] = []
     names: dict[str, Path] = {}
@@ -99,7 +136,7 @@ def _run_cases(cases: list[Path], args: argparse.Namespace, checkpoint, device) 
             if name in names:
                 raise InputError(f"case name {name!r} is already used by {names[name].name}: rename one")
             names[name] = path
-            status = _predict_one(path, name, args, checkpoint, device, tiling)
+            status = _predict_one(path, name, args, segmenter)
             statuses.append({"case": name, "input": str(path), "status": status})
         except (InputError, OutputError, ResourceError) as exc:
             statuses.append({"case": name, "input": str(path), "status": "failed", "message": str(exc)})
@@ -143,7 +180,7 @@ def _collect_cases(path: Path) -> list[Path]:
     return [path]
 
 
-def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
+def _predict_one(path: Path, name: str, args: argparse.Namespace, segmenter: LobeSegmenter) -> str:
     """One case; returns "done" or "skipped" (its outputs exist), raises on failure."""
     mask_path = output_path(args.output, f"{name}_lobes.mha")
     json_path = output_path(args.output, f"{name}_lobes.json")
@@ -152,28 +189,17 @@ def _predict_one(path, name, args, checkpoint, device, tiling) -> str:
         return "skipped"
     if args.dicom_seg:
         _check_dicom_seg(path)
-    started = time.perf_counter()
-    loaded = read_image(path)
-    for warning in loaded.warnings:
-        print(f"warning: {name}: {warning}", file=sys.stderr)
-    with _StageProgress(name, disable=args.quiet) as progress:
-        result = segment(loaded.image, checkpoint, device, tiling, progress=progress, fissures=args.fissures)
-    for warning in result.warnings:
-        print(f"warning: {name}: {warning}", file=sys.stderr)
-    report = {
-        "case": name,
-        "input": {"path": str(path), "read": loaded.description, "warnings": loaded.warnings},
-        **result.report,
-        "run_time_s": {**result.timings_s, "total": round(time.perf_counter() - started, 3)},
-    }
-    # mask first, JSON last: a JSON means the case is complete
-    write_mask(result.mask, mask_path)
+    with _StageProgress(name, disable=True if args.quiet else None) as progress:
+        run = segment_file(path, segmenter, name, {"path": str(path)}, progress=progress)
+    extras = []
     if not args.no_preview:
-        write_png(render_preview(loaded.image, result.mask, report), output_path(args.output, f"{name}_lobes_preview.png"))
+        extras.append((output_path(args.output, f"{name}_lobes_preview.png"),
+                       lambda target: write_png(render_preview(run.loaded.image, run.mask, run.document), target)))
     if args.dicom_seg:
-        write_dicom_seg(result.mask, path, output_path(args.output, f"{name}_lobes_seg.dcm"))
-    write_json(report, json_path)
-    _print_summary(name, report, mask_path, json_path)
+        extras.append((output_path(args.output, f"{name}_lobes_seg.dcm"),
+                       lambda target: write_dicom_seg(run.mask, path, target)))
+    write_case_outputs(run.mask, run.document, mask_path, json_path, extras)
+    print_summary(name, run.document, [("mask", mask_path), ("report", json_path)])
     return "done"
 
 
@@ -184,19 +210,12 @@ def _check_dicom_seg(path: Path) -> None:
     require_highdicom()
 
 
-def _print_summary(name: str, report: dict, mask_path: Path, json_path: Path) -> None:
-    volumes = report["volumes_ml"]
-    print(f"{name}: lobe volumes (mL)")
-    for key in ("LUL", "LLL", "RUL", "RLL", "RML", "left_lung", "right_lung", "total"):
-        print(f"  {key:10s} {volumes[key]:9.1f}")
-    print(f"  mask: {mask_path}\n  report: {json_path}")
-
-
 class _StageProgress:
-    """A progress bar over the pipeline's stages and stage-II tiles."""
+    """A progress bar over the stage-II tiles (with their total and a time estimate), naming the step."""
 
-    def __init__(self, name: str, disable: bool) -> None:
-        self.bar = tqdm(desc=name, unit="step", disable=disable or None, file=sys.stderr, leave=False)
+    def __init__(self, name: str, disable: bool | None) -> None:
+        """``disable``: True hides the bar, None shows it on a terminal only (tqdm's rule)."""
+        self.bar = tqdm(desc=name, unit="tile", total=None, disable=disable, file=sys.stderr, leave=False)
 
     def __enter__(self):
         return self
@@ -204,10 +223,11 @@ class _StageProgress:
     def __exit__(self, *exc) -> None:
         self.bar.close()
 
-    def __call__(self, stage: str, count: int = 0) -> None:
+    def __call__(self, stage: str, done: int = 0, total: int = 0) -> None:
         if stage == "tile":
-            self.bar.set_postfix_str("stage II tiles")
-            self.bar.update(count)
+            if total and self.bar.total != total:
+                self.bar.reset(total=total)  # the tile plan is known once stage I has found the lungs
+            self.bar.set_postfix_str("stage II tiles", refresh=False)
+            self.bar.update(done)
         else:
             self.bar.set_postfix_str(stage)
-            self.bar.update(1)

@@ -11,3 +11,7 @@ class OutputError(Exception):
 
 class ResourceError(Exception):
     """Not enough memory (or another resource) even after the fallbacks, e.g. out of memory on the CPU."""
+
+
+class SettingsError(ValueError):
+    """A setting that cannot run here (float16 arithmetic without CUDA...), refused before any work."""

@@ -88,7 +88,7 @@ def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
             return torch.float16
         return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if precision == "float16" and device.type == "cpu":
-        raise ValueError("float16 is for CUDA; use bfloat16 or float32 on CPU")
+        raise ValueError("precision float16 needs CUDA, which needs a CUDA GPU: use bfloat16 or float32 on the CPU")
     return getattr(torch, precision)
 
 
@@ -138,7 +138,7 @@ def predict_network_grid(
             _write_tiles(labels, confidence, batch, winner, best)
             done += len(batch)
             if on_tile is not None:
-                on_tile(len(batch))
+                on_tile(len(batch), len(plan.starts_zyx))  # tiles just done, tiles in all
     finally:
         state.restore()
     timings["stage2"] = round(time.perf_counter() - started, 3)

@@ -17,8 +17,7 @@ import time
 import torch
 
 from algorithm.report.border_index import border_report
-from algorithm.network.checkpoint import load_checkpoint
-from algorithm.pipeline import segment
+from algorithm.segmenter import LobeSegmenter
 from algorithm.io.reading import read_image
 
 
@@ -30,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    checkpoint = load_checkpoint(None, device)
+    segmenter = LobeSegmenter(None, device)
     image = read_image(args.ct).image
     started = time.perf_counter()
-    result = segment(image, checkpoint, device)
+    result = segmenter(image)
     predict_s = time.perf_counter() - started
     times = []
     for _ in range(args.repeats):

@@ -2,7 +2,7 @@
 
     python -m benchmarks.fissure_fit_real [--weights PATH] [--out FILE.md] [--img DIR]
 
-Per scan: the network's lobes (``segment(..., fissures="network")``, the paper's path), then the
+Per scan: the network's lobes (``LobeSegmenter(fissures="network")``, the paper's path), then the
 fissure step exactly as the pipeline runs it (``algorithm.fissure_fit.refine_mask``); the border
 vessel index (``algorithm.report.border_index``) of every interlobar border of both, the decision
 per fissure, the fit's time against the whole prediction's, and a picture per scan (IMG/NAME.png):
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 from skimage.transform import resize
 
 from algorithm.errors import InputError
@@ -28,9 +27,8 @@ from algorithm.fissure_fit import FISSURES, refine_mask
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 from algorithm.labels import Lobe
-from algorithm.network.checkpoint import load_checkpoint
-from algorithm.pipeline import segment
 from algorithm.report.border_index import BORDERS, border_report
+from algorithm.segmenter import LobeSegmenter
 from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS
 
 LUNG_WINDOW_HU = (-1350.0, 150.0)
@@ -82,11 +80,11 @@ def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarr
     return np.concatenate(panels, axis=1)
 
 
-def run_scan(name: str, checkpoint, device, img_dir: Path) -> dict:
+def run_scan(name: str, segmenter: LobeSegmenter, img_dir: Path) -> dict:
     loaded = read_image(REAL_DIR / name)
     started = time.perf_counter()
     try:
-        result = segment(loaded.image, checkpoint, device, fissures="network")
+        result = segmenter(loaded.image)
     except InputError as exc:
         return {"name": name, "error": str(exc)}
     predict_s = time.perf_counter() - started
@@ -149,13 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
-    device = torch.device("cpu")
-    checkpoint = load_checkpoint(args.weights, device)
+    segmenter = LobeSegmenter(args.weights, "cpu", fissures="network")  # the paper's path, then the step
     img_dir = Path(args.img)
     img_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in SCANS:
-        rows.append(run_scan(name, checkpoint, device, img_dir))
+        rows.append(run_scan(name, segmenter, img_dir))
         print(f"{name}: done", file=sys.stderr)
     command = "python -m benchmarks.fissure_fit_real " + " ".join(argv if argv is not None else sys.argv[1:])
     rel = Path(args.img).resolve()

@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from training.metrics import mean_lobe_iou
@@ -47,33 +46,32 @@ def _gpu_peak_mb(device) -> float | None:
 def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dict:
     import torch
 
-    from algorithm.network.checkpoint import load_checkpoint
     from algorithm.device import resolve_device
-    from algorithm.inference import TilingSettings
-    from algorithm.pipeline import segment
     from algorithm.io.reading import read_image
+    from algorithm.segmenter import LobeSegmenter
     from algorithm.io.writing import write_json, write_mask
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.weights, device)
+    if reference:  # the paper-faithful path: 28^3 tiles over the whole scan, float32
+        segmenter = LobeSegmenter(args.weights, device, precision="float32", tile_out=28, crop_to_lungs=False)
+    else:
+        segmenter = LobeSegmenter(args.weights, device, precision=args.precision, tile_out=args.tile_out,
+                                  batch_size=args.batch_size)
     timings = {}
     t = time.perf_counter()
     image = read_image(ct_path).image
     timings["read"] = time.perf_counter() - t
-    if reference:
-        tiling = TilingSettings(tile_out=28, batch_size=1, crop_to_lungs=False, precision="float32")
-    else:
-        tiling = TilingSettings(tile_out=args.tile_out, batch_size=args.batch_size, precision=args.precision)
     if device.type == "cuda" and not reference:
         torch.backends.cudnn.benchmark = True
-    result = segment(image, checkpoint, device, tiling)
+    result = segmenter(image)
+    report = result.report.to_dict()
     timings.update(result.timings_s)
     t = time.perf_counter()
     out_dir = Path(tempfile.mkdtemp())
     write_mask(result.mask, out_dir / "mask.mha")
-    write_json(result.report, out_dir / "report.json")
+    write_json(report, out_dir / "report.json")
     timings["write"] = time.perf_counter() - t
     if args.keep_mask:
         sitk.WriteImage(result.mask, str(args.keep_mask))
@@ -82,9 +80,9 @@ def worker_ours(ct_path: Path, args: argparse.Namespace, reference: bool) -> dic
         "total_s": sum(timings.values()),
         "peak_rss_mb": _peak_rss_mb(),
         "peak_gpu_mb": _gpu_peak_mb(device),
-        "tile_out_zyx": result.report["network_grid"]["stage2_tile_out_zyx"],
-        "stage2_tiles": result.report["network_grid"]["stage2_tiles"],
-        "precision": result.report["network_grid"]["precision"],
+        "tile_out_zyx": report["network_grid"]["stage2_tile_out_zyx"],
+        "stage2_tiles": report["network_grid"]["stage2_tiles"],
+        "precision": report["network_grid"]["precision"],
     }
 
 

@@ -23,11 +23,10 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from algorithm.network.checkpoint import load_checkpoint
 from algorithm.errors import InputError
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
-from algorithm.pipeline import segment
 from algorithm.report.border_index import BORDERS
+from algorithm.segmenter import LobeSegmenter
 from algorithm.report.preview import render_preview
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
@@ -61,27 +60,28 @@ def lobe_checks(mask: sitk.Image) -> dict:
     return {"pieces": pieces, "lung_pieces": lung_pieces, "sides_correct": sides_ok}
 
 
-def run_scan(name: str, checkpoint, device, image_dir: Path | None) -> dict:
+def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dict:
     """One scan with one set of weights; the preview picture only when ``image_dir`` is given."""
     loaded = read_image(REAL_DIR / name)
     started = time.perf_counter()
     try:
-        result = segment(loaded.image, checkpoint, device)
+        result = segmenter(loaded.image)
     except InputError as exc:
         return {"name": name, "error": str(exc)}
     seconds = time.perf_counter() - started
+    report = result.report.to_dict()
     if image_dir is not None:
-        preview = render_preview(loaded.image, result.mask, result.report)
+        preview = render_preview(loaded.image, result.mask, report)
         write_png(preview, image_dir / f"{name.split('.')[0]}.png")
     return {
         "name": name,
         "size": loaded.image.GetSize(),
         "spacing": tuple(round(s, 2) for s in loaded.image.GetSpacing()),
-        "volumes_ml": result.report["volumes_ml"],
-        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in result.report.get("quality_flags", [])],
-        "warnings": loaded.warnings + result.report.get("warnings", []),
+        "volumes_ml": report["volumes_ml"],
+        "flags": [f["code"] + (f"({f['lobe']})" if f.get("lobe") else "") for f in report["quality_flags"]],
+        "warnings": loaded.warnings + report["warnings"],
         "seconds": seconds,
-        "border_vessel_index": result.report["border_vessel_index"],
+        "border_vessel_index": report["border_vessel_index"],
         **lobe_checks(result.mask),
     }
 
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     image_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     for k, weights in enumerate(args.weights):
-        checkpoint = load_checkpoint(None if weights == "shipped" else weights, device)
-        results[weights] = [run_scan(name, checkpoint, device, image_dir if k == 0 else None) for name in SCANS]
+        segmenter = LobeSegmenter(None if weights == "shipped" else weights, device)
+        results[weights] = [run_scan(name, segmenter, image_dir if k == 0 else None) for name in SCANS]
     command = "python -m benchmarks.real_scans " + " ".join(argv if argv is not None else sys.argv[1:])
     first = next(iter(results.values()))
     Path(args.out).write_text(to_markdown(first, command.strip(), results) + "\n")

@@ -26,10 +26,9 @@ import SimpleITK as sitk
 import torch
 from scipy import stats
 
-from algorithm.network.checkpoint import load_checkpoint
-from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
-from algorithm.postprocessing import clean_labels
-from algorithm.preprocessing import preprocess, preprocess_labels
+from algorithm.constants import STAGE2_TRAIN_PATCH_IN
+from algorithm.preprocessing import preprocess_labels
+from algorithm.segmenter import LobeSegmenter
 from training.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,39 +37,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Tiling:
     name: str
-    settings: TilingSettings
+    options: dict  # LobeSegmenter options
 
 
 def tilings() -> list[Tiling]:
     """The paper-faithful reference first (float32), then the candidates."""
-    fp32 = "float32"
+    fp32 = {"precision": "float32"}
     return [
-        Tiling("reference: 28³ tiles, whole scan", TilingSettings(tile_out=28, crop_to_lungs=False, precision=fp32)),
-        Tiling("28³ tiles, lung box", TilingSettings(tile_out=28, precision=fp32)),
-        Tiling("44³ tiles (trained size), lung box", TilingSettings(tile_out=44, precision=fp32)),
-        Tiling("planned ≤ 116³ in (container, short of memory)", TilingSettings(max_tile_in_voxels=116**3, precision=fp32)),
-        Tiling("planned ≤ 144³ in (default)", TilingSettings(precision=fp32)),
-        Tiling("planned ≤ 176³ in", TilingSettings(max_tile_in_voxels=176**3, precision=fp32)),
-        Tiling("planned ≤ 144³ in, bfloat16 (default on this CPU)", TilingSettings(precision="bfloat16")),
-        Tiling("44³ tiles, bfloat16", TilingSettings(tile_out=44, precision="bfloat16")),
+        Tiling("reference: 28³ tiles, whole scan", {"tile_out": 28, "crop_to_lungs": False, **fp32}),
+        Tiling("28³ tiles, lung box", {"tile_out": 28, **fp32}),
+        Tiling("44³ tiles (trained size), lung box", {"tile_out": 44, **fp32}),
+        Tiling("planned ≤ 116³ in (container, short of memory)", {"max_tile_in_voxels": STAGE2_TRAIN_PATCH_IN**3, **fp32}),
+        Tiling("planned ≤ 144³ in (default)", {**fp32}),
+        Tiling("planned ≤ 176³ in", {"max_tile_in_voxels": 176**3, **fp32}),
+        Tiling("planned ≤ 144³ in, bfloat16 (default on this CPU)", {"precision": "bfloat16"}),
+        Tiling("44³ tiles, bfloat16", {"tile_out": 44, "precision": "bfloat16"}),
     ]
 
 
-def run_case(model, image: sitk.Image, label: sitk.Image, margin_mm: float, inplane: int, device) -> list[dict]:
-    scan = preprocess(image, inplane)
-    truth = preprocess_labels(label, scan.array.shape)
-    margin_vox = bbox_margin_voxels(margin_mm, scan.spacing_mm_zyx)
-    rows, reference = [], None
+def run_case(segmenter: LobeSegmenter, image: sitk.Image, label: sitk.Image) -> list[dict]:
+    """Every tiling on one case; masks compared on the network grid (cleaned labels)."""
+    rows, reference, truth = [], None, None
     for tiling in tilings():
-        tiling.settings.bbox_margin_vox = margin_vox
-        prediction = predict_network_grid(model, scan.array, device, tiling.settings)
-        labels = clean_labels(prediction.labels, scan.array)
+        result = segmenter.with_options(**tiling.options)(image)
+        labels = result.network_labels
+        truth = preprocess_labels(label, labels.shape) if truth is None else truth
         reference = labels if reference is None else reference
+        grid = result.report.network_grid
         rows.append({
             "tiling": tiling.name,
-            "stage2_s": prediction.timings_s["stage2"],
-            "tiles": len(prediction.plan.starts_zyx),
-            "tile_out_zyx": list(prediction.plan.size_out_zyx),
+            "stage2_s": result.timings_s["stage2"],
+            "tiles": grid.stage2_tiles,
+            "tile_out_zyx": list(grid.stage2_tile_out_zyx),
             "agreement_iou": mean_lobe_iou(labels, reference),
             "truth_iou": mean_lobe_iou(labels, truth),
         })
@@ -142,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    checkpoint = load_checkpoint(args.weights, device)
+    segmenter = LobeSegmenter(args.weights, device)
     images = sorted((args.cases / "images").glob("*.mha"))[: args.n]
     if not images:
         print(f"error: no images in {args.cases / 'images'} (make results generates the test set)", file=sys.stderr)
@@ -151,15 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in images:
         started = time.perf_counter()
         image, label = sitk.ReadImage(str(path)), sitk.ReadImage(str(args.cases / "labels" / path.name))
-        s = checkpoint.settings
-        per_case.append(run_case(checkpoint.model, image, label, s.bbox_margin_mm, s.inplane_size, device))
+        per_case.append(run_case(segmenter, image, label))
         print(f"{path.name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     summary = summarize(per_case)
     meta = {
         "command": "python -m benchmarks.tiling " + " ".join(sys.argv[1:] if argv is None else argv),
         "cases": len(images),
         "case_names": f"{images[0].stem} … {images[-1].stem}",
-        "weights": checkpoint.path.name + " sha256 " + checkpoint.sha256[:12],
+        "weights": Path(segmenter.weights.path).name + " sha256 " + segmenter.weights.sha256[:12],
         "device": "cpu",
         "threads": args.threads,
     }

@@ -59,7 +59,7 @@ def chest_ct_path(tmp_path_factory) -> Path:
 @pytest.fixture
 def fast_network(monkeypatch):
     """Replace the network by a fast, orientation-aware stand-in (tests of everything around it)."""
-    import algorithm.pipeline
+    import algorithm.segmenter
     from robustness_helpers import fake_predict_network_grid
 
-    monkeypatch.setattr(algorithm.pipeline, "predict_network_grid", fake_predict_network_grid)
+    monkeypatch.setattr(algorithm.segmenter, "predict_network_grid", fake_predict_network_grid)

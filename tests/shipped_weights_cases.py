@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import SimpleITK as sitk
-import torch
 
-from algorithm.network.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
-from algorithm.pipeline import segment
+from algorithm.network.checkpoint import DEFAULT_WEIGHTS
+from algorithm.segmenter import LobeSegmenter
 from training.metrics import mean_lobe_iou
 
 EXPECTED_PATH = Path(__file__).resolve().parent / "data" / "shipped_weights_expected.json"
@@ -29,13 +28,13 @@ def phantom(seed: int):
 
 
 def measure(weights: Path = DEFAULT_WEIGHTS) -> dict:
-    checkpoint = load_checkpoint(weights, torch.device("cpu"))
+    segmenter = LobeSegmenter(weights, "cpu")
     ious = {}
     for seed in CASE_SEEDS:
         case = phantom(seed)
-        result = segment(case.image, checkpoint, torch.device("cpu"))
+        result = segmenter(case.image)
         ious[str(seed)] = round(mean_lobe_iou(sitk.GetArrayViewFromImage(result.mask), sitk.GetArrayViewFromImage(case.label)), 4)
-    return {"sha256": checkpoint.sha256, "mean_iou_per_case": ious}
+    return {"sha256": segmenter.weights.sha256, "mean_iou_per_case": ious}
 
 
 if __name__ == "__main__":

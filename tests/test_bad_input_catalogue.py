@@ -27,7 +27,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-import algorithm.pipeline
+import algorithm.segmenter
 from algorithm.cli import main
 from conftest import REPO_ROOT, SHARED_REAL, make_simple_chest
 from robustness_helpers import run_cli as _run, fake_predict_network_grid, listing, write_dicom_series, write_mha_header

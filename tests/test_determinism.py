@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-import algorithm.pipeline
-from algorithm.network.checkpoint import load_checkpoint
+import algorithm.segmenter
 from algorithm.cli import main
-from algorithm.pipeline import segment
+from algorithm.segmenter import LobeSegmenter
 from algorithm.io.reading import read_image
 from conftest import make_simple_chest
 from robustness_helpers import fake_predict_network_grid, write_dicom_series
@@ -78,7 +76,7 @@ def test_format_and_axis_order_give_the_same_lobes(tmp_path, test_weights, monke
     """.mha, .nii.gz, a DICOM series and x/z-flipped storage: the same lobes voxel for voxel in
     physical space. The orientation-aware stand-in network (lobes by side and height) makes a
     left/right or up/down mix-up in reading, reorientation or writing visible."""
-    monkeypatch.setattr(algorithm.pipeline, "predict_network_grid", fake_predict_network_grid)
+    monkeypatch.setattr(algorithm.segmenter, "predict_network_grid", fake_predict_network_grid)
     _check_same_lobes(tmp_path, test_weights)
 
 
@@ -97,7 +95,7 @@ def _rss_mib() -> float:
 def test_fifty_cases_with_flat_memory(tmp_path, test_weights):
     """The real network over 50 tiny phantoms in one process: RSS after case 50 within 40 MiB of
     its value after case 10 (allocator warm-up happens in the first cases)."""
-    checkpoint = load_checkpoint(test_weights, "cpu")
+    segmenter = LobeSegmenter(test_weights, "cpu")
     rng = np.random.default_rng(0)
     base = make_simple_chest((24, 48, 48), (7.3, 7.3, 8.0))
     hu = sitk.GetArrayFromImage(base)
@@ -107,7 +105,7 @@ def test_fifty_cases_with_flat_memory(tmp_path, test_weights):
         image.CopyInformation(base)
         path = tmp_path / "case.mha"
         sitk.WriteImage(image, str(path))
-        result = segment(read_image(path).image, checkpoint, torch.device("cpu"))
+        result = segmenter(read_image(path).image)
         sitk.WriteImage(result.mask, str(tmp_path / "mask.mha"))
         del result
         if case in (10, 50):

@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-import algorithm.pipeline
+import algorithm.segmenter
 from algorithm.cli import main
 from algorithm.inference import TilingSettings, _shrink_or_fall_back, _Stage2State, predict_network_grid
 from algorithm.network.cascade import Stage1Output
@@ -26,7 +26,7 @@ from robustness_helpers import run_cli as _run, fake_predict_network_grid, listi
 
 # The CLI with the network replaced by the fast stand-in, as a subprocess that can be killed.
 FAST_CLI = (
-    "import sys; sys.path.insert(0, 'tests'); import algorithm.pipeline as p, robustness_helpers as h; "
+    "import sys; sys.path.insert(0, 'tests'); import algorithm.segmenter as p, robustness_helpers as h; "
     "p.predict_network_grid = h.fake_predict_network_grid; from algorithm.cli import main; "
     "sys.exit(main(sys.argv[1:]))"
 )

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from skimage import io
 
-from algorithm.report.bitmap_font import text_mask
 from algorithm.cli import main
 from algorithm.labels import LOBES
-from algorithm.pipeline import Segmentation, build_report
-from algorithm.report.preview import LOBE_COLOURS, preview_shape, render_preview
+from algorithm.report.lobe_report import NetworkRun, WeightsInfo, build_report, low_confidence_share
+from algorithm.segmenter import SegmentationResult
+from algorithm.report.preview import LOBE_COLOURS, draw_text, preview_shape, render_preview, text_width
 from algorithm.io.writing import to_json_safe, write_png
 
 from test_quality_flags import _clean_case
@@ -59,22 +58,27 @@ def test_sagittal_and_coronal_views_are_upright():
     assert rows_lul.mean() < rows_lll.mean()
 
 
-def test_bitmap_font_draws_every_character():
-    mask = text_mask("LUL 12.5 ML 3 %", scale=2)
-    assert mask.shape == (14, (15 * 6 - 1) * 2) and mask.any()
+def test_text_is_drawn_with_a_real_font():
+    """Pillow's built-in font: lower case differs from upper case, and wider text takes more room."""
+    lower, upper = np.zeros((20, 260, 3), np.uint8), np.zeros((20, 260, 3), np.uint8)
+    draw_text(lower, "RML right middle lobe 12.5 mL", 2, 2, (255, 255, 255), 14)
+    draw_text(upper, "RML RIGHT MIDDLE LOBE 12.5 ML", 2, 2, (255, 255, 255), 14)
+    assert lower.any() and not np.array_equal(lower, upper)
+    assert set(np.unique(lower)) == {0, 255}  # not anti-aliased
+    assert text_width("RML right middle lobe", 14) > text_width("RML", 14) > 0
 
 
-def _fake_report(image, mask, low_confidence: float = 0.0) -> dict:
+def _fake_report(image, mask, low_confidence: float = 0.0):
     """build_report on a given mask, with stand-ins for the network's outputs."""
     labels = sitk.GetArrayFromImage(mask)
-    prediction = SimpleNamespace(confidence=np.where(labels > 0, 0.9, 1.0).astype(np.float16))
-    checkpoint = SimpleNamespace(path="test.pt", sha256="0" * 64, meta={})
-    return build_report(image, mask, checkpoint, "cpu", (2.0, 2.0, 2.0), prediction, labels)
+    confidence = np.where(labels > 0, 0.9, 1.0).astype(np.float16)
+    network = NetworkRun((2.0, 2.0, 2.0), 1, (8, 8, 8), "float32")
+    return build_report(image, mask, network, WeightsInfo("test.pt", "0" * 64), "cpu", low_confidence_share(labels, confidence))
 
 
 def test_report_holds_measures_and_flags():
     image, mask = _case()
-    report = json.loads(json.dumps(to_json_safe(_fake_report(image, mask)), allow_nan=False))
+    report = json.loads(json.dumps(to_json_safe(_fake_report(image, mask).to_dict()), allow_nan=False))
     measures = report["measures"]
     assert set(measures) == {lobe.name for lobe in LOBES} | {"left_lung", "right_lung", "total", "severity", "parameters"}
     assert measures["total"]["volume_ml"] == pytest.approx(report["volumes_ml"]["total"])
@@ -94,9 +98,15 @@ def test_cli_writes_the_preview_unless_told_not_to(tmp_path, capsys, monkeypatch
         labels[lung & ~half[None, None, :]] = 3
         mask = sitk.GetImageFromArray(labels)
         mask.CopyInformation(image)
-        return Segmentation(mask=mask, report=_fake_report(image, mask), timings_s={})
+        return SegmentationResult(mask=mask, report=_fake_report(image, mask), timings_s={}, network_labels=labels, scan=None)
 
-    monkeypatch.setattr("algorithm.cli.segment", fake_segment)
+    class FakeSegmenter:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        __call__ = staticmethod(fake_segment)
+
+    monkeypatch.setattr("algorithm.cli.LobeSegmenter", FakeSegmenter)
     common = ["--weights", str(test_weights), "--device", "cpu", "--quiet"]
     out = tmp_path / "out"
     assert main(["predict", str(chest_ct_path), "-o", str(out), *common]) == 0

@@ -16,7 +16,7 @@ import torch
 from conftest import make_simple_chest
 
 from algorithm.network.checkpoint import load_checkpoint
-from algorithm.pipeline import segment
+from algorithm.segmenter import LobeSegmenter
 from training import export as export_mod
 from training import predict as predict_mod
 from training import train as train_mod
@@ -82,7 +82,7 @@ def _check_training_predict_matches_pipeline(run: Path, tmp_path: Path) -> None:
     full_precision = tmp_path / "fp32.pt"
     assert export_mod.main([str(run / "last.pt"), "--out", str(full_precision), "--fp32"]) == 0
     image = make_simple_chest()
-    shipped = segment(image, load_checkpoint(full_precision), torch.device("cpu")).mask
+    shipped = LobeSegmenter(full_precision, "cpu")(image).mask
     model, config, step = predict_mod.load_training_model(run / "last.pt")
     ours = predict_mod.predict_case(model, config, image)
     assert step == 32 and ours.GetSize() == image.GetSize() and ours.GetSpacing() == image.GetSpacing()

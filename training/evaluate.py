@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from algorithm.labels import LOBES
 from training.data import _image_files, atomic_write_bytes, remap_labels
 from training.metrics import lobe_scores
+from training.cli_help import command_parser
 
 LOBE_NAMES = [lobe.name for lobe in LOBES]
 COLUMNS = ["Overall", *LOBE_NAMES]
@@ -179,7 +180,7 @@ def report(all_results: dict[str, dict], out_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training evaluate", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training evaluate", __doc__)
     parser.add_argument("--pred", required=True, type=Path, help="folder of predicted lobe masks")
     parser.add_argument("--ref", required=True, type=Path, help="folder of reference lobe masks (same names)")
     parser.add_argument("--vs", type=Path, nargs="+", default=[], help="other prediction folders: paired Wilcoxon tests of --pred against each")

@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 
 
-from algorithm.network.checkpoint import InferenceSettings, load_checkpoint, read_training_checkpoint, save_checkpoint
-from algorithm.network import CTSUNet, NetworkConfig
-from training.config import config_from_dict
+from algorithm.network.checkpoint import (
+    InferenceSettings, build_model, load_checkpoint, read_training_checkpoint, save_checkpoint,
+)
+from algorithm.network import NetworkConfig
+from training.config import TrainConfig, config_from_dict
+from training.cli_help import command_parser
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -28,22 +31,26 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
+def inference_settings(config: TrainConfig) -> InferenceSettings:
+    """What a model trained with ``config`` expects at inference: grid, stage-II patch and tile, margin, network."""
+    return InferenceSettings(
+        inplane_size=config.inplane_size,
+        train_patch_in=config.patch_in,
+        tile_out=config.tile_out,
+        bbox_margin_mm=config.bbox_margin_mm,
+        network=NetworkConfig(nonlocal_mode=config.model.nonlocal_mode).to_dict(),
+    )
+
+
 def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
     """Convert; returns the sha256 of the written checkpoint."""
     payload = read_training_checkpoint(checkpoint)
     config = config_from_dict(payload["config"])
     if config.model.kind != "ctsunet":
         raise ValueError("only CTSU-Net checkpoints can be shipped; the 3D U-Net baseline is for comparisons")
-    network = NetworkConfig(nonlocal_mode=config.model.nonlocal_mode)
-    model = CTSUNet(network)
+    model = build_model(config.model.kind, config.model.nonlocal_mode)
     model.load_state_dict(payload["model"])
-    settings = InferenceSettings(
-        inplane_size=config.inplane_size,
-        train_patch_in=config.patch_in,
-        tile_out=config.tile_out,
-        bbox_margin_mm=config.bbox_margin_mm,
-        network=network.to_dict(),
-    )
+    settings = inference_settings(config)
     extra = {
         "training": {
             "config_name": config.name,
@@ -59,7 +66,7 @@ def export(checkpoint: Path, out: Path, half_precision: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training export", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training export", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder")
     parser.add_argument("--out", required=True, type=Path, help="shipped checkpoint to write")
     parser.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16 storage)")

@@ -36,6 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from algorithm.cli import HelpFormatter
 from algorithm.errors import OutputError
 from algorithm.labels import LOBES
 from algorithm.io.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
@@ -225,6 +226,7 @@ def print_summary(summary: ImportSummary, out: Path, stream) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
         prog="python -m training import-dataset",
         description="Import a labelled lobe data set in its own layout into images/, labels/ and cases.csv.",
     )

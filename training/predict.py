@@ -15,19 +15,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 import torch
 
-from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
-from algorithm.network import CTSUNet
-from algorithm.network.checkpoint import build_model, read_training_checkpoint
-from algorithm.postprocessing import clean_labels, to_input_mask
-from algorithm.preprocessing import preprocess
+from algorithm.boxes import bounding_box
+from algorithm.inference import NetworkPrediction
 from algorithm.io.reading import case_name, is_image_file, read_image
 from algorithm.io.writing import write_mask
+from algorithm.network import CTSUNet
+from algorithm.network.checkpoint import build_model, read_training_checkpoint
+from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig, config_from_dict
-from training.export import resolve_checkpoint
+from training.export import inference_settings, resolve_checkpoint
 from training.infer import predict_unet
+from training.cli_help import command_parser
 
 
 def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig, int]:
@@ -39,22 +41,36 @@ def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig,
     return model.eval(), config, int(payload["step"])
 
 
+class UNetSegmenter(LobeSegmenter):
+    """The one-stage 3D U-Net through the same steps; its network step tiles its trained output
+    size over the whole scan (it has no stage I to find the lungs)."""
+
+    def predict_grid(self, scan_zyx: np.ndarray, spacing_mm_zyx, on_tile=None) -> NetworkPrediction:
+        started = time.perf_counter()
+        volume = torch.from_numpy(scan_zyx)[None, None].to(self.device)
+        labels = predict_unet(self.model, volume, self.options.tile_out).cpu().numpy()
+        return NetworkPrediction(
+            labels=labels, confidence=np.ones(labels.shape, np.float16), stage1_labels=labels[::2, ::2, ::2],
+            lung_box=bounding_box(labels > 0), timings_s={"stage2": round(time.perf_counter() - started, 3)},
+        )
+
+
+def segmenter_for(model: torch.nn.Module, config: TrainConfig) -> LobeSegmenter:
+    """The shipped pipeline around a model in memory (cascades tile stage II as ``algorithm predict`` does)."""
+    settings = inference_settings(config)
+    if isinstance(model, CTSUNet):
+        return LobeSegmenter.from_model(model, settings, "cpu")
+    return UNetSegmenter.from_model(model, settings, "cpu", precision="float32", tile_out=config.tile_out)
+
+
 @torch.no_grad()
 def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image) -> sitk.Image:
     """Lobe mask of one CT (HU) on its own grid."""
-    scan = preprocess(image, config.inplane_size)
-    if isinstance(model, CTSUNet):
-        tiling = TilingSettings()
-        tiling.bbox_margin_vox = bbox_margin_voxels(config.bbox_margin_mm, scan.spacing_mm_zyx)
-        labels = predict_network_grid(model, scan.array, torch.device("cpu"), tiling).labels
-    else:
-        volume = torch.from_numpy(scan.array)[None, None]
-        labels = predict_unet(model, volume, config.tile_out).numpy()
-    return to_input_mask(clean_labels(labels, scan.array), scan, image)
+    return segmenter_for(model, config)(image).mask
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training predict", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training predict", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder (best.pt, else last.pt)")
     parser.add_argument("--images", required=True, type=Path, help="folder of CT images")
     parser.add_argument("--out", required=True, type=Path, help="folder for <case>_lobes.mha")
@@ -70,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    segmenter = segmenter_for(model, config)
     for path in images:
-        mask = predict_case(model, config, read_image(path).image)
+        mask = segmenter(read_image(path).image).mask
         write_mask(mask, args.out / f"{case_name(path)}_lobes.mha")  # atomic: no half-written mask
     elapsed = time.perf_counter() - started
     print(f"{len(images)} masks from {source} (step {step}, {config.model.kind}/{config.model.nonlocal_mode}) "

@@ -20,6 +20,7 @@ from scipy import ndimage
 from algorithm.constants import AIR_LUNG_CUT_HU
 from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
+from training.cli_help import command_parser
 
 REAL_DIR = Path("../shared/data/real")
 COMMAND = "python -m training.realism"
@@ -352,7 +353,7 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    p = command_parser(COMMAND, __doc__)
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--out", default="docs/realism.md")
     p.add_argument("--image", default="docs/img/phantoms.png")

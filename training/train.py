@@ -40,13 +40,15 @@ from tqdm import tqdm
 from algorithm.io.atomic import atomic_path, atomic_write_bytes
 from algorithm.network.checkpoint import TRAINING_FORMAT, CheckpointError, load_checkpoint, read_training_checkpoint
 from algorithm.network.checkpoint import build_model as build_network
-from algorithm.inference import TilingSettings, predict_network_grid
 from algorithm.labels import LOBES
+from algorithm.segmenter import LobeSegmenter
 from training import data as data_mod
 from training.config import TrainConfig, load_config
+from training.export import inference_settings
 from training.infer import predict_unet, upsample_stage1_labels
 from training.metrics import lobe_scores
 from training.steps import CascadeStep, StepInputs, UNetStep
+from training.cli_help import command_parser
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -303,6 +305,8 @@ class Trainer:
         per_lobe: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         per_lobe_s1: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         tile = self.config.run.val_tile_out
+        # the shipped network step around the model in memory: same tiling rule and 10 mm lung-box margin
+        segmenter = LobeSegmenter.from_model(self.model, inference_settings(self.config), self.device, tile_out=tile)
         for key in keys:
             scan = cache.open(key)
             image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None].to(self.device)
@@ -316,8 +320,7 @@ class Trainer:
                 for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
             else:
-                tiling = TilingSettings(tile_out=tile, batch_size=1, bbox_margin_vox=8)
-                prediction = predict_network_grid(self.model, image[0, 0].cpu().numpy(), self.device, tiling)
+                prediction = segmenter.predict_grid(image[0, 0].cpu().numpy(), scan.spacing_mm_zyx)
                 s1 = upsample_stage1_labels(prediction.stage1_labels, ref.shape)
                 for name, score in lobe_scores(s1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
@@ -438,7 +441,7 @@ class Trainer:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training train", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training train", __doc__)
     parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
     parser.add_argument("--init", help="initial weights (shipped or training checkpoint): fine-tuning")

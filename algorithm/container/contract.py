@@ -3,16 +3,7 @@
 Nothing here runs the network. Everything read from ``inputs.json`` is untrusted: a path built
 from it must stay inside the input root (no ``..``, no absolute path, no symlink out of it).
 
-Environment variables (defaults are the platform's paths):
-
-    GC_INPUT_DIR   input root   (/input)
-    GC_OUTPUT_DIR  output root  (/output)
-    GC_MODEL_DIR   model root   (/opt/ml/model): a ``*.pt`` checkpoint here replaces the
-                   weights baked into the image
-    GC_DEVICE      auto (default), cpu or cuda
-    GC_PRECISION   auto (default), float32, bfloat16 or float16 (CUDA): the network's arithmetic;
-                   test.sh pins float32 so its comparison holds on any CPU or GPU
-    GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB  the container's memory limit (set by the platform)
+Paths and settings come from the environment: ``GC_DESCRIPTION`` below (``python -m algorithm gc --help``).
 """
 
 from __future__ import annotations
@@ -27,6 +18,33 @@ from pathlib import Path, PurePosixPath
 from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, PRECISIONS
 from algorithm.errors import InputError, OutputError
 from algorithm.io.formats import has_image_suffix, strip_image_suffix
+
+GC_DESCRIPTION = """\
+Reads the CT from the input root and writes the lobe mask and the volumes to the output root, as
+a grand-challenge.org algorithm container does (docs/container.md).
+
+current contract (INPUT/inputs.json present):
+  in:  the CT of socket images/ct or images/chest-ct (or the only image socket)
+  out: OUTPUT/images/pulmonary-lobes/<name>.mha and OUTPUT/pulmonary-lobe-volumes.json
+legacy contract (no inputs.json):
+  in:  each INPUT/*.mha|*.mhd|*.nii.gz
+  out: OUTPUT/images/<name>.mha and OUTPUT/results.json (with error_messages per case)
+
+environment variables (defaults: the platform's):
+  GC_INPUT_DIR    input root (default /input)
+  GC_OUTPUT_DIR   output root (default /output)
+  GC_MODEL_DIR    model root (default /opt/ml/model): a *.pt checkpoint there replaces the
+                  weights baked into the image
+  GC_DEVICE       auto, cpu or cuda (default auto)
+  GC_PRECISION    auto, float32, bfloat16 or float16 (CUDA) (default auto): the network's
+                  arithmetic; test.sh pins float32 so its comparison holds on any CPU or GPU
+  GC_FISSURES     fit or network (default fit): refit each fissure to the scan's vessel-sparse
+                  band where the evidence is clear, or keep the network's borders (the paper's)
+  GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB
+                  the container's memory limit (set by the platform; default: the cgroup's)
+
+A failure prints one line starting with "error:" and exits 1; the current contract then leaves
+nothing in the output root."""
 
 INPUTS_JSON = "inputs.json"
 # Chest-CT sockets in public containers: the paper authors', STOIC2021, DRAM use images/ct;

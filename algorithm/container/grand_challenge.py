@@ -19,16 +19,16 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import SimpleITK as sitk
 import torch
 
-from algorithm.network.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from algorithm.device import resolve_device
-from algorithm.errors import InputError, OutputError, ResourceError
+from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
+from algorithm.frontend import segment_file, write_case_outputs
 from algorithm.container.contract import (
     MASK_SOCKET,
     VOLUMES_SOCKET,
@@ -43,11 +43,10 @@ from algorithm.container.contract import (
     output_stem,
 )
 from algorithm.container.resources import MemoryPlan, cgroup_memory_limit_mb, plan_memory, read_header
-from algorithm.constants import DEFAULT_FISSURES
-from algorithm.inference import TilingSettings
-from algorithm.pipeline import Segmentation, segment
-from algorithm.io.reading import read_image
-from algorithm.io.writing import ensure_output_dir, write_json, write_mask
+from algorithm.io.writing import ensure_output_dir, write_json
+from algorithm.labels import LOBES
+from algorithm.network.checkpoint import CheckpointError
+from algorithm.segmenter import LobeSegmenter, SegmentationResult
 
 EXIT_OK, EXIT_FAILED = 0, 1
 # Failures with a message for the user (the case's error in results.json, no traceback); a
@@ -58,7 +57,7 @@ USER_ERRORS = (InputError, OutputError, CheckpointError, ResourceError)
 
 @dataclass
 class Weights:
-    checkpoint: Checkpoint
+    segmenter: LobeSegmenter
     source: str  # "model tarball" or "baked into the image"
 
 
@@ -66,7 +65,7 @@ class Weights:
 class CaseResult:
     mask: sitk.Image
     mask_name: str
-    report: dict
+    report: dict  # the JSON document of the case
 
 
 @dataclass
@@ -126,17 +125,11 @@ def run_current(config: GCConfig) -> int:
     check_output_socket_empty(mask_dir)
     ensure_output_dir(config.output_root)
     device = resolve_device(config.device)
-    check_precision(config.precision, device)
     weights = load_weights(config, device)
     outputs, complete = OutputTracker(), False
     try:
-        result = process_case(socket.image_path, config, weights, device)
-        result.report["input"] |= {
-            "socket": socket.slug,
-            "relative_path": socket.relative_path,
-            "image": socket.image_meta,
-        }
-        result.report["contract"] = "inputs.json"
+        socket_fields = {"socket": socket.slug, "relative_path": socket.relative_path, "image": socket.image_meta}
+        result = process_case(socket.image_path, config, weights, device, socket_fields, "inputs.json")
         write_current_outputs(result, config.output_root, outputs)
         complete = True
     finally:
@@ -150,12 +143,10 @@ def write_current_outputs(result: CaseResult, output_root: Path, outputs: Output
     """Mask first, JSON last, each written atomically; the tracker can undo both."""
     mask_dir = output_root / MASK_SOCKET
     outputs.make_folder(mask_dir)
-    mask_path = mask_dir / result.mask_name
-    write_mask(result.mask, mask_path)
-    outputs.files.append(mask_path)  # tracked once written: a failed write leaves nothing of ours
-    json_path = output_root / VOLUMES_SOCKET
-    write_json(result.report, json_path)
-    outputs.files.append(json_path)
+    # each file is tracked once written: a failed write leaves nothing of ours
+    write_case_outputs(
+        result.mask, result.report, mask_dir / result.mask_name, output_root / VOLUMES_SOCKET, written=outputs.files.append
+    )
 
 
 # ------------------------------------------------------------------------------ legacy contract
@@ -167,7 +158,6 @@ def run_legacy(config: GCConfig) -> int:
     ensure_output_dir(config.output_root)
     try:
         device = resolve_device(config.device)
-        check_precision(config.precision, device)
         weights = load_weights(config, device)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -185,11 +175,10 @@ def run_legacy(config: GCConfig) -> int:
 def legacy_case(path: Path, config: GCConfig, weights: Weights, device: torch.device) -> dict:
     """One results.json entry; a failing case is reported there and on stderr, not raised."""
     try:
-        result = process_case(path, config, weights, device)
-        result.report["contract"] = "legacy"
+        result = process_case(path, config, weights, device, {}, "legacy")
         images = config.output_root / "images"
         ensure_output_dir(images)
-        write_mask(result.mask, images / result.mask_name)
+        write_case_outputs(result.mask, result.report, images / result.mask_name)
     except USER_ERRORS as exc:
         print(f"error: {path.name}: {exc}", file=sys.stderr)
         return legacy_result_entry(path.name, None, [str(exc)], None)
@@ -205,63 +194,59 @@ def legacy_case(path: Path, config: GCConfig, weights: Weights, device: torch.de
 # ----------------------------------------------------------------------------------- shared
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision == "float16" and device.type != "cuda":
-        raise InputError("GC_PRECISION=float16 needs a CUDA GPU; use bfloat16 or float32 on the CPU")
-
-
 def load_weights(config: GCConfig, device: torch.device) -> Weights:
-    """A checkpoint from the model tarball (/opt/ml/model) wins over the baked-in weights."""
+    """A checkpoint from the model tarball (/opt/ml/model) wins over the baked-in weights.
+
+    The precision is checked before the weights load (float16 needs CUDA).
+    """
     uploaded = find_model_checkpoint(config.model_root)
-    checkpoint = load_checkpoint(uploaded, device)
-    return Weights(checkpoint, "model tarball" if uploaded else "baked into the image")
+    try:
+        segmenter = LobeSegmenter(uploaded, device, precision=config.precision, fissures=config.fissures)
+    except SettingsError as exc:
+        raise InputError(f"GC_PRECISION: {exc}") from exc
+    return Weights(segmenter, "model tarball" if uploaded else "baked into the image")
 
 
-def process_case(path: Path, config: GCConfig, weights: Weights, device: torch.device) -> CaseResult:
+def process_case(
+    path: Path, config: GCConfig, weights: Weights, device: torch.device, input_fields: dict, contract: str
+) -> CaseResult:
     """Plan memory from the header (before loading any voxel), read, segment."""
-    started = time.perf_counter()
-    settings = weights.checkpoint.settings
+    segmenter = weights.segmenter
     header = read_header(path)
-    plan = plan_memory(header, settings.inplane_size, device, config.max_memory_mb)
-    loaded = read_image(path)
-    for warning in loaded.warnings:
-        print(f"warning: {path.name}: {warning}", file=sys.stderr)
-    result = segment_within_memory(loaded.image, weights.checkpoint, device, plan, config.precision, config.fissures)
-    report = {
-        "case": output_stem(path),
-        "input": {"file": path.name, "read": loaded.description, "warnings": loaded.warnings},
-        **result.report,
-        "memory": {"limit_mb": plan.limit_mb, "estimate_mb": plan.host_estimate_mb, "tile_batch": plan.batch_size,
-                   "max_tile_in_voxels": plan.max_tile_in_voxels},
-        "run_time_s": {**result.timings_s, "total": round(time.perf_counter() - started, 3)},
-    }
-    report["weights"] = {**report["weights"], "source": weights.source}
-    return CaseResult(mask=result.mask, mask_name=f"{output_stem(path)}.mha", report=report)
+    plan = plan_memory(header, segmenter.settings.inplane_size, device, config.max_memory_mb)
+    memory = {"limit_mb": plan.limit_mb, "estimate_mb": plan.host_estimate_mb, "tile_batch": plan.batch_size,
+              "max_tile_in_voxels": plan.max_tile_in_voxels}
+    run = segment_file(
+        path, segment_within_memory(segmenter, plan), output_stem(path), {"file": path.name, **input_fields},
+        weights_source=weights.source, extra={"memory": memory, "contract": contract},
+    )
+    return CaseResult(mask=run.mask, mask_name=f"{output_stem(path)}.mha", report=run.document)
 
 
-def segment_within_memory(
-    image, checkpoint: Checkpoint, device: torch.device, plan: MemoryPlan, precision: str = "auto",
-    fissures: str = DEFAULT_FISSURES,
-) -> Segmentation:
-    """Segment; on a CUDA out-of-memory retry once with one tile per pass, then give a clear error."""
+def segment_within_memory(segmenter: LobeSegmenter, plan: MemoryPlan) -> Callable[..., SegmentationResult]:
+    """The segmenter within the memory plan; on a CUDA out-of-memory it retries once with one tile per pass."""
     batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
-    for attempt, batch in enumerate(batches, start=1):
-        tiling = TilingSettings(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=batch, precision=precision)
-        try:
-            return segment(image, checkpoint, device, tiling, fissures=fissures)
-        except torch.cuda.OutOfMemoryError as exc:
-            if attempt == len(batches):
-                raise ResourceError(f"the GPU ran out of memory even with one tile per pass ({exc})") from exc
-            torch.cuda.empty_cache()
-            print("warning: GPU out of memory; retrying with one tile per pass", file=sys.stderr)
-        except MemoryError as exc:
-            raise ResourceError("the container ran out of memory: raise the algorithm's memory limit") from exc
-    raise AssertionError("unreachable")
+
+    def segment(image: sitk.Image, progress=None) -> SegmentationResult:
+        for attempt, batch in enumerate(batches, start=1):
+            planned = segmenter.with_options(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=batch)
+            try:
+                return planned(image, progress)
+            except torch.cuda.OutOfMemoryError as exc:
+                if attempt == len(batches):
+                    raise ResourceError(f"the GPU ran out of memory even with one tile per pass ({exc})") from exc
+                torch.cuda.empty_cache()
+                print("warning: GPU out of memory; retrying with one tile per pass", file=sys.stderr)
+            except MemoryError as exc:
+                raise ResourceError("the container ran out of memory: raise the algorithm's memory limit") from exc
+        raise AssertionError("unreachable")
+
+    return segment
 
 
 def print_summary(result: CaseResult) -> None:
     volumes = result.report["volumes_ml"]
-    lobes = "  ".join(f"{key} {volumes[key]:.1f}" for key in ("LUL", "LLL", "RUL", "RLL", "RML"))
+    lobes = "  ".join(f"{lobe.name} {volumes[lobe.name]:.1f}" for lobe in LOBES)
     weights = result.report["weights"]
     print(f"{result.report['case']}: lobe volumes (mL) {lobes}  total {volumes['total']:.1f}")
     print(f"  weights: {weights['path']} ({weights['source']}, sha256 {weights['sha256'][:12]}…)")

@@ -2,7 +2,8 @@
 
 Made for a person to see at a glance whether the result is sane: lung window, each lobe filled
 translucently with its outline in the solid colour, a legend with the volumes and shares, the
-number of quality flags and the severity estimate. numpy + scikit-image only (runtime packages).
+number of quality flags and the severity estimate. numpy, scikit-image and Pillow (runtime packages;
+the text is Pillow's built-in font, so nothing is read from disk or downloaded).
 
 Layout (``panel_px`` = P): three P x P panels side by side (axial, coronal, sagittal; radiological
 convention: the patient's right on the left of the axial and coronal views, anterior on the left of
@@ -11,11 +12,13 @@ the sagittal view, superior at the top), above a legend strip; see ``preview_sha
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import SimpleITK as sitk
+from PIL import Image, ImageDraw, ImageFont
 from skimage.transform import resize
 
-from algorithm.report.bitmap_font import GLYPH_H, draw_text, text_width
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
 from algorithm.report.volumes import volumes_ml
 
@@ -29,7 +32,7 @@ LOBE_COLOURS: dict[Lobe, tuple[int, int, int]] = {
 }
 LUNG_WINDOW_HU = (-1350.0, 150.0)  # level -600, width 1500
 FILL_ALPHA = 0.35
-TEXT_SCALE = 2
+TEXT_PX = 14  # font size of panels 200 px and larger; smaller panels get half
 ROW_PX = 20
 MARGIN_PX = 8
 WHITE = (255, 255, 255)
@@ -39,6 +42,30 @@ LEGEND_ROWS = len(LOBES) + 2  # lobes, total, flags/severity
 def preview_shape(panel_px: int = 256) -> tuple[int, int]:
     """(height, width) in pixels of the preview for a given panel size."""
     return panel_px + 2 * MARGIN_PX + LEGEND_ROWS * ROW_PX, 3 * panel_px
+
+
+@lru_cache(maxsize=4)
+def _font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's built-in font (embedded in Pillow: no font file, no download) at ``size_px``."""
+    return ImageFont.load_default(size=size_px)
+
+
+def _text_px(panel_px: int) -> int:
+    return TEXT_PX if panel_px >= 200 else TEXT_PX // 2 + 1
+
+
+def text_width(text: str, size_px: int) -> int:
+    """Width in pixels of ``text`` drawn at ``size_px``."""
+    return int(np.ceil(_font(size_px).getlength(text)))
+
+
+def draw_text(canvas: np.ndarray, text: str, top: int, left: int, colour, size_px: int) -> None:
+    """Draw ``text`` onto an (H, W, 3) uint8 canvas in place, its top-left corner at (top, left)."""
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    draw.fontmode = "1"  # no anti-aliasing: crisp at small sizes, and no blended colours on the lobes
+    draw.text((left, top), text, font=_font(size_px), fill=tuple(colour))
+    canvas[...] = np.asarray(picture)
 
 
 def _slice_index(labels: np.ndarray, axis: int, lobes: tuple[Lobe, ...] = LOBES) -> int:
@@ -65,9 +92,9 @@ def _views(hu: np.ndarray, labels: np.ndarray, spacing_zyx: tuple[float, ...]):
     j = _slice_index(labels, 1)
     i = _slice_index(labels, 2)
     return [
-        ("AXIAL", hu[k], labels[k], dy, dx, "R", "L"),
-        ("CORONAL", hu[::-1, j, :], labels[::-1, j, :], dz, dx, "R", "L"),
-        ("SAGITTAL", hu[::-1, :, i], labels[::-1, :, i], dz, dy, "A", "P"),
+        ("axial", hu[k], labels[k], dy, dx, "R", "L"),
+        ("coronal", hu[::-1, j, :], labels[::-1, j, :], dz, dx, "R", "L"),
+        ("sagittal", hu[::-1, :, i], labels[::-1, :, i], dz, dy, "A", "P"),
     ]
 
 
@@ -106,11 +133,11 @@ def _panel(view, panel_px: int) -> np.ndarray:
     panel = np.zeros((panel_px, panel_px, 3), np.uint8)
     top, left_px = (panel_px - rgb.shape[0]) // 2, (panel_px - rgb.shape[1]) // 2
     panel[top : top + rgb.shape[0], left_px : left_px + rgb.shape[1]] = rgb
-    scale = _text_scale(panel_px)
-    draw_text(panel, name, 4, 4, WHITE, scale=scale)
-    middle = (panel_px - GLYPH_H * scale) // 2
-    draw_text(panel, left, middle, 4, WHITE, scale=scale)
-    draw_text(panel, right, middle, panel_px - 4 - text_width(right, scale), WHITE, scale=scale)
+    size = _text_px(panel_px)
+    draw_text(panel, name, 4, 4, WHITE, size)
+    middle = (panel_px - size) // 2
+    draw_text(panel, left, middle, 4, WHITE, size)
+    draw_text(panel, right, middle, panel_px - 4 - text_width(right, size), WHITE, size)
     return panel
 
 
@@ -120,30 +147,31 @@ def _legend_lines(report: dict, volumes: dict[str, float]) -> list[tuple[str, tu
     for lobe in LOBES:
         volume = volumes.get(lobe.name, 0.0) or 0.0
         share = 100.0 * volume / total if total > 0 else 0.0
-        lines.append((f"{lobe.name}  {LOBE_NAMES[lobe]:17s} {volume:7.1f} ML {share:5.1f} %", LOBE_COLOURS[lobe]))
-    lines.append((f"LUNGS {'':17s} {total:7.1f} ML", None))
+        lines.append((f"{lobe.name}  {LOBE_NAMES[lobe]}   {volume:.1f} mL   {share:.1f} %", LOBE_COLOURS[lobe]))
+    lines.append((f"lungs   {total:.1f} mL", None))
     flags = report.get("quality_flags")
-    status = "" if flags is None else (f"FLAGS: {len(flags)} (SEE JSON)" if flags else "NO QUALITY FLAGS")
+    status = "" if flags is None else (f"quality flags: {len(flags)} (see the JSON)" if flags else "no quality flags")
     severity = (report.get("measures") or {}).get("severity") or {}
     if severity.get("total_score") is not None:
-        status += f"  SEVERITY {severity['total_score']}/{severity.get('max_score', 25)} (RESEARCH ESTIMATE)"
+        status += f"   severity {severity['total_score']}/{severity.get('max_score', 25)} (research estimate)"
     lines.append((status.strip(), None))
     return lines
 
 
-def _text_scale(panel_px: int) -> int:
-    return TEXT_SCALE if panel_px >= 200 else 1
+def swatch_px(panel_px: int) -> int:
+    """Edge of a lobe's colour square in the legend."""
+    return 14 if panel_px >= 200 else 7
 
 
 def _legend(panel_px: int, report: dict, volumes: dict[str, float]) -> np.ndarray:
     legend = np.zeros((2 * MARGIN_PX + LEGEND_ROWS * ROW_PX, 3 * panel_px, 3), np.uint8)
-    scale = _text_scale(panel_px)
-    box = GLYPH_H * scale
+    size = _text_px(panel_px)
+    box = swatch_px(panel_px)
     for row, (text, colour) in enumerate(_legend_lines(report, volumes)):
         top = MARGIN_PX + row * ROW_PX
         if colour is not None:
             legend[top : top + box, MARGIN_PX : MARGIN_PX + box] = colour
-        draw_text(legend, text, top, 2 * MARGIN_PX + box, WHITE, scale=scale)
+        draw_text(legend, text, top, 2 * MARGIN_PX + box, WHITE, size)
     return legend
 
 

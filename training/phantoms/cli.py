@@ -7,6 +7,7 @@ import sys
 
 from .config import PATHOLOGIES, VERSIONS, PhantomOptions
 from .dataset import write_dataset
+from algorithm.cli import HelpFormatter
 
 
 def _triple(text: str, kind: type) -> tuple:
@@ -18,6 +19,7 @@ def _triple(text: str, kind: type) -> tuple:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
         prog="python -m training phantoms", description="Synthetic chest CT phantoms with lobe labels."
     )
     p.add_argument("--out", required=True, help="output folder (images/, labels/, cases.csv)")

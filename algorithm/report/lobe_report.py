@@ -1,0 +1,128 @@
+"""The report that goes with a lobe mask: one dataclass, built once, never patched afterwards.
+
+Its ``to_dict()`` is the body of ``NAME_lobes.json`` and of the container's
+``pulmonary-lobe-volumes.json`` (docs/outputs.md); the front ends put the case name and input
+description before it and the run times after it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import SimpleITK as sitk
+
+from algorithm import __version__
+from algorithm.labels import label_map
+from algorithm.report.border_index import border_flags, border_report
+from algorithm.report.density import lobe_measures
+from algorithm.report.quality_flags import assess_quality
+from algorithm.report.volumes import volumes_ml
+
+SOFTWARE = {"name": "ctsunet-lobes", "version": __version__}
+LOW_CONFIDENCE_BELOW = 0.5  # winning softmax probability under which a lung voxel counts as unsure
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Which weights ran: where from, their sha256, what they were trained on."""
+
+    path: str
+    sha256: str
+    trained_on: str = "unknown"
+
+
+@dataclass(frozen=True)
+class NetworkRun:
+    """How the network ran on a case: its grid, the stage-II tiles and the arithmetic."""
+
+    spacing_mm_zyx: tuple[float, float, float]
+    stage2_tiles: int
+    stage2_tile_out_zyx: tuple[int, int, int] | None
+    precision: str  # "float32", "bfloat16" or "float16"
+
+
+@dataclass(frozen=True)
+class LobeReport:
+    """Volumes, per-lobe density measures, quality flags and provenance of one segmentation."""
+
+    label_map: dict
+    volumes_ml: dict[str, float]
+    input_geometry: dict
+    network_grid: NetworkRun
+    weights: WeightsInfo
+    device: str
+    low_confidence_lung_share: float
+    outside_air_removed_ml: float
+    measures: dict
+    quality_flags: list[dict]
+    quality_estimates: dict
+    border_vessel_index: dict  # the vessel-sparse band along each fissure (report/border_index.py)
+    fissures: dict | None = None  # what the fissure step did (fissure_fit.py; docs/outputs.md)
+    warnings: list[str] = field(default_factory=list)
+    software: dict = field(default_factory=lambda: dict(SOFTWARE))
+
+    def flags_of(self, severity: str) -> list[dict]:
+        """The quality flags of one severity ("error" or "warning")."""
+        return [flag for flag in self.quality_flags if flag.get("severity") == severity]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready copy (the key order of the written JSON: software first)."""
+        out = {"software": dict(self.software)}
+        for f in fields(self):
+            if f.name == "software":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, (NetworkRun, WeightsInfo)):
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(value).items()}
+            out[f.name] = copy.deepcopy(value)
+        return out
+
+
+def input_geometry(image: sitk.Image) -> dict:
+    return {
+        "size_xyz": list(image.GetSize()),
+        "spacing_mm_xyz": [float(s) for s in image.GetSpacing()],
+        "origin_mm_xyz": [float(s) for s in image.GetOrigin()],
+        "direction": [float(d) for d in image.GetDirection()],
+    }
+
+
+def low_confidence_share(labels_zyx: np.ndarray, confidence_zyx: np.ndarray) -> float:
+    """Share of the lung voxels (network grid) whose winning probability is below 0.5."""
+    lung = labels_zyx > 0
+    return float(np.mean(confidence_zyx[lung] < LOW_CONFIDENCE_BELOW)) if lung.any() else 0.0
+
+
+def build_report(
+    image: sitk.Image,
+    mask: sitk.Image,
+    network: NetworkRun,
+    weights: WeightsInfo,
+    device: str,
+    low_confidence: float,
+    outside_air_ml: float = 0.0,
+    warnings: list[str] | None = None,
+    fissures: dict | None = None,
+) -> LobeReport:
+    """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality."""
+    measures = lobe_measures(image, mask)
+    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml)
+    borders = border_report(image, mask)
+    return LobeReport(
+        label_map=label_map(),
+        volumes_ml=volumes_ml(mask),
+        input_geometry=input_geometry(image),
+        network_grid=network,
+        weights=weights,
+        device=device,
+        low_confidence_lung_share=round(low_confidence, 4),
+        outside_air_removed_ml=round(outside_air_ml, 1),
+        measures=measures,
+        quality_flags=quality.flags + border_flags(borders),
+        quality_estimates=quality.estimates,
+        border_vessel_index=borders,
+        fissures=fissures,
+        warnings=list(warnings or []),
+    )
