@@ -63,6 +63,7 @@ class FitSettings:
     control_spacing_mm: float = 40.0  # B-spline control grid: the finest undulation the fit can follow
     move_weight: float = 0.1  # cost of moving the whole fissure by move_scale_mm (index units) ...
     move_scale_mm: float = 10.0  # ... quadratic in the shift along the normal
+    beyond_weight: float = 5.0  # cost of relabelling the whole lung in columns where the network has one lobe
     bend_weight: float = 2.0  # cost of the displacement's mean squared curvature (_bending)
     plane_offsets_mm: tuple[float, ...] = tuple(float(v) for v in range(-20, 21, 4))  # coarse planes ...
     plane_slopes: tuple[float, ...] = (-0.2, 0.0, 0.2)  # mm per mm, front-back and sideways
@@ -79,7 +80,9 @@ class FitSettings:
     lower_lobe_share: tuple[float, float] = (0.25, 0.75)  # LLL of the left, RLL of the right lung
     rml_share: tuple[float, float] = (0.03, 0.30)  # RML of the right lung
     rml_keep: float = 0.5  # the right oblique fissure keeps at least this share of the network's RML above it
-    rml_growth_mm: float = 10.0  # the RML grows only within this distance (in plane) of the network's RML
+    growth_mm: float = 10.0  # relabel only within this distance (in plane) of where the network has both sides
+    moved_mm: float = 0.5  # columns where the fit moved less keep the network's labels exactly
+    relabel_margin_mm: float = 10.0  # where it moved, voxels this far beyond the move take the fit's side too
 
 
 @dataclass
@@ -293,6 +296,7 @@ class _Evaluation:
     slope2: np.ndarray  # squared slope per column
     outer_vessels: float = 0.0  # the same counts in the band twice as wide
     outer_region: float = 0.0
+    changed_beyond: float = 0.0  # relabelled voxels in the columns where the network has one lobe only
 
 
 class _Problem:
@@ -362,10 +366,11 @@ class _Problem:
         outer = self._band(f_c, 2.0 * half) if self.settings.outer_band_weight > 0 else (0.0, 0.0)
         u = lung.u(f_c)
         top = self.class_stack.at(np.maximum(u, self.floor_u)) - self.at_floor
-        # relabelled: network upper voxels now below the surface + network lower voxels above it
-        changed = top[1].sum() + self.lower_total - (self.at_floor[2].sum() + top[2].sum())
+        # relabelled per column: network upper voxels now below the surface + lower voxels above it
+        changed = top[1] + self.lower_cum[:, -1] - (self.at_floor[2] + top[2])
         return _Evaluation(
-            band[0], band[1], float(changed), top[0], u, f_c, slope2.ravel()[lung.columns], outer[0], outer[1]
+            band[0], band[1], float(changed.sum()), top[0], u, f_c, slope2.ravel()[lung.columns], outer[0], outer[1],
+            float(changed[~self.fissure_columns].sum()),
         )
 
     def _band(self, f_c: np.ndarray, half_mm: np.ndarray) -> tuple[float, float]:
@@ -412,9 +417,12 @@ def _excess(vessels: float, region: float, share: float, ref_region: float) -> f
     return (vessels - share * region) / (share * max(region, ref_region)) + 1.0
 
 
-def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray, ref: tuple[float, float]) -> float:
+def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray,
+          ref: tuple[float, float], base_beyond: float = 0.0) -> float:
     """Band excess (plus the twice-as-wide band's, which centres the surface where the vessel-free
-    zone is wider than the band) + move + bending; ``ref`` the network's band sizes."""
+    zone is wider than the band) + move + bending + lung relabelled where the network saw no
+    fissure (columns of one lobe: the move term, over the fissure's columns, does not see them);
+    ``ref`` the network's band sizes."""
     ev = problem.evaluate(coef)
     share = problem.lung.vessel_share
     if ev.region <= 0 or share <= 0 or min(ref) <= 0 or not problem.feasible(ev):
@@ -425,7 +433,8 @@ def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np
         band += s.outer_band_weight * _excess(ev.outer_vessels, ev.outer_region, share, ref[1])
     moved = float(np.mean((ev.f_mm[problem.fissure_columns] - anchor_mm) ** 2 * cos2)) / s.move_scale_mm**2
     bend = _bending(problem, coef - anchor)
-    return float(band + s.move_weight * moved + s.bend_weight * bend)
+    beyond = max(0.0, ev.changed_beyond - base_beyond) / problem.lung_total
+    return float(band + s.move_weight * moved + s.bend_weight * bend + s.beyond_weight * beyond)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,9 +553,10 @@ def _plane_search(cost, problem: _Problem, start: np.ndarray, around: tuple[floa
 def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: tuple[float, float]):
     """The cost with its move and bending terms measured from ``anchor``."""
     ev = problem.evaluate(anchor)
+    base_beyond = ev.changed_beyond
     anchor_mm = ev.f_mm[problem.fissure_columns]
     cos2 = 1.0 / (1.0 + ev.slope2[problem.fissure_columns])  # vertical -> normal shift, squared
-    return lambda c: _cost(problem, c, anchor, anchor_mm, cos2, ref_region)
+    return lambda c: _cost(problem, c, anchor, anchor_mm, cos2, ref_region, base_beyond)
 
 
 def _descend(cost, coef: np.ndarray, active: list[tuple[int, int]], steps_mm: tuple[float, ...], max_sweeps: int) -> np.ndarray:
@@ -713,10 +723,10 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
 
 def apply_fit(labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], fit: FissureFit) -> np.ndarray:
     """Relabel ``labels`` (any grid whose voxel i lies at ``i * spacing`` mm in the fit's frame) by
-    the accepted surfaces. Only the voxels between a fissure's smoothed network surface and its
-    fitted surface change side, so wherever the fit did not move, the network's labels stand
-    exactly (including shapes a height field cannot follow); fissures left to the network keep
-    the network's labels. The work is proportional to the voxels that move, not to the scan.
+    the accepted surfaces. Only columns where the fit moved change (``_slabs``), so wherever it
+    did not move the network's labels stand exactly (including shapes a height field cannot
+    follow); fissures left to the network keep the network's labels. The work is proportional to
+    the moved columns' slabs, not to the scan.
     Returns a copy (the input itself when nothing was accepted); the lung extent never changes."""
     if not any(fit.accepted(name) for name in FISSURES):
         return labels
@@ -726,7 +736,7 @@ def apply_fit(labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], fi
     if fit.accepted(LEFT_OBLIQUE):
         box = bounding_box((out == Lobe.LUL) | (out == Lobe.LLL))
         if box is not None:
-            down, up = _slabs(out.shape, box, spacing, fit, LEFT_OBLIQUE)
+            down, up = _slabs(out.shape, box, spacing, fit, LEFT_OBLIQUE, out[box], (Lobe.LLL,), (Lobe.LUL,))
             _set(flat, down, (Lobe.LUL,), Lobe.LLL)
             _set(flat, up, (Lobe.LLL,), Lobe.LUL)
     if fit.accepted(RIGHT_OBLIQUE) or fit.accepted(HORIZONTAL):
@@ -760,11 +770,32 @@ def _voxels_between(shape, box, spacing, lo_mm: np.ndarray, hi_mm: np.ndarray) -
     return (z * shape[1] + y) * shape[2] + x
 
 
-def _slabs(shape, box, spacing, fit: FissureFit, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(voxels the fit puts below the fissure that lay above the network's surface, the reverse)."""
+def _slabs(shape, box, spacing, fit: FissureFit, name: str, labels_box: np.ndarray,
+           lower: tuple[Lobe, ...], upper: tuple[Lobe, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels to put below the fissure, voxels to put above it) where the fit moved.
+
+    In the columns where the fitted surface F lies at least ``moved_mm`` from the network's
+    smoothed surface S, every voxel within ``relabel_margin_mm`` of the span between them takes
+    its side of F: the network's own border there (which S only approximates) is replaced whole,
+    leaving no sliver of the old lobe beside the new border. Elsewhere nothing changes, and
+    neither does a column farther than ``growth_mm`` (in plane) from every column where the
+    network has both of the fissure's sides: where the network saw no fissure (the front of the
+    lower lobes, behind the RML) its lobe stands, so a vessel-poor patch there cannot grow a lobe.
+    """
+    settings = fit.settings
     start = _column_heights(box, spacing, fit.network_surfaces[name])
     new = _column_heights(box, spacing, fit.surfaces[name])
-    return _voxels_between(shape, box, spacing, start, new), _voxels_between(shape, box, spacing, new, start)
+    moved = (np.abs(new - start) >= settings.moved_mm) & _fissure_columns(labels_box, lower, upper, spacing, settings.growth_mm)
+    lo = np.where(moved, np.minimum(start, new) - settings.relabel_margin_mm, new)
+    hi = np.where(moved, np.maximum(start, new) + settings.relabel_margin_mm, new)
+    return _voxels_between(shape, box, spacing, lo, new), _voxels_between(shape, box, spacing, new, hi)
+
+
+def _fissure_columns(labels_box: np.ndarray, lower, upper, spacing, reach_mm: float) -> np.ndarray:
+    """Columns within ``reach_mm`` (in plane) of a column holding both sides of a fissure."""
+    both = np.isin(labels_box, [int(v) for v in lower]).any(axis=0) & np.isin(labels_box, [int(v) for v in upper]).any(axis=0)
+    reach = [max(1, int(round(reach_mm / s))) for s in spacing[1:]]
+    return ndimage.maximum_filter(both, size=(2 * reach[0] + 1, 2 * reach[1] + 1))
 
 
 def _set(flat: np.ndarray, voxels: np.ndarray, from_lobes: tuple[Lobe, ...], to: Lobe) -> None:
@@ -774,7 +805,7 @@ def _set(flat: np.ndarray, voxels: np.ndarray, from_lobes: tuple[Lobe, ...], to:
 
 def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> None:
     if fit.accepted(RIGHT_OBLIQUE):
-        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE)
+        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE, flat.reshape(shape)[box], (Lobe.RLL,), (Lobe.RUL, Lobe.RML))
         _set(flat, down, (Lobe.RUL, Lobe.RML), Lobe.RLL)
         lifted = up[flat[up] == Lobe.RLL]
         # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure
@@ -788,24 +819,9 @@ def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> No
             column = (y - box[1].start) * (box[2].stop - box[2].start) + (x - box[2].start)
             flat[lifted] = np.where(z * spacing[0] < heights[column], Lobe.RML, Lobe.RUL)
     if fit.accepted(HORIZONTAL):
-        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL)
-        _set(flat, down[_near_network_rml(flat, shape, box, spacing, down, fit.settings.rml_growth_mm)], (Lobe.RUL,), Lobe.RML)
+        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL, flat.reshape(shape)[box], (Lobe.RML,), (Lobe.RUL,))
+        _set(flat, down, (Lobe.RUL,), Lobe.RML)
         _set(flat, up, (Lobe.RML,), Lobe.RUL)
-
-
-def _near_network_rml(flat: np.ndarray, shape, box, spacing, voxels: np.ndarray, reach_mm: float) -> np.ndarray:
-    """Which ``voxels`` lie in a column within ``reach_mm`` (in plane) of a column holding RML.
-
-    The horizontal fissure is the weakest signal (often incomplete, meeting the oblique fissure):
-    the fit may move it up and down, but the RML grows only beside where the network put it, so a
-    vessel-poor patch far behind the RML cannot become a second RML."""
-    view = flat.reshape(shape)[box]
-    columns = (view == Lobe.RML).any(axis=0)
-    reach = [max(1, int(round(reach_mm / s))) for s in spacing[1:]]
-    columns = ndimage.maximum_filter(columns, size=(2 * reach[0] + 1, 2 * reach[1] + 1))
-    _, rest = np.divmod(voxels, shape[1] * shape[2])
-    y, x = np.divmod(rest, shape[2])
-    return columns[y - box[1].start, x - box[2].start]
 
 
 # ---------------------------------------------------------------------------------------------
