@@ -804,22 +804,26 @@ def _set(flat: np.ndarray, voxels: np.ndarray, from_lobes: tuple[Lobe, ...], to:
 
 
 def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> None:
+    network_box = flat.reshape(shape)[box].copy()  # the network's right lobes, before any change
     if fit.accepted(RIGHT_OBLIQUE):
-        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE, flat.reshape(shape)[box], (Lobe.RLL,), (Lobe.RUL, Lobe.RML))
+        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE, network_box, (Lobe.RLL,), (Lobe.RUL, Lobe.RML))
         _set(flat, down, (Lobe.RUL, Lobe.RML), Lobe.RLL)
         lifted = up[flat[up] == Lobe.RLL]
-        # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure
+        # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure,
+        # RML only beside columns where the network has both RML and RUL (no stray RML behind it)
         surface = fit.surfaces[HORIZONTAL] if fit.accepted(HORIZONTAL) else fit.network_surfaces.get(HORIZONTAL)
         if surface is None:
             flat[lifted] = Lobe.RUL
         else:
             heights = _column_heights(box, spacing, surface).ravel()
+            near_rml = _fissure_columns(network_box, (Lobe.RML,), (Lobe.RUL,), spacing, fit.settings.growth_mm).ravel()
             z, rest = np.divmod(lifted, shape[1] * shape[2])
             y, x = np.divmod(rest, shape[2])
             column = (y - box[1].start) * (box[2].stop - box[2].start) + (x - box[2].start)
-            flat[lifted] = np.where(z * spacing[0] < heights[column], Lobe.RML, Lobe.RUL)
+            rml = (z * spacing[0] < heights[column]) & near_rml[column]
+            flat[lifted] = np.where(rml, Lobe.RML, Lobe.RUL)
     if fit.accepted(HORIZONTAL):
-        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL, flat.reshape(shape)[box], (Lobe.RML,), (Lobe.RUL,))
+        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL, network_box, (Lobe.RML,), (Lobe.RUL,))
         _set(flat, down, (Lobe.RUL,), Lobe.RML)
         _set(flat, up, (Lobe.RML,), Lobe.RUL)
 
