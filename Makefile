@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-training.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SAMPLE := samples/ct/sample-healthy.mha
 
-.PHONY: setup demo test test-all results bench clean
+.PHONY: setup demo test test-avx2 test-all results bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
+
+# The quick suite as on an x86-64 CPU without native bfloat16 (AVX2 only): oneDNN's and ATen's ISA
+# capped (both read at start-up); --precision auto must pick float32 and nothing may hang.
+AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+test-avx2: setup
+	$(AVX2_ONLY) $(PY) -m pytest -m "not slow" -q
 
 test-all: setup
 	$(PY) -m pytest -q

@@ -107,9 +107,15 @@ def print_summary(name: str, document: dict, paths: Sequence[tuple[str, Path]] =
     print(f"{name}: lobe volumes (mL)")
     for key in VOLUME_KEYS:
         print(f"  {key:10s} {volumes[key]:9.1f}")
-    for severity in ("error", "warning"):  # "error" here is a quality flag, not a failed run
-        for flag in document.get("quality_flags", []):
-            if flag.get("severity") == severity:
-                print(f"  quality {severity}: {flag['message']}")
+    for line in quality_lines(document):
+        print(f"  {line}")
     for label, path in paths:
         print(f"  {label}: {path}")
+
+
+def quality_lines(document: dict) -> list[str]:
+    """The quality flags of severity error, then warning, one line each ("error" here is a flag
+    about the result, not a failed run: those print "error:" on stderr)."""
+    flags = document.get("quality_flags") or []
+    return [f"quality {severity}: {flag['message']}"
+            for severity in ("error", "warning") for flag in flags if flag.get("severity") == severity]

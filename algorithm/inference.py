@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from algorithm.constants import MAX_TILE_IN_VOXELS, PRECISIONS
+from algorithm.cpu_bf16 import bf16_support
 from algorithm.errors import ResourceError
 
 from algorithm.network import CTSUNet
@@ -66,20 +67,19 @@ def bbox_margin_voxels(margin_mm: float, spacing_mm_zyx: tuple[float, float, flo
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 convolutions natively here (AVX512-BF16 / AMX); elsewhere
-    bfloat16 is emulated and slower than float32."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 / AMX, honouring the
+    ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY caps); elsewhere bfloat16 is emulated and slower
+    than float32 (algorithm.cpu_bf16 says why)."""
+    return bf16_support().native
 
 
 def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """The autocast dtype of the network's convolutions for ``precision`` on ``device``.
 
     "auto": float16 on CUDA; bfloat16 on CPUs with native bfloat16 (1.7x faster stage II, same
-    accuracy on the phantom test set: docs/tiling.md), else float32. The attention softmax and
-    the final softmax stay float32 whatever the choice.
+    accuracy on the phantom test set: docs/tiling.md), else float32: emulated bfloat16 is 3x
+    (AVX512 without BF16) to over 10x (AVX2) slower than float32 (docs/performance.md). The
+    attention softmax and the final softmax stay float32 whatever the choice.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -110,7 +110,7 @@ def predict_network_grid(
     """Run both stages on a preprocessed scan (float32 (Z, Y, X) in [0, 1])."""
     started = time.perf_counter()
     scan = torch.from_numpy(scan_zyx)[None, None].to(device)
-    compute_dtype(device, tiling.precision)  # a bad choice fails before any work
+    warnings = _precision_warnings(device, compute_dtype(device, tiling.precision))  # a bad choice fails here
     with autocast_for(device, tiling.precision):
         stage1 = model.forward_stage1(scan)
     stage1_labels = stage1.lobe_logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
@@ -119,12 +119,11 @@ def predict_network_grid(
     confidence = np.ones(scan_zyx.shape, np.float16)
     box = _lung_box(stage1_labels, scan_zyx.shape, tiling.bbox_margin_vox)
     if box is None:
-        return NetworkPrediction(labels, confidence, stage1_labels, None, timings)
+        return NetworkPrediction(labels, confidence, stage1_labels, None, timings, warnings=warnings)
     if not tiling.crop_to_lungs:
         box = tuple(slice(0, dim) for dim in scan_zyx.shape)
     started = time.perf_counter()
     plan = plan_tiles(box, tiling)
-    warnings: list[str] = []
     state = _Stage2State(model, scan, stage1, device, tiling.batch_size, tiling.precision)
     try:
         done = 0
@@ -143,6 +142,16 @@ def predict_network_grid(
         state.restore()
     timings["stage2"] = round(time.perf_counter() - started, 3)
     return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan, warnings)
+
+
+def _precision_warnings(device: torch.device, dtype: torch.dtype) -> list[str]:
+    """bfloat16 asked for on a CPU that only emulates it: slower than float32, say so."""
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return []
+    support = bf16_support()
+    if support.native:
+        return []
+    return [f"bfloat16 was asked for, but {support.reason}: float32 (--precision auto) is faster here"]
 
 
 class _Stage2State:

@@ -5,7 +5,7 @@
 Per scan: the five lobes present, each one connected piece, left lobes on the patient's left
 (physical LPS x of the centroids), volumes, quality flags, run time, and the preview picture
 (docs/img/real/NAME.png). Plausibility only: these scans have no lobe reference. The border
-vessel index (algorithm/border_index.py) of each interlobar border is the one number per border
+vessel index (algorithm/report/border_index.py) of each interlobar border is the one number per border
 that judges the lobes against the scan itself; with several ``--weights`` (``shipped`` names the
 shipped ones) the border table holds every model on every scan, so two models can be compared on
 real scans in one table (the plausibility table and pictures are of the first).

@@ -14,8 +14,6 @@ Every layout holds the same cases, so that one table of expectations serves all 
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, Lobe
+from training import layout_writers as layouts
 from training.label_maps import LABEL_REMAPS, TOTALSEGMENTATOR_FILES
 from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
@@ -68,26 +67,9 @@ def overlap_case() -> tuple[FakeCase, dict[int, np.ndarray], int]:
     return FakeCase("overlap", image, labels), masks, shared
 
 
-def _write(array_or_image, like: sitk.Image, path: Path) -> None:
-    image = array_or_image
-    if isinstance(array_or_image, np.ndarray):
-        image = sitk.GetImageFromArray(array_or_image)
-        image.CopyInformation(like)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-
-
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-
-
-def _to_source_values(labels: np.ndarray, table: dict[int, int]) -> np.ndarray:
-    """Paper labels written in another numbering (the inverse of ``table``)."""
-    out = np.zeros(labels.shape, np.uint8)
-    for source, paper in table.items():
-        out[labels == paper] = source
-    return out
 
 
 def write_totalsegmentator(root: Path) -> tuple[list[FakeCase], int]:
@@ -96,40 +78,27 @@ def write_totalsegmentator(root: Path) -> tuple[list[FakeCase], int]:
     cases = fake_cases()
     overlap, overlap_masks, shared = overlap_case()
     for case in cases + [overlap]:
-        folder = root / case.name
-        _write(case.image, case.image, folder / "ct.nii.gz")
-        for lobe, stem in TOTALSEGMENTATOR_FILES.items():
-            mask = overlap_masks[int(lobe)] if case is overlap else case.labels == lobe
-            _write(mask.astype(np.uint8), case.image, folder / "segmentations" / f"{stem}.nii.gz")
-        _write(np.zeros(case.labels.shape, np.uint8), case.image, folder / "segmentations" / "liver.nii.gz")
+        masks = overlap_masks if case is overlap else {int(lobe): case.labels == lobe for lobe in LOBES}
+        ct = layouts.totalsegmentator_case(root, case.name, case.image, masks)
         if case.truncate:
-            _truncate(folder / "ct.nii.gz")
-    with open(root / "meta.csv", "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter=";")
-        writer.writerow(["image_id", "age", "gender", "institute", "study_type", "split"])
-        for case in cases + [overlap]:
-            writer.writerow([case.name, 60, "m", "A", "ct thorax", SPLIT_OF.get(case.name, "train")])
+            _truncate(ct)
+    layouts.totalsegmentator_meta(root, {c.name: SPLIT_OF.get(c.name, "train") for c in cases + [overlap]})
     return cases + [overlap], shared
 
 
 def write_nnunet(root: Path) -> list[FakeCase]:
-    """An nnU-Net v2 raw data set in TotalSegmentator v2 numbering, named in dataset.json;
-    good-d lies in imagesTs/labelsTs (the test split); the truncated file is a label."""
+    """An nnU-Net v2 raw data set in TotalSegmentator v2 numbering, named in dataset.json, with a
+    trachea label besides; good-d lies in imagesTs/labelsTs (the test split); the truncated file
+    is a label."""
     cases = fake_cases()
     table = LABEL_REMAPS["totalsegmentator_v2"]
     names = {int(lobe): stem for lobe, stem in TOTALSEGMENTATOR_FILES.items()}
     labels = {"background": 0, **{names[paper]: source for source, paper in table.items()}, "trachea": 16}
-    description = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": len(cases) - 1,
-                   "file_ending": ".nii.gz"}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset.json").write_text(json.dumps(description, indent=1))
+    layouts.nnunet_dataset_json(root, labels, len(cases) - 1)
     for case in cases:
-        part = "Ts" if case.name == "good-d" else "Tr"
-        _write(case.image, case.image, root / f"images{part}" / f"{case.name}_0000.nii.gz")
-        source = _to_source_values(case.labels, table)
+        source = layouts.to_source_values(case.labels, table)
         source[(case.labels == 0) & (sitk.GetArrayViewFromImage(case.image) > 300)] = 16  # another structure
-        label_path = root / f"labels{part}" / f"{case.name}.nii.gz"
-        _write(source, case.image, label_path)
+        _, label_path = layouts.nnunet_case(root, case.name, case.image, source, test=case.name == "good-d")
         if case.truncate:
             _truncate(label_path)
     return cases
@@ -139,8 +108,8 @@ def write_folder(root: Path) -> list[FakeCase]:
     """``images/NAME.nii.gz`` and ``labels/NAME.nrrd`` in the LOLA11 numbering."""
     cases = fake_cases()
     for case in cases:
-        _write(case.image, case.image, root / "images" / f"{case.name}.nii.gz")
-        _write(_to_source_values(case.labels, LABEL_REMAPS["lola11"]), case.image, root / "labels" / f"{case.name}.nrrd")
+        source = layouts.to_source_values(case.labels, LABEL_REMAPS["lola11"])
+        image_path, _ = layouts.folder_case(root, case.name, case.image, source)
         if case.truncate:
-            _truncate(root / "images" / f"{case.name}.nii.gz")
+            _truncate(image_path)
     return cases

@@ -115,8 +115,8 @@ def test_consolidation_on_the_border_is_not_counted_as_vessel():
     assert entry["status"] == "ok" and entry["index"] < 0.1
     masks = vessel_mask(hu, lung, SPACING_MM)
     assert not (masks.domain & blob).any()  # the blob and its rim are out of the analysed lung
-    # without the thick-structure rule the blob would have dominated the band
-    naive = left_oblique(hu, labels, settings=BorderIndexSettings(thick_mm=100.0))
+    # without the thick-structure and haze rules the blob would have dominated the band
+    naive = left_oblique(hu, labels, settings=BorderIndexSettings(thick_mm=100.0, haze_hu=0.0))
     assert naive["index"] > 1.0
 
 
@@ -159,3 +159,21 @@ def test_the_definition_is_in_the_section():
     assert settings["band_mm"] == 4.0 and settings["vessel_hu"] == -500.0
     assert "-500 HU" in section["definition"] and "4 mm" in section["definition"]
     assert section["reliable"] is True and section["analysed_lung_ml"] > 0
+
+
+def test_the_report_of_a_case_holds_the_index_and_its_warning():
+    """The case report: the section and the quality flag of a misplaced border."""
+    import SimpleITK as sitk
+
+    from algorithm.report.lobe_report import NetworkRun, WeightsInfo, build_report
+
+    hu, lung = synthetic_lung()
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(SPACING_MM[::-1])
+    mask = sitk.GetImageFromArray(two_lobes(lung, PLANE_Z + 20))
+    mask.CopyInformation(image)
+    network = NetworkRun(SPACING_MM, 1, None, "float32")
+    report = build_report(image, mask, network, WeightsInfo("test.pt", "0" * 64), "cpu", 0.0).to_dict()
+    section = report["border_vessel_index"]
+    assert section["borders"]["left_oblique"]["index"] > section["settings"]["high_index"]
+    assert [f["border"] for f in report["quality_flags"] if f["code"] == "border_through_vessels"] == ["left_oblique"]

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from algorithm.cpu_bf16 import CPU_CAP_VARIABLES
 from algorithm.network.checkpoint import load_checkpoint
 from algorithm.constants import DEFAULT_FISSURES
 from algorithm.errors import InputError, OutputError
@@ -136,6 +137,8 @@ def run_gc(prefix: list[str], input_dir: Path, output_dir: Path, model: Path, **
         "GC_MODEL_DIR": str(model),
         "GC_DEVICE": "cpu",
         "GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB": "8192",
+        # a CPU reproduced by ISA caps (make test-avx2) is the same CPU for the container
+        **{name: os.environ[name] for name in CPU_CAP_VARIABLES if name in os.environ},
         **env,
     }
     return subprocess.run(

@@ -248,3 +248,41 @@ def test_training_runs_on_the_imported_folder(ts_imported, tmp_path, stage1_only
     trained_on = {r["case"] for r in steps if r.get("kind") == "train"}
     assert trained_on and trained_on <= {n for n in KEPT if SPLIT_OF[n] == "train"}
     assert (tmp_path / "run" / "last.pt").is_file()
+    # the documented path on: masks of the test split, scored against the imported references
+    from training import evaluate as evaluate_mod
+    from training import predict as predict_mod
+
+    masks = tmp_path / "pred"
+    assert predict_mod.main([str(tmp_path / "run"), "--cases", str(out / "cases.csv"), "--out", str(masks)]) == 0
+    assert sorted(p.name for p in masks.iterdir()) == ["good-d_lobes.mha"]  # the one test case (meta.csv)
+    assert evaluate_mod.main(["--pred", str(masks), "--ref", str(out / "cases.csv"), "--out", str(tmp_path / "report")]) == 0
+    assert "good-d" in (tmp_path / "report" / "cases.csv").read_text()
+
+
+def _dataset_json(root: Path, labels: dict) -> Path:
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr" / "a.nii.gz").write_bytes(b"")
+    (root / "dataset.json").write_text(json.dumps({"labels": labels, "file_ending": ".nii.gz"}))
+    return root
+
+
+def test_nnunet_label_names_v1_v2_and_refusals(tmp_path):
+    from training.dataset_layouts import LayoutError, discover
+
+    v1 = {"0": "background", "1": "Left upper lobe", "2": "Left lower lobe", "3": "Right upper lobe",
+          "4": "Right middle lobe", "5": "Right lower lobe", "6": "trachea"}
+    (case,) = discover("nnunet", _dataset_json(tmp_path / "v1", v1))
+    assert case.label_map == {1: 1, 2: 2, 3: 3, 4: 5, 5: 4}  # the lungmask order, read from the names
+    assert case.image == (tmp_path / "v1" / "imagesTr" / "a_0000.nii.gz").resolve() and case.split == ""
+    lungs = {"background": 0, "left lung": 1, "right lung": 2}
+    with pytest.raises(LayoutError, match="left lung.*no source value for LUL, LLL, RUL, RLL, RML"):
+        discover("nnunet", _dataset_json(tmp_path / "lungs", lungs))
+    region = {"background": 0, "LUL": [1, 2], "LLL": 2, "RUL": 3, "RLL": 4, "RML": 5}
+    with pytest.raises(LayoutError, match="region"):
+        discover("nnunet", _dataset_json(tmp_path / "region", region))
+    twice = {"background": 0, "LUL": 1, "lung_upper_lobe_left": 9, "LLL": 2, "RUL": 3, "RLL": 4, "RML": 5}
+    with pytest.raises(LayoutError, match="names LUL twice"):
+        discover("nnunet", _dataset_json(tmp_path / "twice", twice))
+    # an explicit map wins over the names
+    (case,) = discover("nnunet", _dataset_json(tmp_path / "lungs2", lungs), "lola11")
+    assert case.label_map[21] == 5

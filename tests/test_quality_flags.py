@@ -91,11 +91,20 @@ def test_implausible_volume_and_share():
     assert ("lobe_volume_implausible", "RML") in _codes(report)
 
 
-def test_not_hu():
+@pytest.mark.parametrize("shift_hu", [300.0, 1024.0])
+def test_not_hu(shift_hu):
     hu, labels = _clean_case()
-    report, _ = _assess(hu + 300.0, labels)  # a rescale intercept missed: air at -700
+    report, _ = _assess(hu + shift_hu, labels)  # a rescale intercept missed: air at -700, or raw values
     flag = next(f for f in report.flags if f["code"] == "intensity_not_hu")
-    assert flag["severity"] == "error" and flag["value"] == pytest.approx(-700.0, abs=20.0)
+    assert flag["severity"] == "error" and "no air" in flag["message"]
+    assert report.estimates["air_peak_hu"] is None
+
+
+def test_not_hu_offset_is_reported_where_landmarks_are_found():
+    hu, labels = _clean_case()
+    report, _ = _assess(hu, labels)
+    assert report.estimates["soft_tissue_peak_hu"] == pytest.approx(40.0, abs=10.0)
+    assert report.estimates["hu_offset"] == pytest.approx(0.0, abs=10.0)
 
 
 def test_thick_slices():

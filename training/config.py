@@ -22,8 +22,8 @@ class DataConfig:
     """Where the scans are and how they are split and cached."""
 
     root: str | None = None  # folder with images/ and labels/ (pairs by name)
-    csv: str | None = None  # or a CSV with columns image,label[,split][,name]
-    label_remap: str | dict[int, int] = "paper"  # "paper", "totalsegmentator", "lungmask" or {src: dst}
+    csv: str | None = None  # or a CSV with columns image,label[,split][,name][,status] (import-dataset's cases.csv)
+    label_remap: str | dict[int, int] = "paper"  # a name of training.label_maps, a .yaml file, or {src: dst}
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0

@@ -33,7 +33,7 @@ from algorithm.io.reading import case_name, is_image_file
 from algorithm.preprocessing import preprocess, preprocess_labels
 from training.borders import lobe_borders
 from training.config import AugmentConfig, DataConfig
-from training.label_maps import LABEL_REMAPS, remap_labels  # noqa: F401  (re-exported: one source)
+from training.label_maps import LABEL_REMAPS, remap_labels, resolve_label_map  # noqa: F401  (remap_labels re-exported)
 
 CACHE_VERSION = 1  # bump when preprocessing changes the arrays it produces
 
@@ -168,9 +168,14 @@ class PreprocessedCache:
         (path, size, mtime) so that a large data set is hashed once."""
         parts = [self._file_hash(case.image), self._file_hash(case.label)]
         settings = json.dumps(
-            {"inplane": self.inplane_size, "remap": self.label_remap, "v": CACHE_VERSION}, sort_keys=True, default=str
+            {"inplane": self.inplane_size, "remap": self._remap_key(), "v": CACHE_VERSION}, sort_keys=True, default=str
         )
         return hashlib.sha256("|".join(parts + [settings]).encode()).hexdigest()[:32]
+
+    def _remap_key(self) -> str | dict[int, int]:
+        """A named map by its name; a YAML file by its content (an edited file must not reuse the cache)."""
+        is_name = isinstance(self.label_remap, str) and self.label_remap in LABEL_REMAPS
+        return self.label_remap if is_name else resolve_label_map(self.label_remap)
 
     def _file_hash(self, path: Path) -> str:
         stat = path.stat()

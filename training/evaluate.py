@@ -17,7 +17,6 @@ have the reference's size; its spacing is taken from the reference (the original
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES
-from training.data import _image_files, atomic_write_bytes, remap_labels
+from training.data import _image_files, atomic_write_bytes, read_case_csv, remap_labels
 from training.metrics import lobe_scores
 from training.cli_help import command_parser
 
@@ -42,12 +41,22 @@ def read_labels(path: Path, remap: str) -> tuple[np.ndarray, tuple[float, float,
     return remap_labels(sitk.GetArrayFromImage(image), remap), tuple(reversed(image.GetSpacing())), image
 
 
-def evaluate_folder(pred_dir: Path, ref_dir: Path, remap: str = "paper", pred_remap: str = "paper") -> dict[str, dict[str, dict[str, float]]]:
-    """{case: {lobe: {"iou": ..., "hd95_mm": ...}}} for every reference with a prediction.
+def references(ref: Path, split: str) -> dict[str, Path]:
+    """Reference label files by case name: a folder's files, or the ``split`` cases of a cases
+    CSV (import-dataset's cases.csv)."""
+    if ref.is_file() and ref.suffix.lower() == ".csv":
+        return {c.name: c.label for c in read_case_csv(ref) if c.split == split}
+    return _image_files(ref)
+
+
+def evaluate_folder(pred_dir: Path, ref_dir: Path, remap: str = "paper", pred_remap: str = "paper",
+                    split: str = "test") -> dict[str, dict[str, dict[str, float]]]:
+    """{case: {lobe: {"iou": ..., "hd95_mm": ...}}} for every reference with a prediction
+    (``ref_dir``: a folder, or a cases CSV whose ``split`` cases are the references).
 
     A reference without a prediction is an error: dropping it would flatter the mean.
     """
-    refs, preds = _image_files(ref_dir), _image_files(pred_dir)
+    refs, preds = references(ref_dir, split), _image_files(pred_dir)
     # ``python -m algorithm predict`` writes NAME_lobes.mha: pair it with NAME
     for name, path in list(preds.items()):
         if name.endswith(PREDICTION_SUFFIX) and name[: -len(PREDICTION_SUFFIX)] not in preds:
@@ -182,10 +191,11 @@ def report(all_results: dict[str, dict], out_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m training evaluate", __doc__)
     parser.add_argument("--pred", required=True, type=Path, help="folder of predicted lobe masks")
-    parser.add_argument("--ref", required=True, type=Path, help="folder of reference lobe masks (same names)")
+    parser.add_argument("--ref", required=True, type=Path, help="folder of reference lobe masks (same names), or a cases CSV")
+    parser.add_argument("--split", default="test", help="with a cases CSV as --ref: the split to score (default test)")
     parser.add_argument("--vs", type=Path, nargs="+", default=[], help="other prediction folders: paired Wilcoxon tests of --pred against each")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
-    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (paper, totalsegmentator, lungmask)")
+    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (a name of training.label_maps: paper, lungmask, lola11, totalsegmentator_v1/_v2; or a .yaml file)")
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help="method names in the report: --pred's, then each --vs's")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     folders = [args.pred, *args.vs]
@@ -194,6 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--names needs {len(folders)} names (--pred and each --vs), got {len(names)}")
     if len(set(names)) != len(names):
         names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
-    all_results = {name: evaluate_folder(folder, args.ref, args.ref_remap) for name, folder in zip(names, folders)}
+    all_results = {name: evaluate_folder(folder, args.ref, args.ref_remap, split=args.split) for name, folder in zip(names, folders)}
     print(report(all_results, args.out))
     return 0

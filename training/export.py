@@ -8,7 +8,6 @@ network switches), the label map and a sha256. The written file is loaded back a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

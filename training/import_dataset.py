@@ -39,6 +39,7 @@ from pathlib import Path
 from algorithm.cli import HelpFormatter
 from algorithm.errors import OutputError
 from algorithm.labels import LOBES
+from algorithm.io.reading import case_name
 from algorithm.io.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
 from training.case_selection import SelectionRules
 from training.data import Case, assign_splits, atomic_write_bytes
@@ -93,17 +94,21 @@ def _run_parallel(todo: list[SourceCase], out: Path, rules: SelectionRules, sett
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
             futures = {pool.submit(import_case, case, out, rules, settings): case for case in pending}
             pending = []
-            for future in as_completed(futures):
-                case = futures[future]
-                try:
-                    report(future.result())
-                except BrokenProcessPool:
-                    attempts[case.name] = attempts.get(case.name, 0) + 1
-                    if attempts[case.name] < WORKER_ATTEMPTS:
-                        pending.append(case)
-                    else:
-                        reason = "the worker process died on this case (out of memory? a crash in a reader?)"
-                        report(record_failure(case, out, settings, reason))
+            try:
+                for future in as_completed(futures):
+                    case = futures[future]
+                    try:
+                        report(future.result())
+                    except BrokenProcessPool:
+                        attempts[case.name] = attempts.get(case.name, 0) + 1
+                        if attempts[case.name] < WORKER_ATTEMPTS:
+                            pending.append(case)
+                        else:
+                            reason = "the worker process died on this case (out of memory? a crash in a reader?)"
+                            report(record_failure(case, out, settings, reason))
+            except BaseException:  # Ctrl-C: drop the queued cases instead of working through them
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
 
 def _progress_printer(total: int, stream) -> Callable[[dict], None]:
@@ -158,12 +163,11 @@ def _read_record(out: Path, case: SourceCase) -> dict:
 def _remove_orphans(out: Path, records: list[dict]) -> None:
     """Images or labels of a case that is not ok (an earlier import kept it, or a kill came
     between its writes): training must not find them."""
-    for record in records:
-        if record["status"] != "ok":
-            for sub in (IMAGES, LABELS):
-                for path in (out / sub).glob(f"{record['name']}.*"):
-                    if path.is_file():
-                        path.unlink()
+    not_ok = {record["name"] for record in records if record["status"] != "ok"}
+    for sub in (IMAGES, LABELS):
+        for path in (out / sub).iterdir():
+            if path.is_file() and case_name(path) in not_ok:
+                path.unlink()
 
 
 def _assign_splits(records: list[dict], settings: SplitSettings) -> None:

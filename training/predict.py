@@ -1,4 +1,5 @@
-"""``python -m training predict RUN --images DIR --out DIR``: lobe masks from a training checkpoint.
+"""``python -m training predict RUN --images DIR|--cases CSV [--split test] --out DIR``: lobe masks from a
+training checkpoint (for a folder of CTs, or one split of a cases CSV such as import-dataset's).
 
 For the comparisons of docs/results.md (Tables III and IV) every model, the one-stage 3D U-Net
 included, goes through the shipped pipeline's steps: reading, preprocessing to the network grid,
@@ -10,7 +11,6 @@ no stage I to find the lungs). Masks are written as ``<case>_lobes.mha``, the na
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,6 +27,7 @@ from algorithm.network import CTSUNet
 from algorithm.network.checkpoint import build_model, read_training_checkpoint
 from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig, config_from_dict
+from training.data import read_case_csv
 from training.export import inference_settings, resolve_checkpoint
 from training.infer import predict_unet
 from training.cli_help import command_parser
@@ -72,7 +73,10 @@ def predict_case(model: torch.nn.Module, config: TrainConfig, image: sitk.Image)
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m training predict", __doc__)
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) or run folder (best.pt, else last.pt)")
-    parser.add_argument("--images", required=True, type=Path, help="folder of CT images")
+    source_group = parser.add_mutually_exclusive_group(required=True)
+    source_group.add_argument("--images", type=Path, help="folder of CT images")
+    source_group.add_argument("--cases", type=Path, help="a cases CSV (import-dataset's cases.csv): its --split cases")
+    parser.add_argument("--split", default="test", help="with --cases: which split (default test)")
     parser.add_argument("--out", required=True, type=Path, help="folder for <case>_lobes.mha")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -80,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     source = resolve_checkpoint(args.checkpoint)
     model, config, step = load_training_model(source)
-    images = sorted(p for p in args.images.iterdir() if is_image_file(p))
+    if args.cases:
+        images = [c.image for c in read_case_csv(args.cases) if c.split == args.split]
+    else:
+        images = sorted(p for p in args.images.iterdir() if is_image_file(p))
     if not images:
-        print(f"error: no images in {args.images}", file=sys.stderr)
+        print(f"error: no images in {args.images or f'the {args.split} split of {args.cases}'}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

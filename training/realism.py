@@ -8,7 +8,6 @@ the same threshold-based measurements, so the numbers compare like with like.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -28,7 +28,7 @@ import torch
 
 from algorithm.device import resolve_device
 from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
-from algorithm.frontend import segment_file, write_case_outputs
+from algorithm.frontend import quality_lines, segment_file, write_case_outputs
 from algorithm.container.contract import (
     MASK_SOCKET,
     VOLUMES_SOCKET,
@@ -250,3 +250,5 @@ def print_summary(result: CaseResult) -> None:
     weights = result.report["weights"]
     print(f"{result.report['case']}: lobe volumes (mL) {lobes}  total {volumes['total']:.1f}")
     print(f"  weights: {weights['path']} ({weights['source']}, sha256 {weights['sha256'][:12]}…)")
+    for line in quality_lines(result.report):
+        print(f"  {line}")

@@ -9,9 +9,6 @@ resampled onto a regular grid with a warning; one with large gaps is refused (do
 
 from __future__ import annotations
 
-import gzip
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from scipy import ndimage
 
 from algorithm.errors import InputError
 from algorithm.io.formats import has_image_suffix, strip_image_suffix
+from algorithm.io.pixel_data import check_pixel_data
 from algorithm.io.quiet import quiet_native_stderr
 from algorithm.io.validation import check_header
 
@@ -65,8 +63,7 @@ def read_image(path: str | Path) -> LoadedImage:
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: {_first_line(exc)}") from exc
     _check_reader_header(reader, path)
-    if path.name.lower().endswith(".gz"):
-        _check_gzip_stream(path, _data_bytes(reader))
+    check_pixel_data(path)  # ITK fills a truncated NIfTI with zeros, silently
     try:
         with quiet_native_stderr():
             image = reader.Execute()
@@ -130,61 +127,23 @@ def _check_reader_header(reader: sitk.ImageFileReader, path: Path) -> None:
         raise InputError(f"{path.name}: {exc}") from exc
 
 
-def _data_bytes(reader: sitk.ImageFileReader) -> int:
-    """Bytes of pixel data the header announces."""
-    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
-    voxels = int(np.prod([int(s) for s in reader.GetSize()], dtype=object))
-    return voxels * probe.GetSizeOfPixelComponent() * reader.GetNumberOfComponents()
-
-
-def _check_gzip_stream(path: Path, data_bytes: int) -> None:
-    """A whole gzip stream holding at least the announced data.
-
-    ITK's NIfTI reader fills what a truncated .nii.gz lacks with zeros, silently: zeros are
-    water in HU, so the scan would pass every later check. Streamed in chunks, never held.
-    """
-    total, offset = 0, 0
-    try:
-        with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(1 << 22):
-                if total == 0:
-                    offset = _nifti_data_offset(chunk)
-                total += len(chunk)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"cannot read {path}: truncated or corrupt gzip data ({exc})") from exc
-    if total - offset < data_bytes:
-        raise InputError(
-            f"cannot read {path}: the file holds {max(total - offset, 0)} bytes of pixel data, "
-            f"its header announces {data_bytes}"
-        )
-
-
-def _nifti_data_offset(head: bytes) -> int:
-    """vox_offset of a NIfTI-1 header (either byte order); 0 where it is not one."""
-    if len(head) < 112:
-        return 0
-    for order in "<>":
-        if struct.unpack(order + "i", head[:4])[0] == 348:
-            return max(int(struct.unpack(order + "f", head[108:112])[0]), 348)
-    return 0
-
-
 def _read_dicom_folder(folder: Path) -> LoadedImage:
     try:
         with quiet_native_stderr():  # GDCM notes on non-DICOM files in the folder
             series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or []
     except RuntimeError:
         series_ids = []
-    if not series_ids:
-        raise InputError(f"no DICOM series found in folder {folder}")
     files_per_series = {
         sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids
     }
+    broken = _unreadable_dicom_files(folder, {f for files in files_per_series.values() for f in files})
+    if not series_ids:
+        raise InputError(f"no DICOM series found in folder {folder}" + (f" ({broken})" if broken else ""))
     # The largest series is the CT volume; localizers and dose reports hold one or few files.
     chosen = max(series_ids, key=lambda sid: (len(files_per_series[sid]), sid))
     files = list(files_per_series[chosen])
     label = _series_label(chosen, files[0])
-    warnings = []
+    warnings = [broken + ": left out"] if broken else []
     if len(series_ids) > 1:
         others = ", ".join(
             f"{_series_label(sid, files_per_series[sid][0])} ({len(files_per_series[sid])} files)"
@@ -209,9 +168,32 @@ def _read_dicom_folder(folder: Path) -> LoadedImage:
     )
 
 
+def _unreadable_dicom_files(folder: Path, listed: set[str]) -> str:
+    """Files with the DICOM preamble that GDCM left out of every series (truncated or corrupt),
+    named in words; "" where there are none. GDCM skips them silently."""
+    broken = []
+    for path in sorted(folder.iterdir()):
+        if str(path) in listed or not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                if handle.read(132)[128:] == b"DICM":
+                    broken.append(path.name)
+        except OSError:
+            broken.append(path.name)
+    if not broken:
+        return ""
+    shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+    return f"{len(broken)} DICOM file(s) in the folder could not be read (truncated or corrupt?): {shown}"
+
+
 def _read_series(files: list[str], series_id: str, folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    # One file: a multi-frame (enhanced) CT, which the series reader would stack into 4D (x, y, z, 1)
+    reader = sitk.ImageFileReader() if len(files) == 1 else sitk.ImageSeriesReader()
+    if len(files) == 1:
+        reader.SetFileName(files[0])
+    else:
+        reader.SetFileNames(files)
     try:
         with quiet_native_stderr():  # ITK's "non uniform sampling" warning: checked by _regularize
             return reader.Execute()

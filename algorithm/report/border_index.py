@@ -17,17 +17,19 @@ The analysed lung (the *domain*) leaves out:
   and the diaphragm reads as dense, and lobe masks are least sure there;
 - dense lung that is not vessel and the hilum: dense structures (above ``vessel_hu``) thicker
   than a peripheral vessel, i.e. holding an all-dense cube of side ``thick_mm``, plus
-  ``hilum_margin_mm`` around them. In a lung these are the lobar and
-  segmental vessels and bronchi where they enter at the hilum (the interlobar artery lies in the
-  depth of the oblique fissures there), consolidation, atelectasis next to an effusion and
-  tumours. Thick structures mark the hilum without an airway tree or a side-specific shape model,
+  ``hilum_margin_mm`` around them. In a lung these are the lobar and segmental vessels and
+  bronchi where they enter at the hilum (the interlobar artery lies in the depth of the oblique
+  fissures there), consolidation, atelectasis next to an effusion and tumours. Thick structures mark the hilum without an airway tree or a side-specific shape model,
   and the same rule removes the dense lung that is not vessel; the margin also removes their
-  partial-volume rim and the bronchial walls and smaller vessels that run beside them.
+  partial-volume rim and the bronchial walls and smaller vessels that run beside them;
+- hazy lung: where the local parenchyma (mean over a ``haze_box_mm`` box of the lung's HU, each
+  voxel clipped at ``vessel_hu``) is at or above ``haze_hu`` = -700 HU, the ground-glass limit of
+  the density measures: in ground glass and in the compressed lung next to an effusion, noise
+  crosses ``vessel_hu`` as speckle that would read as vessels.
 
 Emphysema lowers the vessel share everywhere and the whole-lung normalisation takes it out.
 Contrast makes vessels brighter, so more small vessels cross ``vessel_hu`` in the band and in the
-lung alike; the enhanced hilar vessels are thick and excluded. Ground glass between about -650
-and -500 HU can let noise speckle cross the threshold: a border through ground glass reads higher.
+lung alike; the enhanced hilar vessels are thick and excluded.
 
 The geometry is computed on a regular sub-lattice of the input grid (every k-th voxel per axis, the
 step chosen at most ``cell_mm``): the HU of every lattice point is an input voxel's own value, so
@@ -50,14 +52,16 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.labels import Lobe
 from algorithm.boxes import bounding_box
+from algorithm.labels import Lobe
 
 BAND_MM = 4.0  # half-width of the band along a border (mm)
 VESSEL_HU = -500.0  # lung voxels above this are vessel (or bronchial wall)
 PLEURA_MARGIN_MM = 5.0  # lung this close to non-lung is not analysed
 THICK_MM = 5.0  # dense structures holding an all-dense cube of this side are not vessels
 HILUM_MARGIN_MM = 10.0  # lung this close to such a thick structure is not analysed
+HAZE_HU = -700.0  # lung whose local parenchyma is this dense (ground glass) is not analysed ...
+HAZE_BOX_MM = 10.0  # ... measured as the mean over a box of this side
 CELL_MM = 2.5  # largest step of the analysis lattice (mm)
 MIN_BAND_ML = 3.0  # analysed band volume under which a border is "tiny"
 HIGH_INDEX = 0.5  # a border index above this raises a quality warning
@@ -91,6 +95,8 @@ class BorderIndexSettings:
     pleura_margin_mm: float = PLEURA_MARGIN_MM
     thick_mm: float = THICK_MM
     hilum_margin_mm: float = HILUM_MARGIN_MM
+    haze_hu: float = HAZE_HU
+    haze_box_mm: float = HAZE_BOX_MM
     cell_mm: float = CELL_MM
     min_band_ml: float = MIN_BAND_ML
     high_index: float = HIGH_INDEX
@@ -146,11 +152,16 @@ def vessel_mask(
 ) -> VesselMask:
     """Vessel voxels and the analysed lung on any grid (``spacing_mm`` in array axis order).
 
-    The domain is the lung whose box of half-width ``pleura_margin_mm`` is all lung, without the
-    thick dense structures (dense voxels whose cube of side ``thick_mm``, rounded to whole
-    voxels, is all dense lung: vessels under about 7 mm across stay vessels) and the box of half-width ``hilum_margin_mm`` around them; vessels are the domain's
-    voxels above ``vessel_hu``. Boxes, not balls: separable minimum/maximum filters cost a
-    fraction of a distance transform, and these margins are rules of thumb, not measurements.
+    The domain is the lung whose box of half-width ``pleura_margin_mm`` is all lung, without
+    - thick dense structures (dense voxels whose cube of side ``thick_mm``, rounded to whole
+      voxels, is all dense lung: vessels under about 7 mm across stay vessels) and the box of
+      half-width ``hilum_margin_mm`` around them;
+    - hazy lung: where the mean HU of the lung within ``haze_box_mm``, each voxel clipped at
+      ``vessel_hu`` so that vessels weigh as little as possible, is at or above ``haze_hu``
+      (ground glass, the compressed lung next to an effusion: noise there crosses
+      ``vessel_hu`` like speckle vessels).
+    Vessels are the domain's voxels above ``vessel_hu``. Boxes, not balls: separable filters
+    cost a fraction of a distance transform, and these margins are rules of thumb.
     """
     settings = settings or BorderIndexSettings()
     vessel = np.zeros(lung.shape, dtype=bool)
@@ -165,9 +176,30 @@ def vessel_mask(
     if thick.any():
         reach_mm = settings.thick_mm / 2 + settings.hilum_margin_mm
         inner &= ~_dilate_box(thick, reach_mm, spacing_mm)
+    inner &= ~_hazy(np.asarray(hu[box]), lung_box, spacing_mm, settings)
     domain[box] = inner
     vessel[box] = inner & dense
     return VesselMask(vessel, domain)
+
+
+def _hazy(hu: np.ndarray, lung: np.ndarray, spacing_mm: tuple[float, ...], settings: BorderIndexSettings) -> np.ndarray:
+    """Lung whose local parenchyma is at ground-glass density or above (see ``vessel_mask``).
+
+    The box mean is taken on every second voxel along axes finer than a quarter of the box (the
+    mean over a 10 mm box hardly changes within 2.5 mm) and spread back, at an eighth of the cost.
+    """
+    steps = tuple(2 if s < settings.haze_box_mm / 4 else 1 for s in spacing_mm)
+    sub = tuple(slice(None, None, k) for k in steps)
+    lung_sub = lung[sub]
+    level = np.clip(hu[sub], -1000.0, settings.vessel_hu).astype(np.float32)
+    level[~lung_sub] = 0.0
+    sizes = _box_sizes(settings.haze_box_mm / 2, tuple(s * k for s, k in zip(spacing_mm, steps)))
+    total = ndimage.uniform_filter(level, sizes, mode="constant")
+    count = ndimage.uniform_filter(lung_sub.astype(np.float32), sizes, mode="constant")
+    hazy = total >= settings.haze_hu * np.maximum(count, 1e-6)
+    for axis, k in enumerate(steps):
+        hazy = np.repeat(hazy, k, axis=axis)
+    return lung & hazy[tuple(slice(0, n) for n in lung.shape)]
 
 
 def border_interfaces(labels: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
@@ -292,9 +324,9 @@ def border_vessel_index(
             f"share of vessel voxels (analysed lung voxels above {settings.vessel_hu:g} HU) within "
             f"{settings.band_mm:g} mm of the border, divided by the share in the whole analysed lung "
             f"(lung farther than {settings.pleura_margin_mm:g} mm from its edge and "
-            f"{settings.hilum_margin_mm:g} mm from dense structures holding a {settings.thick_mm:g} mm cube: "
-            "hilum, consolidation); about 0: the border "
-            "follows a vessel-free fissure band, about 1: it cuts through vessels"
+            f"{settings.hilum_margin_mm:g} mm from dense structures holding a {settings.thick_mm:g} mm "
+            f"cube: hilum, consolidation; without hazy lung, local mean at or above {settings.haze_hu:g} HU); "
+            "about 0: the border follows a vessel-free fissure band, about 1: it cuts through vessels"
         ),
         "settings": asdict(settings),
         "lattice_step_mm": [round(s, 3) for s in lattice_mm],

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
+from algorithm.report.hu_landmarks import HuCalibration, hu_calibration
 from algorithm.boxes import bounding_box
 
 # Lobe shares of the total lung volume (%) that adult CT studies rarely leave (about +-3 SD
@@ -46,8 +47,8 @@ class QualityLimits:
 
     max_slice_spacing_mm: float = 3.0
     max_noise_hu: float = 40.0
-    air_hu: float = -1000.0
-    air_peak_tolerance_hu: float = 100.0
+    min_hu_landmarks: int = 2  # of air, fat and soft tissue (algorithm.report.hu_landmarks)
+    max_hu_landmark_spread_hu: float = 100.0  # their offsets from nominal HU agree within this
     lobe_volume_range_ml: tuple[float, float] = (30.0, 4000.0)
     lobe_share_range_percent: dict[str, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_SHARE_RANGE_PERCENT)
@@ -61,7 +62,7 @@ class QualityLimits:
 @dataclass
 class QualityReport:
     flags: list[dict]
-    estimates: dict  # the numbers behind the image flags: noise_hu, air_peak_hu, slice_spacing_mm
+    estimates: dict  # the numbers behind the image flags: noise_hu, the HU landmark peaks, slice_spacing_mm
 
 
 def _flag(code: str, severity: str, message: str, lobe: Lobe | None = None, value=None, limit=None) -> dict:
@@ -103,18 +104,6 @@ def fov_contacts(image: sitk.Image, mask: sitk.Image) -> dict[Lobe, list[str]]:
                 if value:
                     contacts[Lobe(int(value))].append("reconstruction circle")
     return contacts
-
-
-def air_peak_hu(hu: np.ndarray, limits: QualityLimits) -> float | None:
-    """Position of the highest histogram peak within -1300...-500 HU (outside air, airways)."""
-    sample = hu.reshape(-1)[:: max(1, hu.size // 4_000_000)]
-    edges = np.arange(-1300.0, -495.0, 10.0)
-    counts, _ = np.histogram(sample, bins=edges)
-    if counts.sum() == 0:
-        return None
-    smooth = np.convolve(counts, np.ones(3) / 3.0, mode="same")
-    peak = int(np.argmax(smooth))
-    return float((edges[peak] + edges[peak + 1]) / 2)
 
 
 def noise_hu(image: sitk.Image, mask: sitk.Image, limits: QualityLimits, planes: int = 8) -> float | None:
@@ -175,14 +164,15 @@ def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: Quality
     return flags
 
 
-def _image_flags(estimates: dict, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits) -> list[dict]:
+def _image_flags(
+    estimates: dict, calibration: HuCalibration, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits
+) -> list[dict]:
     flags = []
-    peak = estimates["air_peak_hu"]
-    if peak is None or abs(peak - limits.air_hu) > limits.air_peak_tolerance_hu:
-        seen = "no air peak" if peak is None else f"the air peak at {peak:.0f} HU"
+    if not calibration.in_hu:
         flags.append(_flag("intensity_not_hu", "error",
-                           f"{seen}, not near {limits.air_hu:.0f} HU: the image may not be calibrated in HU, "
-                           "so the density measures are not meaningful", value=peak, limit=limits.air_hu))
+                           f"{calibration.reason}: the image may not be calibrated in HU (air -1000, fat -100, "
+                           "soft tissue +40 expected), so the density measures are not meaningful",
+                           value=estimates["hu_offset"], limit=limits.max_hu_landmark_spread_hu))
     spacing = estimates["slice_spacing_mm"]
     if spacing > limits.max_slice_spacing_mm:
         flags.append(_flag("thick_slices", "warning",
@@ -217,14 +207,18 @@ def assess_quality(
     """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares);
     ``outside_air_ml``: what the clean-up removed as air around the body."""
     limits = limits or QualityLimits()
-    hu = sitk.GetArrayViewFromImage(image)
+    calibration = hu_calibration(sitk.GetArrayViewFromImage(image), limits.min_hu_landmarks,
+                                 limits.max_hu_landmark_spread_hu)
     estimates = {
         "noise_hu": _rounded(noise_hu(image, mask, limits)),
-        "air_peak_hu": _rounded(air_peak_hu(hu, limits)),
+        "air_peak_hu": _rounded(calibration.peaks_hu["air"]),
+        "fat_peak_hu": _rounded(calibration.peaks_hu["fat"]),
+        "soft_tissue_peak_hu": _rounded(calibration.peaks_hu["soft_tissue"]),
+        "hu_offset": _rounded(calibration.offset_hu),
         "slice_spacing_mm": round(slice_spacing_mm(image), 4),
     }
     flags = _lobe_flags(measures, fov_contacts(image, mask), limits)
-    flags += _image_flags(estimates, low_confidence_share, outside_air_ml, limits)
+    flags += _image_flags(estimates, calibration, low_confidence_share, outside_air_ml, limits)
     return QualityReport(flags=flags, estimates=estimates)
 
 
