@@ -76,6 +76,7 @@ class FitSettings:
     polish_max_step_mm: float = 1.0  # the polish (re-anchored descent) uses the steps up to this
     accept_ratio: float = 0.8  # the fit's index must be at most this share of the network's ...
     min_index_drop: float = 0.05  # ... and at least this much lower
+    max_inplane_mm: float = 3.0  # coarser in plane, the 4 mm band is under two voxels wide: the network stands
     min_band_vessel_ml: float = 0.1  # vessels expected in the network's band at the lung's mean share
     lower_lobe_share: tuple[float, float] = (0.25, 0.75)  # LLL of the left, RLL of the right lung
     rml_share: tuple[float, float] = (0.03, 0.30)  # RML of the right lung
@@ -667,6 +668,12 @@ def fit_fissures(
     region = labels > 0 if region is None else region
     voxel_ml = float(np.prod(spacing)) / 1000.0
     out = FissureFit(labels=labels, settings=settings)
+    if max(spacing[1:]) > settings.max_inplane_mm:
+        # vessels are resolved in plane; on a coarse in-plane grid the band is one voxel wide and
+        # the index of a smooth surface no longer agrees with the border index of the labels
+        reason = f"in-plane voxels of {max(spacing[1:]):.1f} mm (over {settings.max_inplane_mm:g} mm): too coarse for the band"
+        out.fissures = {name: FissureResult(name, "network", reason) for name in FISSURES}
+        return out
     left = _lung(labels, (Lobe.LUL, Lobe.LLL), vessel, region, spacing, settings)
     if left is None or min(left.total(f"lobe{int(Lobe.LUL)}").sum(), left.total(f"lobe{int(Lobe.LLL)}").sum()) == 0:
         out.fissures[LEFT_OBLIQUE] = FissureResult(LEFT_OBLIQUE, "network", "a left lobe is missing")

@@ -260,3 +260,11 @@ def test_mask_step_works_in_any_orientation(chest, off_start):
     assert ras_section == lps_section and lps_section["fissures"][LEFT_OBLIQUE]["decision"] == "fit"
     assert sitk.GetArrayFromImage(sitk.DICOMOrient(ras_mask, "LPS")).tolist() == sitk.GetArrayFromImage(lps_mask).tolist()
     assert ras_mask.GetDirection() == flipped[1].GetDirection()
+
+
+def test_coarse_in_plane_voxels_keep_the_network(chest, off_start):
+    """At 4 mm in plane (a 64 x 64 matrix) the 4 mm band is one voxel wide: no fit."""
+    coarse = tuple(a[:, ::2, ::2] for a in (off_start, chest.vessel))
+    result = fit_fissures(coarse[0], coarse[1], (2.0, 4.0, 4.0))
+    assert all(r.decision == "network" and "in-plane" in r.reason for r in result.fissures.values())
+    assert result.labels is coarse[0]
