@@ -21,48 +21,59 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage, stats
 
-from algorithm.report.border_index import BORDERS, border_interface, border_vessel_index
+from algorithm.boxes import bounding_box
+from algorithm.report.border_index import BORDERS, analysis_lattice, border_indices, border_interface, vessel_mask
 
 SHIFTS_MM = (5.0, 10.0, 20.0)
 
 
 def surface_distance_mm(true_iface: np.ndarray, other_iface: np.ndarray, spacing_mm) -> float | None:
     """Mean symmetric distance (mm) between two interface voxel sets; None when either is empty."""
-    if not true_iface.any() or not other_iface.any():
+    box = bounding_box(true_iface | other_iface)
+    if box is None or not true_iface.any() or not other_iface.any():
         return None
-    to_true = ndimage.distance_transform_edt(~true_iface, sampling=spacing_mm)
-    to_other = ndimage.distance_transform_edt(~other_iface, sampling=spacing_mm)
-    return float((to_true[other_iface].mean() + to_other[true_iface].mean()) / 2.0)
+    t, o = true_iface[box], other_iface[box]  # nearest points of either set lie in their joint box
+    to_true = ndimage.distance_transform_edt(~t, sampling=spacing_mm)
+    to_other = ndimage.distance_transform_edt(~o, sampling=spacing_mm)
+    return float((to_true[o].mean() + to_other[t].mean()) / 2.0)
 
 
 def shifted(labels: np.ndarray, grow: int, into: int, distance_mm: float, spacing_mm) -> np.ndarray:
     """``labels`` with the voxels of lobe ``into`` within ``distance_mm`` of lobe ``grow`` given to ``grow``."""
     out = labels.copy()
-    near = ndimage.distance_transform_edt(labels != grow, sampling=spacing_mm) <= distance_mm
-    out[near & (labels == into)] = grow
+    box = bounding_box((labels == grow) | (labels == into))
+    if box is None:
+        return out
+    part = labels[box]
+    near = ndimage.distance_transform_edt(part != grow, sampling=spacing_mm) <= distance_mm
+    out[box][near & (part == into)] = grow
     return out
 
 
 def case_rows(name: str, image: sitk.Image, truth: np.ndarray, pred: np.ndarray) -> list[dict]:
-    hu = sitk.GetArrayViewFromImage(image)
+    """Every border of one case in every variant. The vessel mask depends on the lung only, the
+    same for all variants of the truth, so it is computed once on the analysis lattice."""
     spacing = image.GetSpacing()[::-1]
-    variants = {"true": truth, "predicted": pred}
+    lattice = analysis_lattice(spacing)
+    hu = sitk.GetArrayViewFromImage(image)[lattice.sample]
+    true_vessels = vessel_mask(hu, truth[lattice.sample] > 0, lattice.spacing_mm)
+    pred_vessels = vessel_mask(hu, pred[lattice.sample] > 0, lattice.spacing_mm)
     rows = []
     for border in BORDERS:
         a, b = int(border.lobe_a), int(border.lobe_b)
-        cases = dict(variants)
+        cases = {"true": (truth, true_vessels), "predicted": (pred, pred_vessels)}
         for d in SHIFTS_MM:
-            cases[f"shift {d:g} mm into {border.lobe_b.name}"] = shifted(truth, a, b, d, spacing)
-            cases[f"shift {d:g} mm into {border.lobe_a.name}"] = shifted(truth, b, a, d, spacing)
+            cases[f"shift {d:g} mm into {border.lobe_b.name}"] = (shifted(truth, a, b, d, spacing), true_vessels)
+            cases[f"shift {d:g} mm into {border.lobe_a.name}"] = (shifted(truth, b, a, d, spacing), true_vessels)
         true_iface = border_interface(truth, a, b)
-        for variant, labels in cases.items():
-            entry = border_vessel_index(hu, labels, spacing)["borders"][border.name]
+        for variant, (labels, vessels) in cases.items():
+            result = border_indices(vessels, labels[lattice.sample], lattice.spacing_mm)[border.name]
             rows.append({
                 "case": name,
                 "border": border.name,
                 "variant": variant,
-                "index": entry["index"],
-                "status": entry["status"],
+                "index": None if result.index is None else round(result.index, 3),
+                "status": result.status,
                 "error_mm": surface_distance_mm(true_iface, border_interface(labels, a, b), spacing),
             })
     return rows

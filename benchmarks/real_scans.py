@@ -28,6 +28,7 @@ from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
 from algorithm.report.border_index import BORDERS
 from algorithm.segmenter import LobeSegmenter
 from algorithm.report.preview import render_preview
+from algorithm.io.formats import strip_image_suffix
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 
@@ -72,7 +73,7 @@ def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dic
     report = result.report.to_dict()
     if image_dir is not None:
         preview = render_preview(loaded.image, result.mask, report)
-        write_png(preview, image_dir / f"{name.split('.')[0]}.png")
+        write_png(preview, image_dir / f"{strip_image_suffix(Path(name))}.png")
     return {
         "name": name,
         "size": loaded.image.GetSize(),
@@ -151,7 +152,7 @@ def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] |
         ]
     for r in rows:
         if "error" not in r:
-            lines.append(f"![{r['name']}](img/real/{r['name'].split('.')[0]}.png)")
+            lines.append(f"![{r['name']}](img/real/{strip_image_suffix(Path(r['name']))}.png)")
             lines.append("")
     return "\n".join(lines)
 

@@ -177,3 +177,19 @@ def test_the_report_of_a_case_holds_the_index_and_its_warning():
     section = report["border_vessel_index"]
     assert section["borders"]["left_oblique"]["index"] > section["settings"]["high_index"]
     assert [f["border"] for f in report["quality_flags"] if f["code"] == "border_through_vessels"] == ["left_oblique"]
+
+
+def test_ground_glass_on_the_border_is_not_analysed():
+    """Ground glass (-550 HU, noise 40 HU) along the vessel-free plane: its speckle above -500 HU
+    would read as vessels; the haze rule leaves that lung out."""
+    hu, lung = synthetic_lung()
+    rng = np.random.default_rng(5)
+    z = np.arange(SHAPE[0])[:, None, None]
+    glass = lung & (np.abs(z - PLANE_Z) * SPACING_MM[0] < 12.0) & (np.arange(SHAPE[1])[None, :, None] < 40)
+    hu[glass] = (-550 + 40 * rng.standard_normal(int(glass.sum()))).astype(np.int16)
+    labels = two_lobes(lung, PLANE_Z)
+    entry = left_oblique(hu, labels)
+    assert entry["status"] == "ok" and entry["index"] < 0.15
+    kept = vessel_mask(hu, lung, SPACING_MM).domain & glass
+    assert kept.sum() < 0.2 * glass.sum()  # only its rim, where the box mean is half clear lung
+    assert left_oblique(hu, labels, settings=BorderIndexSettings(haze_hu=0.0))["index"] > 0.5

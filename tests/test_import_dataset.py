@@ -102,6 +102,7 @@ def test_totalsegmentator_layout_imports_selects_and_keeps_the_split(ts_source, 
     assert "overlapping masks in case overlap" in rows["overlap"]["reason"]
     assert {n: rows[n]["split"] for n in KEPT} == {n: SPLIT_OF[n] for n in KEPT}  # meta.csv's own split
     assert float(rows["cut"]["max_edge_percent"]) > 20 and float(rows["good-a"]["max_edge_percent"]) < 5
+    assert "thick_slices" in rows["good-a"]["flags"].split(";")  # quality flags recorded (7-9 mm slices), not excluding
     # training reads the same file: only the kept cases, with their splits
     read = {c.name: c.split for c in read_case_csv(out / "cases.csv")}
     assert read == {n: SPLIT_OF[n] for n in KEPT}
@@ -286,3 +287,52 @@ def test_nnunet_label_names_v1_v2_and_refusals(tmp_path):
     # an explicit map wins over the names
     (case,) = discover("nnunet", _dataset_json(tmp_path / "lungs2", lungs), "lola11")
     assert case.label_map[21] == 5
+
+
+def test_labels_off_the_image_grid_or_not_integers_fail_the_case(tmp_path):
+    """A label file on another grid, or holding fractions, is a data error: failed, named, not resampled."""
+    from training import layout_writers
+
+    image = sitk.GetImageFromArray(np.full((12, 40, 40), -1000, np.int16))
+    image.SetSpacing((8.0, 8.0, 10.0))  # a field of view the reader takes for a chest
+    labels = np.zeros((12, 40, 40), np.uint8)
+    layout_writers.folder_case(tmp_path / "src", "same", image, labels)
+    layout_writers.folder_case(tmp_path / "src", "shifted", image, labels)
+    shifted = sitk.GetImageFromArray(labels)
+    shifted.CopyInformation(image)
+    shifted.SetOrigin((0.0, 0.0, 5.0))
+    sitk.WriteImage(shifted, str(tmp_path / "src" / "labels" / "shifted.nrrd"))
+    fractions = sitk.GetImageFromArray(np.full((12, 40, 40), 0.5, np.float32))
+    fractions.CopyInformation(image)
+    layout_writers.folder_case(tmp_path / "src", "fractions", image, np.zeros((12, 40, 40), np.uint8))
+    sitk.WriteImage(fractions, str(tmp_path / "src" / "labels" / "fractions.nrrd"))
+    summary = import_dataset.run_import("folder", tmp_path / "src", tmp_path / "out", stream=open(os.devnull, "w"))
+    reasons = {r["name"]: (r["status"], r["reason"]) for r in summary.records}
+    assert reasons["shifted"] == ("failed", "shifted.nrrd is not on the image's grid (origin (0.0, 0.0, 5.0) vs (0.0, 0.0, 0.0))")
+    assert reasons["fractions"] == ("failed", "fractions.nrrd holds non-integer values: not a label map")
+    assert reasons["same"] == ("excluded", "no lobe labelled (not a chest scan?)")
+
+
+def test_a_resumed_import_compares_label_values_not_map_names(folder_source, ts_source, ts_imported, tmp_path, capsys):
+    """The default map and the same map named are one setting; another map redoes every case."""
+    out = tmp_path / "ts"
+    shutil.copytree(ts_imported[0], out)
+    args = ["--layout", "totalsegmentator", str(ts_source[0]), "--out", str(out)]
+    assert import_dataset.main([*args, "--label-map", "totalsegmentator"]) == 0
+    assert "7 of 9 cases done by an earlier run: skipped" in capsys.readouterr().err
+    root = folder_source[0]
+    yaml_map = tmp_path / "lola.yaml"
+    yaml_map.write_text("10: LUL\n11: LLL\n20: RUL\n21: RML\n22: RLL\n")
+    folder_args = ["--layout", "folder", str(root), "--out", str(tmp_path / "f")]
+    assert import_dataset.main([*folder_args, "--label-map", "lola11"]) == 0
+    capsys.readouterr()
+    assert import_dataset.main([*folder_args, "--label-map", str(yaml_map)]) == 0  # the same values
+    assert "7 of 8 cases done by an earlier run: skipped" in capsys.readouterr().err
+    yaml_map.write_text("10: LLL\n11: LUL\n20: RUL\n21: RML\n22: RLL\n")  # edited: left lobes swapped
+    assert import_dataset.main([*folder_args, "--label-map", str(yaml_map)]) == 0
+    assert "done by an earlier run" not in capsys.readouterr().err
+    rows = _rows(tmp_path / "f")
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "f" / rows["good-a"]["label"])))
+    expected = folder_source[1]["good-a"].labels.copy()
+    expected[folder_source[1]["good-a"].labels == 1], expected[folder_source[1]["good-a"].labels == 2] = 2, 1
+    np.testing.assert_array_equal(labels, expected)

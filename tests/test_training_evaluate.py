@@ -118,7 +118,7 @@ def test_evaluate_command_writes_table_plots_and_wilcoxon(tmp_path):
     out = tmp_path / "report"
     code = evaluate.main(["--pred", str(dirs["a"]), "--ref", str(dirs["ref"]), "--vs", str(dirs["b"]), "--out", str(out)])
     assert code == 0
-    text = (out / "report.md").read_text()
+    text = (out / "report.md").read_text(encoding="utf-8")  # written as UTF-8 (±), whatever the locale
     assert "| Method | Metric | Overall | LUL | LLL | RUL | RLL | RML |" in text
     assert "Wilcoxon" in text and "nan" not in text.lower()
     rows = (out / "cases.csv").read_text().strip().splitlines()
@@ -142,7 +142,7 @@ def test_evaluate_compares_the_first_method_with_each_other_bonferroni_over_all(
     args = ["--pred", str(dirs["a"]), "--ref", str(dirs["ref"]), "--vs", str(dirs["b"]), str(dirs["c"]),
             "--names", "A", "B", "C", "--out", str(out)]
     assert evaluate.main(args) == 0
-    text = (out / "report.md").read_text()
+    text = (out / "report.md").read_text(encoding="utf-8")  # written as UTF-8 (±), whatever the locale
     assert "## Wilcoxon signed-rank: A vs B" in text and "## Wilcoxon signed-rank: A vs C" in text
     assert "Bonferroni over 12 tests per metric" in text
     table_rows = [line for line in text.splitlines() if line.startswith(("| A |", "| B |", "| C |"))]

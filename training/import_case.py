@@ -59,7 +59,7 @@ def finished_record(out: Path, case: SourceCase, settings: dict) -> dict | None:
         record = json.loads(record_path(out, case.name).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if record.get("version") != RECORD_VERSION or record.get("settings") != settings:
+    if record.get("version") != RECORD_VERSION or record.get("settings") != case_settings(case, settings):
         return None
     if record.get("stamp") != source_stamp(case) or record.get("status") not in ("ok", "excluded"):
         return None
@@ -172,7 +172,7 @@ def _new_record(case: SourceCase, settings: dict) -> dict:
         "label": "",
         "source_image": str(case.image),
         "source_labels": [str(p) for p in case.label_sources()],
-        "settings": settings,
+        "settings": case_settings(case, settings),
         "stamp": source_stamp(case),
     }
 
@@ -200,9 +200,18 @@ def import_case(case: SourceCase, out: Path, rules: SelectionRules, settings: di
     return record
 
 
-def settings_of(layout: str, label_map: str | None, rules: SelectionRules) -> dict:
-    """What a record must match to be reused by a later run."""
-    return {"layout": layout, "label_map": label_map, "rules": asdict(rules)}
+def settings_of(layout: str, rules: SelectionRules) -> dict:
+    """What a record must match to be reused by a later run (with the case's label map, see
+    ``case_settings``)."""
+    return {"layout": layout, "rules": asdict(rules)}
+
+
+def case_settings(case: SourceCase, settings: dict) -> dict:
+    """The run's settings plus the label values this case is read with: the map itself, not
+    the name it was given by (``--label-map totalsegmentator`` and the default are the same; an
+    edited YAML file or dataset.json is not)."""
+    values = [[k, v] for k, v in sorted(case.label_map.items())] if case.label_file else "per-structure files"
+    return {**settings, "label_map": values}
 
 
 def record_failure(case: SourceCase, out: Path, settings: dict, reason: str) -> dict:

@@ -131,7 +131,7 @@ def run_import(layout: str, src: str | Path, out: str | Path, label_map: str | N
     out = Path(out)
     start = time.perf_counter()
     cases = discover(layout, src, label_map)
-    settings = settings_of(layout, label_map, rules)
+    settings = settings_of(layout, rules)
     for sub in (IMAGES, LABELS, RECORDS):
         ensure_output_dir(out / sub)
     summary = ImportSummary(cases=len(cases))

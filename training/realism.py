@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.constants import AIR_LUNG_CUT_HU
-from training.phantoms.config import PhantomOptions
+from training.phantoms.config import VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
 
@@ -27,19 +27,21 @@ PHANTOMS_PER_SCAN = 3
 PHANTOM_PATHOLOGIES = ("none", "none", "copd")
 
 KNOWN_DIFFERENCES = """\
-- Anatomy is built from smooth implicit shapes: the body outline, muscles, heart, liver and
-  vertebrae are simpler and more regular than in patients (no arms, breasts, clavicles, kidneys,
-  bowel, lymph nodes, intermuscular fat planes or calcifications; no clothing, blankets or lines).
+- Anatomy is built from smooth implicit shapes. v2 adds an elliptical, tapering torso with
+  varying subcutaneous fat, arms (raised or beside the body), breasts, clavicles, a tapered heart
+  resting on the diaphragm, blankets, clothing, cushions and a curved table; still missing are
+  kidneys, bowel, lymph nodes, intermuscular fat planes, calcifications, ECG leads and lines, and
+  the shoulder girdle is reduced to clavicles and flat scapulae.
 - Large outputs are modelled on a grid of at most 6 million voxels (about 1.7 mm at 512 x 512 x 300)
   and interpolated: fine structure at 0.5-1 mm (sub-millimetre vessels, fissure crispness, rib
   trabeculae) is blurred, and only the noise carries the full-resolution texture.
 - Noise is stationary inside the body (real noise rises behind the shoulders and in the body
   centre), weaker outside it, and independent between slices (thin-slice reconstructions are
-  correlated along z).
-- Vessels and bronchi follow a recursive-partition tree, not the true segmental anatomy; arteries
-  and veins have the same density (no contrast agent is simulated).
-- Lobes are separated by height-field fissures; the lung behind an effusion is compressed in
-  density only, not displaced.
+  correlated along z); no streaks from the arms or from metal.
+- Vessels and bronchi follow a recursive-partition tree per lobe, not the true segmental anatomy;
+  with contrast, lung arteries and veins are equally bright (no arterial phase).
+- Lobes are separated by height-field fissures placed from landmarks (v2); the lung behind an
+  effusion is compressed in density only, not displaced.
 """
 
 
@@ -50,24 +52,37 @@ SCAN_NOTES = {
     "lung-pet-ct-dx-A0001": "A lung-cancer PET/CT subject, 5 mm slices, soft-tissue kernel.",
     "lung-pet-ct-dx-A0002": "Apex cut off by the scan range (8 mm slices): its lung volume and dome "
     "measures cover only part of the lungs; the matched phantoms are not cut the same way.",
-    "totalseg": "A crop around the heart with partial lungs (1.5 mm): lung size and dome measures are "
+    "totalseg-heart": "A crop around the heart with partial lungs (1.5 mm): lung size and dome measures are "
     "not comparable, because the matched phantoms show a whole (small) chest in the same field of view.",
+    "totalseg-chest-cta": "Contrast-enhanced chest CT, whole lungs from the neck to the upper abdomen, "
+    "1.5 mm isotropic; the field of view is cropped to the body (no reconstruction circle).",
 }
 
 INTERPRETATION = """\
-- For the whole-chest scans, lung width, depth and height, lung HU median and 15th percentile,
-  soft-tissue and air noise and body width fall within or near (15 %) the phantoms' range; the
-  phantom bodies tend to be deeper (front to back) than the thin A0002 patient.
-- Share below -950 HU: healthy phantoms sit at 0.5-8 %; the COPDGene subject (19.5 %) is
-  emphysematous, which the COPD phantoms reproduce only at their severe end.
-- Vessel share (> -500 HU) matches at sub-millimetre in-plane spacing (4.5-7.4 % against
-  4.7-5.4 %) but is higher at 1.5 mm (5.6-6.6 % against 4.5 %): the synthetic trees keep large
-  trunks inside the lung, whereas real hilar vessels lie mostly outside a threshold lung mask.
-- Dome heights depend on where the scan range and the threshold mask cut the lung bases; the
-  phantoms put the right dome 8-28 mm above the left by construction, which two of the real scans
-  do not show (a lung-cancer and a COPD patient; the measure is also sensitive to the heart border).
-- The NPS peak is measured on 16-pixel patches (coarse bins); it shows that phantom kernels span
-  soft to sharp, not a precise match to any scanner.
+- Realism number: with the coarse features the classifier's held-out accuracy drops from 0.68
+  (v1) to 0.61 (v2), below the real-against-real floor of 0.75, and falls on four of the five
+  real scans (A0001 stays at chance, 0.48-0.52). With the finer features it tells both versions
+  from real scans almost perfectly (0.97, 0.99; floor 0.82). The features that separate them, as
+  standardised mean differences on copdgene- and CTA-geometry v2 phantoms
+  (`python -m training.realism_classifier --explain 2`): too many flat voxels
+  (gradient below 5 HU/mm at 4 mm: 37 % against 23 % in real scans) and too few moderate
+  gradients (5-40 HU/mm), too many voxels at -100 to -50 HU (16 % against 7 %) and too few at
+  -50 to 0 and 100 to 200 HU, and lung parenchyma concentrated in -900 to -850 HU. Soft tissue and lung are still too smooth and
+  too fatty at the 4 mm scale: that, not the body outline or the lobes, is what is left.
+- Whole-chest scans, measures marked **differs**: the COPDGene lung volume (4656 ml against at
+  most 3842) and share below -950 HU (19.5 %) are the patient's hyperinflation and emphysema, which
+  the COPD phantoms reproduce only at their severe end; its air noise is lowered by its resampling
+  to 4.2 mm pixels. The CTA's lung width (280 against 219-225 mm): its field of view is cropped to
+  the body, and `fit_to_fov` shrinks the phantom to keep 15 mm of chest wall in view, so phantoms
+  at that geometry are narrower than the patient. A0002's volume and dome measures: its apex is cut
+  by the scan range and its 8 mm slices put the domes in two or three slices; its NPS peak (0.48
+  cycles/mm, a B70f kernel) lies above the sharpest phantom kernel.
+- Left-dome measures (A0001, CTA, COPDGene): the lowest lung voxel per column of the left lung
+  follows the heart border where the heart sits low, so the real "left dome height" reaches 116-125
+  mm; v2 puts the right dome above the left in about 9 cases in 10 (N(14, 10) mm) and three
+  phantoms per scan rarely include a level or higher left dome (COPDGene: -15.9 mm).
+- Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
+  fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
 
 
@@ -98,7 +113,10 @@ def load_real_scans(folder: Path = REAL_DIR) -> list[Scan]:
         if key in seen:  # the same scan as DICOM and as a single file
             continue
         seen.add(key)
-        scans.append(Scan(path.name.split(".")[0], sitk.Cast(image, sitk.sitkInt16)))
+        name = path.name
+        for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".gz"):
+            name = name.removesuffix(suffix)
+        scans.append(Scan(name, sitk.Cast(image, sitk.sitkInt16)))
     return scans
 
 
@@ -228,11 +246,14 @@ def measure(image: sitk.Image, rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def _phantoms_for(scan: Scan, count: int, first_seed: int) -> list:
+def _phantoms_for(scan: Scan, count: int, first_seed: int, version: int = 2) -> list:
     size = scan.image.GetSize()
     spacing = scan.image.GetSpacing()
     return [
-        generate_case(first_seed + i, PhantomOptions(size_xyz=size, spacing_mm=spacing, pathology=PHANTOM_PATHOLOGIES[i % 3]))
+        generate_case(
+            first_seed + i,
+            PhantomOptions(size_xyz=size, spacing_mm=spacing, pathology=PHANTOM_PATHOLOGIES[i % 3], version=version),
+        )
         for i in range(count)
     ]
 
@@ -278,15 +299,22 @@ def _slices(ax_row, hu: np.ndarray, spacing, label: np.ndarray | None, title: st
         a.axis("off")
 
 
-def figure(path: Path, real: Scan | None) -> None:
-    """A real scan (top row) above phantoms of each pathology, with and without labels."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure(path: Path, real: Scan | None, version: int = 2) -> None:
+    """A real scan (top row) above phantoms of each pathology, with and without labels."""
+    plt = _pyplot()
     cases = [
-        generate_case(seed, PhantomOptions(size_xyz=(320, 320, 200), spacing_mm=(1.1, 1.1, 1.6), pathology=kind))
+        generate_case(
+            seed, PhantomOptions(size_xyz=(320, 320, 200), spacing_mm=(1.1, 1.1, 1.6), pathology=kind, version=version)
+        )
         for seed, kind in ((101, "none"), (102, "copd"), (103, "covid"), (104, "effusion"))
     ]
     rows = len(cases) + (real is not None)
@@ -305,14 +333,34 @@ def figure(path: Path, real: Scan | None) -> None:
     plt.close(fig)
 
 
-def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
+def side_by_side(path: Path, scans: list[Scan], version: int = 2, first_seed: int = 300) -> None:
+    """Each real scan (left) beside a phantom generated at its size and spacing (right)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(scans), 6, figsize=(18, 3.2 * len(scans)), squeeze=False)
+    for i, scan in enumerate(scans):
+        opts = PhantomOptions(size_xyz=scan.image.GetSize(), spacing_mm=scan.image.GetSpacing(), pathology="none", version=version)
+        case = generate_case(first_seed + i, opts)
+        _slices(axes[i, :3], sitk.GetArrayFromImage(scan.image), scan.image.GetSpacing(), None, f"REAL {scan.name[:22]}")
+        _slices(axes[i, 3:], sitk.GetArrayFromImage(case.image), case.image.GetSpacing(), None, f"v{version} phantom {first_seed + i}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=55)
+    plt.close(fig)
+
+
+def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int = 2, classifier: bool = True) -> str:
     """Measure, compare, draw; returns the markdown."""
     rng = np.random.default_rng(0)
     scans = load_real_scans(real_dir)
+    pair_png = out_png.with_name(f"phantoms-v{version}-vs-real.png")
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
         "",
-        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; a few minutes).",
+        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 30 minutes on one "
+        f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
+        "`docs/img/phantoms-v1.png` and the realism number below).",
+        "",
+        f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
         "",
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
@@ -321,15 +369,19 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
         "whichever is larger; holes filled so vessels count), not through the phantom "
         "labels. **differs** marks a real value more than 15 % outside the phantoms' range.",
         "",
-        "![phantoms beside a real scan](img/phantoms.png)",
+        f"![phantoms beside a real scan](img/{out_png.name})",
         "",
     ]
+    if classifier and len(scans) >= 3:
+        from training.realism_classifier import markdown, measure_realism
+
+        lines += markdown(measure_realism(scans, versions=tuple(sorted({1, version})), log=lambda m: print(m, file=sys.stderr)))
     if not scans:
         lines += [f"No real scans found in `{real_dir}`: only the picture of phantoms was made.", ""]
     all_flags: dict[str, list[str]] = {}
     for i, scan in enumerate(scans):
         real = measure(scan.image, rng)
-        phantoms = [measure(c.image, rng) for c in _phantoms_for(scan, PHANTOMS_PER_SCAN, 1000 + 10 * i)]
+        phantoms = [measure(c.image, rng) for c in _phantoms_for(scan, PHANTOMS_PER_SCAN, 1000 + 10 * i, version)]
         size, spacing = scan.image.GetSize(), scan.image.GetSpacing()
         lines += [f"## {scan.name}", "", f"{size[0]} x {size[1]} x {size[2]} voxels, spacing {spacing[0]:.2f} x {spacing[1]:.2f} x {spacing[2]:.2f} mm."]
         lines += [note for prefix, note in SCAN_NOTES.items() if scan.name.startswith(prefix)] + [""]
@@ -344,7 +396,10 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR) -> str:
         lines += [""]
     lines += ["Reading the tables:", "", INTERPRETATION, "Known, by construction:", "", KNOWN_DIFFERENCES]
     showcase = max(scans, key=lambda s: np.prod(s.image.GetSize())) if scans else None
-    figure(out_png, showcase)
+    figure(out_png, showcase, version)
+    whole = [s for s in scans if not s.name.startswith("totalseg-heart")]
+    if whole:
+        side_by_side(pair_png, whole, version)
     text = "\n".join(lines)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text)
@@ -356,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--out", default="docs/realism.md")
     p.add_argument("--image", default="docs/img/phantoms.png")
+    p.add_argument("--version", type=int, choices=VERSIONS, default=2, help="phantom generator version")
+    p.add_argument("--no-classifier", action="store_true", help="skip the realism classifier (saves ~10 minutes)")
     args = p.parse_args(argv)
-    report(Path(args.out), Path(args.image), Path(args.real))
+    report(Path(args.out), Path(args.image), Path(args.real), args.version, not args.no_classifier)
     print(f"wrote {args.out} and {args.image}", file=sys.stderr)
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -155,8 +154,8 @@ def _checked(dim, bitpix: int, vox_offset: int) -> tuple[list[int], int, int] | 
 
 
 def _nrrd_layout(path: Path) -> PixelDataLayout | None:
-    fields, header_end = _text_header(path, _nrrd_line, stop_at_blank=True)
-    if fields is None:
+    fields, header_end = _nrrd_fields(path)
+    if not fields:
         return None
     size = NRRD_TYPE_BYTES.get(fields.get("type", "").lower())
     encoding = {"raw": None, "gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2"}.get(
@@ -184,11 +183,18 @@ def _nrrd_layout(path: Path) -> PixelDataLayout | None:
     return PixelDataLayout(data_file, start, encoding, byte_skip, voxels * size)
 
 
-def _nrrd_line(line: str) -> tuple[str, str] | None:
-    if line.startswith("#") or ":=" in line:
-        return None
-    key, sep, value = line.partition(":")
-    return (key.strip().lower(), value.strip()) if sep else None
+def _nrrd_fields(path: Path) -> tuple[dict[str, str], int]:
+    """``key: value`` fields of a NRRD header (keys in lower case) and the byte offset right after
+    its blank line (a detached header may end without one)."""
+    fields: dict[str, str] = {}
+    end = 0
+    for line, end in _header_lines(path):
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#") and ":=" not in line:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields, end
 
 
 def _after_lines(data_file: Path, start: int, lines: int) -> int:
@@ -203,20 +209,20 @@ def _after_lines(data_file: Path, start: int, lines: int) -> int:
 
 
 def _metaimage_layout(path: Path) -> PixelDataLayout | None:
-    fields, header_end = _text_header(path, _metaimage_line, stop_key="elementdatafile")
-    if fields is None or "elementdatafile" not in fields:
+    fields, header_end = metaimage_fields(path)
+    if header_end is None:
         return None
-    size = METAIMAGE_TYPE_BYTES.get(fields.get("elementtype", "").upper())
+    size = METAIMAGE_TYPE_BYTES.get(fields.get("ElementType", "").upper())
     try:
-        dims = [int(v) for v in fields.get("dimsize", "").split()]
-        channels = int(fields.get("elementnumberofchannels", "1"))
-        header_size = int(fields.get("headersize", "0"))
+        dims = [int(v) for v in fields.get("DimSize", "").split()]
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+        header_size = int(fields.get("HeaderSize", "0"))
     except ValueError:
         return None
     if size is None or not dims:
         return None
-    compressed = fields.get("compresseddata", "false").lower() in {"true", "1"}
-    source = fields["elementdatafile"]
+    compressed = fields.get("CompressedData", "False").lower() in {"true", "1"}
+    source = fields["ElementDataFile"]
     if source.upper() == "LOCAL":
         data_file, start = path, header_end
     elif source.upper().startswith("LIST") or "%" in source or len(source.split()) > 1:
@@ -232,29 +238,29 @@ def _metaimage_layout(path: Path) -> PixelDataLayout | None:
     )
 
 
-def _metaimage_line(line: str) -> tuple[str, str] | None:
-    key, sep, value = line.partition("=")
-    return (key.strip().lower(), value.strip()) if sep else None
+def metaimage_fields(path: Path) -> tuple[dict[str, str], int | None]:
+    """``Key = Value`` fields of a MetaImage header up to ``ElementDataFile`` (MetaIO's keys, as
+    written; a repeated key keeps its last value) and the byte offset right after that line;
+    None where the header never names its data file."""
+    fields: dict[str, str] = {}
+    for line, end in _header_lines(path):
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            return fields, end
+    return fields, None
 
 
 # -- text headers --------------------------------------------------------------------------------
 
 
-def _text_header(path: Path, parse, stop_key: str | None = None, stop_at_blank: bool = False):
-    """Fields of a text header and the byte offset right after it (None, 0 where it is not one)."""
+def _header_lines(path: Path):
+    """(line, byte offset right after it) over the first MAX_TEXT_HEADER_BYTES of ``path``."""
     with open(path, "rb") as handle:
         head = handle.read(MAX_TEXT_HEADER_BYTES)
-    fields: dict[str, str] = {}
     offset = 0
-    for match in re.finditer(rb"[^\n]*\n", head):
-        offset = match.end()
-        line = match.group().rstrip(b"\r\n").decode("latin-1")
-        if stop_at_blank and not line.strip():
-            return fields, offset
-        parsed = parse(line)
-        if parsed is not None:
-            fields.setdefault(parsed[0], parsed[1])
-            if parsed[0] == stop_key:
-                return fields, offset
-    # a detached header may end without a blank line
-    return (fields, offset) if fields and (stop_at_blank or stop_key is None) else (None, 0)
+    for raw in head.split(b"\n"):
+        offset = min(offset + len(raw) + 1, len(head))
+        yield raw.rstrip(b"\r").decode("latin-1"), offset

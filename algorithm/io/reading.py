@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from algorithm.errors import InputError
 from algorithm.io.formats import has_image_suffix, strip_image_suffix
-from algorithm.io.pixel_data import check_pixel_data
+from algorithm.io.pixel_data import check_pixel_data, metaimage_fields
 from algorithm.io.quiet import quiet_native_stderr
 from algorithm.io.validation import check_header
 
@@ -72,22 +72,9 @@ def read_image(path: str | Path) -> LoadedImage:
     return LoadedImage(image=image, source=path, description=f"file {path.name}")
 
 
-MAX_METAIMAGE_HEADER = 1 << 16
-
-
 def _precheck_metaimage_header(path: Path) -> None:
     """The MetaImage fields MetaIO trusts blindly (``NDims = -1`` crashes it with a segfault)."""
-    with open(path, "rb") as handle:
-        head = handle.read(MAX_METAIMAGE_HEADER)
-    fields = {}
-    for raw in head.split(b"\n"):
-        key, sep, value = raw.partition(b"=")
-        if not sep:
-            continue
-        fields[key.strip().decode("latin-1")] = value.strip().decode("latin-1")
-        if key.strip() == b"ElementDataFile":
-            break
-    problem = _metaimage_problem(fields)
+    problem = _metaimage_problem(metaimage_fields(path)[0])
     if problem:
         raise InputError(f"cannot read {path}: malformed MetaImage header ({problem})")
 

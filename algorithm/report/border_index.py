@@ -281,6 +281,41 @@ def lattice_steps(spacing_mm: tuple[float, ...], cell_mm: float = CELL_MM) -> tu
     return tuple(max(1, int(np.floor(cell_mm / s + 1e-6))) for s in spacing_mm)
 
 
+@dataclass(frozen=True)
+class Lattice:
+    """The analysis lattice: ``sample`` indexes it out of an input-grid array."""
+
+    sample: tuple[slice, ...]
+    spacing_mm: tuple[float, ...]
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.spacing_mm)) / 1000.0
+
+
+def analysis_lattice(spacing_mm: tuple[float, ...], cell_mm: float = CELL_MM) -> Lattice:
+    """Every k-th input voxel per axis (``lattice_steps``)."""
+    steps = lattice_steps(spacing_mm, cell_mm)
+    return Lattice(tuple(slice(None, None, k) for k in steps), tuple(float(s * k) for s, k in zip(spacing_mm, steps)))
+
+
+def border_indices(
+    vessels: VesselMask, labels: np.ndarray, spacing_mm: tuple[float, ...], settings: BorderIndexSettings | None = None
+) -> dict[str, BandIndex]:
+    """The index of every border of ``labels``, all arrays on one grid (the lattice's, as a rule)."""
+    settings = settings or BorderIndexSettings()
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    interfaces = border_interfaces(labels)
+    results = {}
+    for border in BORDERS:
+        interface = interfaces.get((min(border.lobe_a, border.lobe_b), max(border.lobe_a, border.lobe_b)))
+        band = None if interface is None else border_band(
+            labels, border.lobe_a, border.lobe_b, spacing_mm, settings.band_mm, interface
+        )
+        results[border.name] = band_index(vessels, band, voxel_ml, settings.min_band_ml)
+    return results
+
+
 def border_vessel_index(
     hu: np.ndarray,
     labels: np.ndarray,
@@ -294,23 +329,16 @@ def border_vessel_index(
     (default: the union of the lobes).
     """
     settings = settings or BorderIndexSettings()
-    steps = lattice_steps(spacing_mm, settings.cell_mm)
-    sample = tuple(slice(None, None, k) for k in steps)
-    lattice_mm = tuple(float(s * k) for s, k in zip(spacing_mm, steps))
-    labels_s = np.asarray(labels[sample])
-    lung_s = labels_s > 0 if lung is None else np.asarray(lung[sample], dtype=bool)
-    vessels = vessel_mask(np.asarray(hu[sample]), lung_s, lattice_mm, settings)
-    voxel_ml = float(np.prod(lattice_mm)) / 1000.0
+    lattice = analysis_lattice(spacing_mm, settings.cell_mm)
+    lattice_mm = lattice.spacing_mm
+    labels_s = np.asarray(labels[lattice.sample])
+    lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
+    vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice_mm, settings)
     reliable = max(spacing_mm) <= settings.max_slice_mm
-    interfaces = border_interfaces(labels_s)
     borders = {}
+    results = border_indices(vessels, labels_s, lattice_mm, settings)
     for border in BORDERS:
-        key = (min(border.lobe_a, border.lobe_b), max(border.lobe_a, border.lobe_b))
-        interface = interfaces.get(key)
-        band = None if interface is None else border_band(
-            labels_s, border.lobe_a, border.lobe_b, lattice_mm, settings.band_mm, interface
-        )
-        result = band_index(vessels, band, voxel_ml, settings.min_band_ml)
+        result = results[border.name]
         borders[border.name] = {
             "lobes": [border.lobe_a.name, border.lobe_b.name],
             "status": result.status,
@@ -336,7 +364,7 @@ def border_vessel_index(
             "vanish by partial volume and the band is a slice or two deep; the index only tells "
             "whether the border avoids the larger vessels, and raises no warning"
         ),
-        "analysed_lung_ml": round(int(np.count_nonzero(vessels.domain)) * voxel_ml, 1),
+        "analysed_lung_ml": round(int(np.count_nonzero(vessels.domain)) * lattice.voxel_ml, 1),
         "lung_vessel_share": None if share is None else round(share, 4),
         "borders": borders,
     }
