@@ -21,6 +21,7 @@ import torch
 from algorithm.constants import MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.cpu_bf16 import bf16_support
 from algorithm.errors import ResourceError
+from algorithm.labels import NUM_CLASSES
 
 from algorithm.network import CTSUNet
 from algorithm.network.cunet import valid_input_size
@@ -59,6 +60,7 @@ class NetworkPrediction:
     timings_s: dict[str, float]
     plan: "TilePlan | None" = None
     warnings: list[str] = field(default_factory=list)  # e.g. out of GPU memory, fell back to CPU
+    probabilities: np.ndarray | None = None  # float16 (6, Z, Y, X) softmax (lung_extent interpolates it)
 
 
 def bbox_margin_voxels(margin_mm: float, spacing_mm_zyx: tuple[float, float, float]) -> int:
@@ -117,9 +119,11 @@ def predict_network_grid(
     timings = {"stage1": round(time.perf_counter() - started, 3)}
     labels = np.zeros(scan_zyx.shape, np.uint8)
     confidence = np.ones(scan_zyx.shape, np.float16)
+    probabilities = np.zeros((NUM_CLASSES,) + scan_zyx.shape, np.float16)
+    probabilities[0] = 1.0  # outside the lung box: background
     box = _lung_box(stage1_labels, scan_zyx.shape, tiling.bbox_margin_vox)
     if box is None:
-        return NetworkPrediction(labels, confidence, stage1_labels, None, timings, warnings=warnings)
+        return NetworkPrediction(labels, confidence, stage1_labels, None, timings, warnings=warnings, probabilities=probabilities)
     if not tiling.crop_to_lungs:
         box = tuple(slice(0, dim) for dim in scan_zyx.shape)
     started = time.perf_counter()
@@ -130,18 +134,18 @@ def predict_network_grid(
         while done < len(plan.starts_zyx):
             batch = plan.starts_zyx[done : done + state.batch_size]
             try:
-                winner, best = _predict_tiles(state, batch, plan)
+                winner, best, probs = _predict_tiles(state, batch, plan)
             except torch.OutOfMemoryError:
                 warnings.append(_shrink_or_fall_back(state, len(batch)))
                 continue
-            _write_tiles(labels, confidence, batch, winner, best)
+            _write_tiles((labels, confidence, probabilities), batch, (winner, best, probs))
             done += len(batch)
             if on_tile is not None:
                 on_tile(len(batch), len(plan.starts_zyx))  # tiles just done, tiles in all
     finally:
         state.restore()
     timings["stage2"] = round(time.perf_counter() - started, 3)
-    return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan, warnings)
+    return NetworkPrediction(labels, confidence, stage1_labels, box, timings, plan, warnings, probabilities)
 
 
 def _precision_warnings(device: torch.device, dtype: torch.dtype) -> list[str]:
@@ -181,7 +185,8 @@ class _Stage2State:
                 self.model.to("cpu")  # stays usable; the next case falls back again
 
 
-def _predict_tiles(state: _Stage2State, batch: list, plan: "TilePlan") -> tuple[np.ndarray, np.ndarray]:
+def _predict_tiles(state: _Stage2State, batch: list, plan: "TilePlan") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tile: argmax (uint8), its probability (float16) and the softmax (float16, 6 channels)."""
     in_starts = torch.tensor(batch) - VALID_CONTEXT
     precision = state.precision if state.device == state.home else "auto"  # fell back to CPU: its own default
     with autocast_for(state.device, precision):
@@ -191,7 +196,7 @@ def _predict_tiles(state: _Stage2State, batch: list, plan: "TilePlan") -> tuple[
         )
     probs = torch.softmax(lobe_logits.float(), dim=1)
     best, winner = probs.max(dim=1)
-    return winner.to(torch.uint8).cpu().numpy(), best.half().cpu().numpy()
+    return winner.to(torch.uint8).cpu().numpy(), best.half().cpu().numpy(), probs.half().cpu().numpy()
 
 
 def _shrink_or_fall_back(state: _Stage2State, failed_batch: int) -> str:
@@ -255,8 +260,11 @@ def _lung_box(stage1_labels: np.ndarray, full_shape: tuple[int, ...], margin_vox
     )
 
 
-def _write_tiles(labels, confidence, starts, tile_labels, tile_confidence) -> None:
-    for (z, y, x), lab, conf in zip(starts, tile_labels, tile_confidence):
-        dz, dy, dx = (min(t, dim - s) for t, s, dim in zip(lab.shape, (z, y, x), labels.shape))
-        labels[z : z + dz, y : y + dy, x : x + dx] = lab[:dz, :dy, :dx]
-        confidence[z : z + dz, y : y + dy, x : x + dx] = conf[:dz, :dy, :dx]
+def _write_tiles(grids: tuple[np.ndarray, ...], starts, tiles: tuple[np.ndarray, ...]) -> None:
+    """Copy each tile's outputs (labels, confidence, probabilities; channels first where any) into
+    the network-grid arrays, cropped where a tile runs past the scan."""
+    for index, (z, y, x) in enumerate(starts):
+        for grid, tile in zip(grids, tiles):
+            out = tile[index]
+            dz, dy, dx = (min(t, dim - s) for t, s, dim in zip(out.shape[-3:], (z, y, x), grid.shape[-3:]))
+            grid[..., z : z + dz, y : y + dy, x : x + dx] = out[..., :dz, :dy, :dx]

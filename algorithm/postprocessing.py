@@ -55,7 +55,11 @@ def clean_labels(labels: np.ndarray, scan_normalized: np.ndarray | None = None) 
 
 def to_input_mask(cleaned_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
     """Cleaned network-grid labels -> the lobe mask with the geometry of ``reference``."""
-    canonical = labels_to_canonical(cleaned_zyx, scan)
+    return canonical_to_input_mask(labels_to_canonical(cleaned_zyx, scan), scan, reference)
+
+
+def canonical_to_input_mask(canonical: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
+    """Lobe labels on the reoriented input grid -> the lobe mask with the geometry of ``reference``."""
     if skips_network_voxels(scan):  # a lobe can come apart on a coarser input grid: clean again there
         canonical = clean_labels(canonical)
     return canonical_to_input_image(canonical, scan, reference)
@@ -81,15 +85,26 @@ def _clean_box(labels: np.ndarray) -> np.ndarray:
 
 def outside_air(scan_normalized: np.ndarray) -> np.ndarray:
     """Air connected, within its axial slice, to the slice's edge: the air around the body."""
-    air = scan_normalized < _normalized(AIR_MAX_HU)
+    return air_around_body(scan_normalized < _normalized(AIR_MAX_HU))
+
+
+def air_around_body(air: np.ndarray) -> np.ndarray:
+    """The voxels of a (Z, Y, X) air mask connected, within their axial slice, to the slice's edge."""
+    components, at_edge = slice_edge_pieces(air)
+    return at_edge[components]
+
+
+def slice_edge_pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected pieces of a (Z, Y, X) mask within each axial slice (never across slices),
+    labelled, and per label whether the piece reaches its slice's edge (False for label 0)."""
     in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = True  # 8-connected within a slice, never across slices
-    components, _ = ndimage.label(air, structure=in_plane)
+    in_plane[1] = True
+    components, count = ndimage.label(mask, structure=in_plane)
     edge = np.concatenate([components[:, [0, -1], :].ravel(), components[:, :, [0, -1]].ravel()])
-    outside = np.zeros(int(components.max()) + 1, bool)
-    outside[np.unique(edge)] = True
-    outside[0] = False
-    return outside[components]
+    at_edge = np.zeros(count + 1, bool)
+    at_edge[np.unique(edge)] = True
+    at_edge[0] = False
+    return components, at_edge
 
 
 def _drop_outside_air_pieces(labels: np.ndarray, scan_normalized: np.ndarray) -> np.ndarray:

@@ -38,8 +38,9 @@ from algorithm.inference import (
 from algorithm.fissure_fit import refine_mask
 from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 from algorithm.network.checkpoint import InferenceSettings, load_checkpoint
-from algorithm.postprocessing import clean_labels, outside_air, to_input_mask
-from algorithm.preprocessing import PreprocessedScan, preprocess
+from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
+from algorithm.postprocessing import canonical_to_input_mask, clean_labels, outside_air
+from algorithm.preprocessing import PreprocessedScan, preprocess, to_canonical
 from algorithm.report.lobe_report import LobeReport, NetworkRun, WeightsInfo, build_report, low_confidence_share
 
 # progress(stage, done, total): stage is "preprocess", "network", "tile" (done of total stage-II
@@ -73,6 +74,12 @@ class SegmentationResult:
     def warnings(self) -> list[str]:
         return self.report.warnings
 
+    @property
+    def lung_mask(self) -> sitk.Image:
+        """The lung on the input grid (uint8 0/1): every lobe together, its extent from the scan
+        (algorithm/lung_extent.py)."""
+        return self.mask > 0
+
 
 @dataclass
 class CaseState:
@@ -87,6 +94,7 @@ class CaseState:
     labels: np.ndarray | None = None  # cleaned lobes on the network grid
     mask: sitk.Image | None = None  # lobes on the input grid
     fissures: dict | None = None  # what the fissure step did (report section "fissures")
+    extent: LungExtent | None = None  # what lung_extent found (the lung from the scan)
     report: LobeReport | None = None
 
     @contextmanager
@@ -257,8 +265,13 @@ def clean_up(case: CaseState) -> None:
 
 
 def to_input_grid(case: CaseState) -> None:
-    """Nearest neighbour back to the input grid; warn where the lungs touch the field of view."""
-    case.mask = to_input_mask(case.labels, case.scan, case.image)
+    """The lung's extent from the scan on the input grid, each lung voxel's lobe from the network
+    (lung_extent); warn where the lungs touch the field of view."""
+    canonical = to_canonical(case.image)
+    hu = sitk.GetArrayViewFromImage(canonical)
+    network = NetworkLobes(case.labels, case.prediction.probabilities)
+    case.extent = lung_extent(hu, case.scan.canonical_spacing_mm_zyx, network)
+    case.mask = canonical_to_input_mask(case.extent.labels, case.scan, case.image)
     case.warnings += coverage_warnings(case.mask)
 
 
@@ -288,6 +301,7 @@ def measure(case: CaseState, segmenter: LobeSegmenter) -> None:
         outside_air_ml=outside_air_removed_ml(prediction.labels, case.labels, scan),
         warnings=case.warnings,
         fissures=case.fissures,
+        extent=case.extent,
     )
 
 

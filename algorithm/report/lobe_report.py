@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from algorithm import __version__
 from algorithm.labels import label_map
+from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
 from algorithm.report.density import lobe_measures
 from algorithm.report.quality_flags import assess_quality
@@ -60,6 +61,8 @@ class LobeReport:
     quality_estimates: dict
     border_vessel_index: dict  # the vessel-sparse band along each fissure (report/border_index.py)
     fissures: dict | None = None  # what the fissure step did (fissure_fit.py; docs/outputs.md)
+    network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
+    lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
     warnings: list[str] = field(default_factory=list)
     software: dict = field(default_factory=lambda: dict(SOFTWARE))
 
@@ -105,10 +108,14 @@ def build_report(
     outside_air_ml: float = 0.0,
     warnings: list[str] | None = None,
     fissures: dict | None = None,
+    extent: LungExtent | None = None,
 ) -> LobeReport:
-    """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality."""
+    """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality; ``extent``:
+    what the lung-extent step found (its share of lung the network missed is flagged)."""
+    unlabelled = extent.network_unlabelled_share if extent is not None else 0.0
     measures = lobe_measures(image, mask)
-    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml)
+    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml,
+                             network_unlabelled_share=unlabelled)
     borders = border_report(image, mask)
     return LobeReport(
         label_map=label_map(),
@@ -124,5 +131,12 @@ def build_report(
         quality_estimates=quality.estimates,
         border_vessel_index=borders,
         fissures=fissures,
+        network_unlabelled_lung_share=round(unlabelled, 4),
+        lung_extent=None if extent is None else {
+            "aerated_lung_ml": round(extent.aerated_lung_ml, 1),
+            "network_unlabelled_lung_share": round(unlabelled, 4),
+            "airway_excluded_ml": round(extent.airway_ml, 1),
+            "work_block_zyx": list(extent.work_block_zyx),
+        },
         warnings=list(warnings or []),
     )

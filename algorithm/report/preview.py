@@ -82,15 +82,17 @@ def _to_lps(image: sitk.Image) -> sitk.Image:
     return sitk.DICOMOrient(image, "LPS")
 
 
-def _views(hu: np.ndarray, labels: np.ndarray, spacing_zyx: tuple[float, ...]):
+def _views(hu: np.ndarray, labels: np.ndarray, spacing_zyx: tuple[float, ...], planes_from: np.ndarray | None = None):
     """(name, hu plane, label plane, row mm, col mm, left letter, right letter) for each view.
 
-    Arrays are LPS [z, y, x]: x grows to the patient's left, y to posterior, z to superior.
+    Arrays are LPS [z, y, x]: x grows to the patient's left, y to posterior, z to superior. The
+    planes are those of ``planes_from`` (default: ``labels``) that show the most lobes.
     """
     dz, dy, dx = spacing_zyx
-    k = _slice_index(labels, 0)
-    j = _slice_index(labels, 1)
-    i = _slice_index(labels, 2)
+    chooser = labels if planes_from is None else planes_from
+    k = _slice_index(chooser, 0)
+    j = _slice_index(chooser, 1)
+    i = _slice_index(chooser, 2)
     return [
         ("axial", hu[k], labels[k], dy, dx, "R", "L"),
         ("coronal", hu[::-1, j, :], labels[::-1, j, :], dz, dx, "R", "L"),
@@ -175,17 +177,21 @@ def _legend(panel_px: int, report: dict, volumes: dict[str, float]) -> np.ndarra
     return legend
 
 
-def render_preview(image: sitk.Image, mask: sitk.Image, report: dict | None = None, panel_px: int = 256) -> np.ndarray:
+def render_preview(
+    image: sitk.Image, mask: sitk.Image, report: dict | None = None, panel_px: int = 256, planes_from: sitk.Image | None = None
+) -> np.ndarray:
     """The preview as an (H, W, 3) uint8 RGB array, H, W = ``preview_shape(panel_px)``.
 
     ``report`` (optional) gives the volumes, flags and severity shown in the legend; without it the
-    volumes are computed from the mask.
+    volumes are computed from the mask. ``planes_from`` (optional): another mask on the same grid
+    whose planes are shown (two masks through the same planes, e.g. before and after a change).
     """
     report = report or {}
     hu = sitk.GetArrayFromImage(_to_lps(image))
     labels = sitk.GetArrayFromImage(_to_lps(mask)).astype(np.uint8)
     # DICOMOrient permutes the axes: take the spacing from the reoriented image.
     spacing_zyx = tuple(float(s) for s in reversed(_to_lps(mask).GetSpacing()))
-    panels = [_panel(view, panel_px) for view in _views(hu, labels, spacing_zyx)]
+    chooser = None if planes_from is None else sitk.GetArrayFromImage(_to_lps(planes_from)).astype(np.uint8)
+    panels = [_panel(view, panel_px) for view in _views(hu, labels, spacing_zyx, chooser)]
     volumes = report.get("volumes_ml") or volumes_ml(mask)
     return np.concatenate([np.concatenate(panels, axis=1), _legend(panel_px, report, volumes)], axis=0)

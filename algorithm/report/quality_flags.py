@@ -55,6 +55,7 @@ class QualityLimits:
     )
     max_low_confidence_share: float = 0.05
     max_outside_air_ml: float = 10.0
+    max_network_unlabelled_share: float = 0.15  # of the air-filled lung; see docs/outputs.md
     noise_window_mm: float = 6.0
     soft_tissue_range_hu: tuple[float, float] = (-20.0, 120.0)
 
@@ -165,7 +166,8 @@ def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: Quality
 
 
 def _image_flags(
-    estimates: dict, calibration: HuCalibration, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits
+    estimates: dict, calibration: HuCalibration, low_confidence_share: float, outside_air_ml: float, limits: QualityLimits,
+    network_unlabelled_share: float = 0.0,
 ) -> list[dict]:
     flags = []
     if not calibration.in_hu:
@@ -193,6 +195,11 @@ def _image_flags(
                            f"the network labelled {outside_air_ml:.0f} mL of air around the body as lung (removed by the "
                            "clean-up): the scan is unlike the training data, check the lobes",
                            value=round(outside_air_ml, 1), limit=limits.max_outside_air_ml))
+    if network_unlabelled_share > limits.max_network_unlabelled_share:
+        flags.append(_flag("network_missed_lung", "warning",
+                           f"the network left {100 * network_unlabelled_share:.0f} % of the air-filled lung unlabelled "
+                           "(given a lobe from the scan afterwards): the scan is unlike the training data, check the lobes",
+                           value=round(network_unlabelled_share, 4), limit=limits.max_network_unlabelled_share))
     return flags
 
 
@@ -203,9 +210,11 @@ def assess_quality(
     low_confidence_share: float = 0.0,
     limits: QualityLimits | None = None,
     outside_air_ml: float = 0.0,
+    network_unlabelled_share: float = 0.0,
 ) -> QualityReport:
     """All flags of a case; ``measures`` is the output of ``lobe_measures`` (volumes and shares);
-    ``outside_air_ml``: what the clean-up removed as air around the body."""
+    ``outside_air_ml``: what the clean-up removed as air around the body;
+    ``network_unlabelled_share``: the share of the air-filled lung the network left background."""
     limits = limits or QualityLimits()
     calibration = hu_calibration(sitk.GetArrayViewFromImage(image), limits.min_hu_landmarks,
                                  limits.max_hu_landmark_spread_hu)
@@ -218,7 +227,7 @@ def assess_quality(
         "slice_spacing_mm": round(slice_spacing_mm(image), 4),
     }
     flags = _lobe_flags(measures, fov_contacts(image, mask), limits)
-    flags += _image_flags(estimates, calibration, low_confidence_share, outside_air_ml, limits)
+    flags += _image_flags(estimates, calibration, low_confidence_share, outside_air_ml, limits, network_unlabelled_share)
     return QualityReport(flags=flags, estimates=estimates)
 
 

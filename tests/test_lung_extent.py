@@ -1,0 +1,251 @@
+"""The lung's extent from the scan, the lobes from the network (algorithm/lung_extent.py).
+
+A synthetic chest at 1 x 1 x 1.5 mm with a known pleura: two ellipsoid lungs with a one-voxel
+partial-volume ramp, vessels, a trachea and main bronchi opening into the right lung, and a
+"network" answer on a 4 mm grid made from the truth (nearest neighbour, as the network's argmax
+reaches the scan today), with soft probabilities at the lobe borders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from algorithm.labels import Lobe
+from algorithm.lung_extent import (
+    LungExtentSettings,
+    NetworkLobes,
+    lobe_scores,
+    lung_extent,
+    nearest_lobe_labels,
+    nearest_source_indices,
+    scan_lung_mask,
+)
+from algorithm.preprocessing import resample_array
+from algorithm.report.quality_flags import QualityLimits
+
+SPACING_MM = (1.5, 1.0, 1.0)  # z, y, x
+SHAPE = (100, 160, 200)
+NETWORK_SHAPE = (38, 40, 50)  # about 4 mm
+LUNG_HU, TISSUE_HU, AIR_HU, FLUID_HU = -850.0, 40.0, -1000.0, 15.0
+RIGHT_X, LEFT_X, LUNG_Y, LUNG_Z = 55.0, 145.0, 80.0, 75.0  # mm; LPS: +x is the patient's left
+SEMI_AXES = (60.0, 50.0, 32.0)  # z, y, x (mm)
+
+
+@dataclass
+class Chest:
+    hu: np.ndarray  # float32
+    lobes: np.ndarray  # uint8 truth: the ellipsoids, upper / lower lobe split by z
+    distance_mm: np.ndarray  # signed distance to the nearest pleura (negative inside a lung)
+    trachea_and_main_bronchi: np.ndarray  # lumen outside the lungs
+
+
+def _coordinates():
+    return np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(SHAPE, SPACING_MM)], indexing="ij", sparse=True)
+
+
+def _ellipsoid_distance_mm(centre_x: float) -> np.ndarray:
+    """Signed distance (mm, first order) to the surface of one lung ellipsoid."""
+    z, y, x = _coordinates()
+    d = [(z - LUNG_Z), (y - LUNG_Y), (x - centre_x)]
+    r = np.sqrt(sum((di / a) ** 2 for di, a in zip(d, SEMI_AXES)))
+    gradient = np.sqrt(sum(di**2 / a**4 for di, a in zip(d, SEMI_AXES))) / np.maximum(r, 1e-6)
+    return ((r - 1.0) / np.maximum(gradient, 1e-6)).astype(np.float32)
+
+
+def _tube(points_mm: list[tuple[float, float, float]], radius_mm: float) -> np.ndarray:
+    """Voxels within ``radius_mm`` of a polyline of (z, y, x) points."""
+    z, y, x = _coordinates()
+    inside = np.zeros(SHAPE, bool)
+    for a, b in zip(points_mm[:-1], points_mm[1:]):
+        a, b = np.array(a), np.array(b)
+        ab = b - a
+        t = ((z - a[0]) * ab[0] + (y - a[1]) * ab[1] + (x - a[2]) * ab[2]) / float(ab @ ab)
+        t = np.clip(t, 0.0, 1.0)
+        dist2 = (z - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 + (x - a[2] - t * ab[2]) ** 2
+        inside |= dist2 <= radius_mm**2
+    return inside
+
+
+def make_chest(consolidate: Lobe | None = None, effusion: bool = False) -> Chest:
+    z, y, x = _coordinates()
+    body = ((y - 80.0) / 70.0) ** 2 + ((x - 100.0) / 95.0) ** 2 < 1.0
+    distance = np.minimum(_ellipsoid_distance_mm(RIGHT_X), _ellipsoid_distance_mm(LEFT_X))
+    hu = np.where(body, TISSUE_HU, AIR_HU).astype(np.float32)
+    lung_share = np.clip(0.5 - distance, 0.0, 1.0)  # one-voxel partial-volume ramp at the pleura
+    hu = hu + lung_share * (LUNG_HU - hu)
+    lung = distance < 0
+    upper = np.broadcast_to(z > LUNG_Z + 0.3 * (y - LUNG_Y), SHAPE)
+    left = np.broadcast_to(x > 100.0, SHAPE)
+    lobes = np.zeros(SHAPE, np.uint8)
+    lobes[lung & left & upper] = Lobe.LUL
+    lobes[lung & left & ~upper] = Lobe.LLL
+    lobes[lung & ~left & upper] = Lobe.RUL
+    lobes[lung & ~left & ~upper] = Lobe.RLL
+    for vx in (RIGHT_X, LEFT_X):  # vessels well inside each lung
+        hu[_tube([(40.0, 80.0, vx), (110.0, 85.0, vx + 5.0)], 2.0)] = TISSUE_HU
+    # trachea from the top down to the carina; main bronchi into the lungs, where each continues
+    # (walled) for about 15 mm and opens into the parenchyma: the airway joins the lung's air
+    carina = (110.0, 70.0, 100.0)
+    airways = [([(150.0, 62.0, 100.0), carina], 7.5), ([carina, (88.0, 75.0, 72.0)], 5.5),
+               ([carina, (88.0, 75.0, 128.0)], 5.5)]  # (centre line, lumen radius mm)
+    wall = np.zeros(SHAPE, bool)
+    lumen = np.zeros(SHAPE, bool)
+    for line, radius_mm in airways:
+        wall |= _tube(line, radius_mm + 2.0)
+        start, end = np.array(line[0]), np.array(line[1])
+        past_end = tuple(end + 8.0 * (end - start) / np.linalg.norm(end - start))
+        lumen |= _tube([line[0], past_end], radius_mm)
+    hu[wall] = TISSUE_HU
+    hu[lumen] = AIR_HU
+    if consolidate is not None:
+        hu[lobes == consolidate] = 30.0
+    if effusion:  # fluid behind the left lower lung, between it and the chest wall
+        fluid = body & ~lung & (distance < 12.0) & np.broadcast_to(y > LUNG_Y + 20.0, SHAPE) & left & ~upper
+        hu[fluid] = FLUID_HU
+    return Chest(hu, lobes, distance, lumen & ~lung)
+
+
+def network_answer(lobes: np.ndarray, keep: np.ndarray | None = None) -> NetworkLobes:
+    """The truth as a 4 mm network would give it: argmax by nearest neighbour, probabilities by
+    trilinear resampling of the one-hot truth (soft at the lobe borders)."""
+    labels = resample_array(torch.from_numpy(lobes), NETWORK_SHAPE, "nearest-exact").numpy().astype(np.uint8)
+    one_hot = torch.from_numpy((lobes[None] == np.arange(6)[:, None, None, None]).astype(np.float32))
+    probabilities = torch.nn.functional.interpolate(one_hot[None], size=NETWORK_SHAPE, mode="area")[0].numpy()
+    if keep is not None:
+        labels[~keep] = 0
+        probabilities[:, ~keep] = 0.0
+        probabilities[0, ~keep] = 1.0
+    return NetworkLobes(labels, probabilities.astype(np.float16))
+
+
+def _upsampled(labels: np.ndarray) -> np.ndarray:
+    """What the pipeline did before this step: nearest neighbour to the scan grid."""
+    return resample_array(torch.from_numpy(labels), SHAPE, "nearest-exact").numpy()
+
+
+def _near_airway(chest: Chest) -> np.ndarray:
+    """Within 10 mm of the trachea and main bronchi: the hilum, where the bronchi enter the lung."""
+    return ndimage.distance_transform_edt(~chest.trachea_and_main_bronchi, sampling=SPACING_MM) < 10.0
+
+
+@pytest.fixture(scope="module")
+def chest() -> Chest:
+    return make_chest()
+
+
+@pytest.fixture(scope="module")
+def extent(chest):
+    return lung_extent(chest.hu, SPACING_MM, network_answer(chest.lobes))
+
+
+def test_lung_boundary_follows_the_pleura_within_one_voxel(chest, extent):
+    lung = extent.labels > 0
+    truth = chest.distance_mm < 0
+    wrong = lung ^ truth
+    near_airway = _near_airway(chest)  # tested below
+    # there the first millimetres of each bronchus inside the lung (lumen within airway_reach_mm of the
+    # main bronchus, the wall at the hilum) are lost: of the 5 mL of walled bronchi inside the lungs
+    assert (truth & ~lung & near_airway).sum() * np.prod(SPACING_MM) / 1000 < 3.0
+    wrong &= ~near_airway
+    assert np.abs(chest.distance_mm[wrong]).max() <= max(SPACING_MM)  # only at the pleura, within one voxel
+    assert wrong.sum() < 0.02 * truth.sum()
+    # the network's nearest-neighbour lung misses the pleura by up to half its 4 mm voxel
+    before = _upsampled(network_answer(chest.lobes).labels) > 0
+    assert np.abs(chest.distance_mm[before ^ truth]).max() > 1.5 * max(SPACING_MM)
+
+
+def test_every_lung_voxel_takes_the_network_lobe(chest, extent):
+    truth_lung = chest.distance_mm < -1.0
+    agree = extent.labels[truth_lung] == chest.lobes[truth_lung]
+    assert agree.mean() > 0.97  # lobe borders: 4 mm probabilities interpolated
+    before = _upsampled(network_answer(chest.lobes).labels)
+    assert agree.mean() > (before[truth_lung] == chest.lobes[truth_lung]).mean()
+
+
+def test_interpolated_lobes_equal_the_network_at_its_voxel_centres(chest):
+    network = network_answer(chest.lobes)
+    nearest = nearest_lobe_labels(network.labels)
+    scores = lobe_scores(network, nearest)
+    assert (np.argmax(scores, axis=0) + 1 == nearest).all()
+    assert (nearest[network.labels > 0] == network.labels[network.labels > 0]).all()
+    assert (nearest > 0).all()
+
+
+def test_trachea_and_main_bronchi_stay_out(chest, extent):
+    assert chest.trachea_and_main_bronchi.sum() > 2000
+    assert not (extent.labels > 0)[chest.trachea_and_main_bronchi].any()
+    assert extent.airway_ml > 0.5 * chest.trachea_and_main_bronchi.sum() * np.prod(SPACING_MM) / 1000
+    # without the airway rule the trachea would be lung: it is air joined to the lung's air
+    air = chest.hu < -400
+    pieces, _ = ndimage.label(air & (chest.distance_mm < 40))
+    assert pieces[chest.trachea_and_main_bronchi].max() == pieces[chest.distance_mm < -5].max()
+
+
+def test_a_consolidated_lobe_keeps_its_dense_part():
+    chest = make_chest(consolidate=Lobe.RLL)
+    result = lung_extent(chest.hu, SPACING_MM, network_answer(chest.lobes))
+    dense = chest.lobes == Lobe.RLL
+    kept = result.labels[dense] == Lobe.RLL
+    assert kept.mean() > 0.9
+    network_voxel_mm = max(s * n / m for s, n, m in zip(SPACING_MM, SHAPE, NETWORK_SHAPE))
+    deep = dense & (chest.distance_mm < -2.5 * network_voxel_mm)  # the rim: one voxel of the 4 mm grid, diagonally
+    assert (result.labels[deep] > 0).all()  # only the network's rim at the pleura may go
+    assert (result.labels[deep] == Lobe.RLL).mean() > 0.99  # the lobe border: 4 mm probabilities
+
+
+def test_effusion_and_chest_wall_stay_out():
+    chest = make_chest(effusion=True)
+    fluid = chest.hu == FLUID_HU
+    assert fluid.sum() > 5000
+    network = network_answer(chest.lobes)
+    assert (_upsampled(network.labels) > 0)[fluid].any()  # the network's voxels reach into the fluid
+    lung = lung_extent(chest.hu, SPACING_MM, network).labels > 0
+    assert not lung[fluid].any()
+    assert not lung[chest.distance_mm > max(SPACING_MM)].any()  # chest wall, mediastinum, fluid
+    assert lung[chest.distance_mm < -max(SPACING_MM)].mean() > 0.99
+
+
+def test_flag_value_fires_when_the_network_misses_half_the_lung(chest):
+    z_centres = (np.arange(NETWORK_SHAPE[0]) + 0.5) * SHAPE[0] * SPACING_MM[0] / NETWORK_SHAPE[0]
+    upper_half = np.broadcast_to((z_centres > LUNG_Z)[:, None, None], NETWORK_SHAPE)
+    half = lung_extent(chest.hu, SPACING_MM, network_answer(chest.lobes, keep=upper_half))
+    full = lung_extent(chest.hu, SPACING_MM, network_answer(chest.lobes))
+    limit = QualityLimits().max_network_unlabelled_share
+    assert half.network_unlabelled_share == pytest.approx(0.5, abs=0.1)
+    assert half.network_unlabelled_share > limit > full.network_unlabelled_share
+    # the step gives the missed half a lobe all the same: the lung is whole again
+    truth = chest.distance_mm < -1.0
+    assert (half.labels[truth] > 0).mean() > 0.99
+    assert half.aerated_lung_ml == pytest.approx(full.aerated_lung_ml, rel=0.01)
+
+
+def test_slabs_do_not_change_the_result(chest, extent):
+    small = lung_extent(chest.hu, SPACING_MM, network_answer(chest.lobes), LungExtentSettings(slab_slices=3))
+    assert np.array_equal(small.labels, extent.labels)
+    mask = scan_lung_mask(chest.hu, SPACING_MM, network_answer(chest.lobes).labels)
+    assert np.array_equal(mask, extent.labels > 0)
+
+
+def test_nearest_source_indices_match_nearest_exact_resampling():
+    for n_source, n_scan in ((38, 100), (50, 200), (7, 5)):
+        source = torch.arange(n_source, dtype=torch.float32)[None, None, :, None, None]
+        expected = torch.nn.functional.interpolate(source, size=(n_scan, 1, 1), mode="nearest-exact")[0, 0, :, 0, 0]
+        assert np.array_equal(nearest_source_indices(n_source, n_scan), expected.numpy().astype(int))
+
+
+def test_lung_cut_by_the_field_of_view_stays_lung(chest):
+    """Its air reaches the slice edge like the air around the body, but it is the network's lung."""
+    cut_x = 40  # scan voxels (40 mm): through the right lung; 10 network voxels
+    hu = chest.hu[:, :, cut_x:]
+    network = network_answer(chest.lobes)
+    cropped = NetworkLobes(network.labels[:, :, cut_x // 4 :], network.probabilities[:, :, :, cut_x // 4 :])
+    lung = lung_extent(hu, SPACING_MM, cropped).labels > 0
+    truth = chest.distance_mm[:, :, cut_x:] < -max(SPACING_MM)
+    assert truth[:, :, 0].any()  # the lung reaches the edge
+    assert lung[truth].mean() > 0.99
+    assert not lung[(hu <= -990) & ~truth].any()  # no air around the body
