@@ -137,11 +137,11 @@ def test_outside_air_taken_for_lung():
 
 def test_network_missed_lung():
     """Half the air-filled lung left to the scan (the COPDGene scan: 54 %) is flagged; the rim a
-    4 mm grid misses on a healthy phantom (a few per cent) is not."""
+    4 mm grid misses at the pleura of a healthy phantom (11-12 % at 0.7 mm) is not."""
     flagged, _ = _assess(*_clean_case(), network_unlabelled_share=0.5)
     (flag,) = [f for f in flagged.flags if f["code"] == "network_missed_lung"]
     assert flag["value"] == 0.5 and flag["limit"] == QualityLimits().max_network_unlabelled_share
-    below, _ = _assess(*_clean_case(), network_unlabelled_share=QualityLimits().max_network_unlabelled_share / 2)
+    below, _ = _assess(*_clean_case(), network_unlabelled_share=0.12)
     assert ("network_missed_lung", None) not in _codes(below)
 
 

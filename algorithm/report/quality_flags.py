@@ -55,7 +55,7 @@ class QualityLimits:
     )
     max_low_confidence_share: float = 0.05
     max_outside_air_ml: float = 10.0
-    max_network_unlabelled_share: float = 0.15  # of the air-filled lung; see docs/outputs.md
+    max_network_unlabelled_share: float = 0.25  # of the air-filled lung; see docs/outputs.md
     noise_window_mm: float = 6.0
     soft_tissue_range_hu: tuple[float, float] = (-20.0, 120.0)
 
