@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from algorithm import __version__
-from algorithm.constants import MAX_TILE_IN_VOXELS, PRECISIONS
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.container.contract import GC_DESCRIPTION
 from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
 from algorithm.frontend import print_summary, segment_file, write_case_outputs
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=1, help="stage-II tiles per forward pass")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32")
+    predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
+                         help="fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
+                              "network: keep the network's borders, the paper's path (default %(default)s)")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
@@ -98,7 +101,7 @@ def run_predict(args: argparse.Namespace) -> int:
         # a bad device, precision or checkpoint is refused before the output folder exists
         segmenter = LobeSegmenter(
             args.weights, args.device, precision=args.precision, tile_out=args.tile_out,
-            max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size,
+            max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size, fissures=args.fissures,
         )
         ensure_output_dir(args.output)
         with locked_output_dir(args.output):

@@ -36,16 +36,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
 
 from algorithm.boxes import bounding_box
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES
 from algorithm.labels import Lobe
+from algorithm.preprocessing import CANONICAL_ORIENTATION, orientation_of, to_canonical
 from algorithm.report.border_index import lattice_steps, vessel_mask
 
 LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
 HORIZONTAL = "right_horizontal"
 FISSURES: tuple[str, ...] = (LEFT_OBLIQUE, RIGHT_OBLIQUE, HORIZONTAL)
-FISSURE_MODES: tuple[str, ...] = ("fit", "network")
 LEAST_SQUARES_SMOOTHING = 0.1  # weight of the second differences when the start follows the network
 
 
@@ -53,27 +56,34 @@ LEAST_SQUARES_SMOOTHING = 0.1  # weight of the second differences when the start
 class FitSettings:
     """Working grid, cost weights, search and decision thresholds (docs/design.md argues each)."""
 
-    column_spacing_mm: float = 4.0  # in-plane size of a working column: fissures are smooth at this scale
+    column_spacing_mm: float = 6.0  # in-plane size of a working column: fissures are smooth at this scale
     slice_spacing_mm: float = 2.0  # working step along z (never finer than the scan's slices)
     band_half_width_mm: float = 4.0  # half width of the band along the surface normal
+    outer_band_weight: float = 0.25  # weight of the index in the band twice as wide (centring)
     control_spacing_mm: float = 40.0  # B-spline control grid: the finest undulation the fit can follow
     move_weight: float = 0.1  # cost of moving the whole fissure by move_scale_mm (index units) ...
     move_scale_mm: float = 10.0  # ... quadratic in the shift along the normal
+    beyond_weight: float = 5.0  # cost of relabelling the whole lung in columns where the network has one lobe
     bend_weight: float = 2.0  # cost of the displacement's mean squared curvature (_bending)
     plane_offsets_mm: tuple[float, ...] = tuple(float(v) for v in range(-20, 21, 4))  # coarse planes ...
     plane_slopes: tuple[float, ...] = (-0.2, 0.0, 0.2)  # mm per mm, front-back and sideways
     plane_refine_offsets_mm: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # ... refined around the best
     plane_refine_slopes: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05, 0.1)
-    steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
-    max_sweeps: int = 3
+    steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
+    max_sweeps: int = 2
     polish_offsets_mm: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
     polish_slopes: tuple[float, ...] = (-0.02, 0.0, 0.02)
-    polish_max_step_mm: float = 2.0  # the polish (re-anchored descent) uses the steps up to this
+    polish_max_step_mm: float = 1.0  # the polish (re-anchored descent) uses the steps up to this
     accept_ratio: float = 0.8  # the fit's index must be at most this share of the network's ...
     min_index_drop: float = 0.05  # ... and at least this much lower
-    min_band_vessel_ml: float = 0.5  # vessels expected in the network's band at the lung's mean share
+    max_inplane_mm: float = 3.0  # coarser in plane, the 4 mm band is under two voxels wide: the network stands
+    min_band_vessel_ml: float = 0.1  # vessels expected in the network's band at the lung's mean share
     lower_lobe_share: tuple[float, float] = (0.25, 0.75)  # LLL of the left, RLL of the right lung
     rml_share: tuple[float, float] = (0.03, 0.30)  # RML of the right lung
+    rml_keep: float = 0.5  # the right oblique fissure keeps at least this share of the network's RML above it
+    growth_mm: float = 10.0  # relabel only within this distance (in plane) of where the network has both sides
+    moved_mm: float = 0.5  # columns where the fit moved less keep the network's labels exactly
+    relabel_margin_mm: float = 10.0  # where it moved, voxels this far beyond the move take the fit's side too
 
 
 @dataclass
@@ -129,6 +139,7 @@ class FissureFit:
     fissures: dict[str, FissureResult] = field(default_factory=dict)
     surfaces: dict[str, Surface] = field(default_factory=dict)  # fitted surfaces (accepted or not)
     network_surfaces: dict[str, Surface] = field(default_factory=dict)  # the network's, smoothed
+    settings: FitSettings = field(default_factory=FitSettings)
 
     def accepted(self, name: str) -> bool:
         return name in self.fissures and self.fissures[name].decision == "fit"
@@ -284,6 +295,9 @@ class _Evaluation:
     u: np.ndarray
     f_mm: np.ndarray  # surface height per column
     slope2: np.ndarray  # squared slope per column
+    outer_vessels: float = 0.0  # the same counts in the band twice as wide
+    outer_region: float = 0.0
+    changed_beyond: float = 0.0  # relabelled voxels in the columns where the network has one lobe only
 
 
 class _Problem:
@@ -304,6 +318,7 @@ class _Problem:
         band_floor_u: np.ndarray | None = None,
         share_limits: tuple[float, float] = (0.0, 1.0),
         anterior_of: np.ndarray | None = None,
+        keep: tuple[Lobe, float] | None = None,
     ) -> None:
         self.lung, self.settings, self.share_limits = lung, settings, share_limits
         zeros = np.zeros(len(lung.columns))
@@ -325,6 +340,13 @@ class _Problem:
         self.lower_total = float(self.lower_cum[:, -1].sum())
         self.y_columns = np.repeat(y_mm, len(x_mm))[lung.columns]
         self.anterior_of = anterior_of
+        # (lobe above the surface, share of its network voxels that must stay above it)
+        self.keep = None
+        if keep is not None:
+            kept_cum = cum[f"lobe{int(keep[0])}"]
+            stack = _Stack([kept_cum])
+            total = float(kept_cum[:, -1].sum())
+            self.keep = (stack, stack.at(self.floor_u)[0], total, keep[1] * total)
         self.fissure_columns = np.ones(len(lung.columns), bool)  # set from the network's targets
         if anterior_of is not None and anterior_of.sum() > 0:
             self.anterior_y = float((anterior_of * self.y_columns).sum() / anterior_of.sum())
@@ -341,14 +363,23 @@ class _Problem:
         f_c = f.ravel()[lung.columns]
         # the band is measured along the normal: its vertical half height grows with the slope
         half = self.settings.band_half_width_mm * np.sqrt(1.0 + slope2.ravel()[lung.columns])
-        lo = np.maximum(lung.u(f_c - half), self.band_floor_u)
-        hi = np.maximum(lung.u(f_c + half), lo)
-        band = (self.band_stack.at(hi) - self.band_stack.at(lo)).sum(axis=1)
+        band = self._band(f_c, half)
+        outer = self._band(f_c, 2.0 * half) if self.settings.outer_band_weight > 0 else (0.0, 0.0)
         u = lung.u(f_c)
         top = self.class_stack.at(np.maximum(u, self.floor_u)) - self.at_floor
-        # relabelled: network upper voxels now below the surface + network lower voxels above it
-        changed = top[1].sum() + self.lower_total - (self.at_floor[2].sum() + top[2].sum())
-        return _Evaluation(float(band[0]), float(band[1]), float(changed), top[0], u, f_c, slope2.ravel()[lung.columns])
+        # relabelled per column: network upper voxels now below the surface + lower voxels above it
+        changed = top[1] + self.lower_cum[:, -1] - (self.at_floor[2] + top[2])
+        return _Evaluation(
+            band[0], band[1], float(changed.sum()), top[0], u, f_c, slope2.ravel()[lung.columns], outer[0], outer[1],
+            float(changed[~self.fissure_columns].sum()),
+        )
+
+    def _band(self, f_c: np.ndarray, half_mm: np.ndarray) -> tuple[float, float]:
+        """(vessel, region) voxels within ``half_mm`` (vertical, per column) of the surface."""
+        lo = np.maximum(self.lung.u(f_c - half_mm), self.band_floor_u)
+        hi = np.maximum(self.lung.u(f_c + half_mm), lo)
+        band = (self.band_stack.at(hi) - self.band_stack.at(lo)).sum(axis=1)
+        return float(band[0]), float(band[1])
 
     def index(self, ev: _Evaluation) -> float:
         if ev.region <= 0 or self.lung.vessel_share <= 0:
@@ -360,6 +391,10 @@ class _Problem:
         total = ev.lower_volume.sum()
         if not lo <= total / self.lung_total <= hi:
             return False
+        if self.keep is not None:
+            stack, at_floor, total, least = self.keep
+            if total - float((stack.at(np.maximum(ev.u, self.floor_u))[0] - at_floor).sum()) < least:
+                return False
         if self.anterior_y is None or total <= 0:
             return True
         return float((ev.lower_volume * self.y_columns).sum() / total) < self.anterior_y
@@ -373,23 +408,34 @@ def _bending(problem: _Problem, d_coef: np.ndarray) -> float:
     return float(np.mean(curv.ravel()[cols])) * problem.settings.control_spacing_mm**2
 
 
-def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray, ref_region: float) -> float:
-    """Excess band vessels + move + bending (see the module's docstring).
+def _excess(vessels: float, region: float, share: float, ref_region: float) -> float:
+    """The band index written as (vessels - share * region) / (share * max(region, ref_region)) + 1.
 
-    The band term is the index written as (vessels - share * region) / (share * max(region,
-    ref_region)) + 1 with ``ref_region`` the network band's size: the index itself for bands at
-    least that large, but a band cannot lower it by shrinking (pushing the surface out of the
-    lung or into the other fissure's band to drop columns) nor by growing over vessel-poor lung.
+    With ``ref_region`` the network band's size this is the index itself for bands at least that
+    large, but a band cannot lower it by shrinking (pushing the surface out of the lung or into the
+    other fissure's band to drop columns) nor by growing over vessel-poor lung.
     """
+    return (vessels - share * region) / (share * max(region, ref_region)) + 1.0
+
+
+def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray,
+          ref: tuple[float, float], base_beyond: float = 0.0) -> float:
+    """Band excess (plus the twice-as-wide band's, which centres the surface where the vessel-free
+    zone is wider than the band) + move + bending + lung relabelled where the network saw no
+    fissure (columns of one lobe: the move term, over the fissure's columns, does not see them);
+    ``ref`` the network's band sizes."""
     ev = problem.evaluate(coef)
     share = problem.lung.vessel_share
-    if ev.region <= 0 or share <= 0 or ref_region <= 0 or not problem.feasible(ev):
+    if ev.region <= 0 or share <= 0 or min(ref) <= 0 or not problem.feasible(ev):
         return float("inf")
-    excess = (ev.vessels - share * ev.region) / (share * max(ev.region, ref_region)) + 1.0
     s = problem.settings
+    band = _excess(ev.vessels, ev.region, share, ref[0])
+    if s.outer_band_weight > 0:
+        band += s.outer_band_weight * _excess(ev.outer_vessels, ev.outer_region, share, ref[1])
     moved = float(np.mean((ev.f_mm[problem.fissure_columns] - anchor_mm) ** 2 * cos2)) / s.move_scale_mm**2
     bend = _bending(problem, coef - anchor)
-    return float(excess + s.move_weight * moved + s.bend_weight * bend)
+    beyond = max(0.0, ev.changed_beyond - base_beyond) / problem.lung_total
+    return float(band + s.move_weight * moved + s.bend_weight * bend + s.beyond_weight * beyond)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +520,8 @@ def _search(problem: _Problem, start: np.ndarray) -> np.ndarray:
     """
     s = problem.settings
     active = _active_points(problem)
-    ref_region = problem.evaluate(start).region
+    ev = problem.evaluate(start)
+    ref_region = (ev.region, ev.outer_region)
     cost = _anchored_cost(problem, start, ref_region)
     coef, plane = _plane_search(cost, problem, start, (0.0, 0.0, 0.0), s.plane_offsets_mm, s.plane_slopes)
     coef, _ = _plane_search(cost, problem, start, plane, s.plane_refine_offsets_mm, s.plane_refine_slopes)
@@ -504,12 +551,13 @@ def _plane_search(cost, problem: _Problem, start: np.ndarray, around: tuple[floa
     return best.copy(), best_plane
 
 
-def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: float):
+def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: tuple[float, float]):
     """The cost with its move and bending terms measured from ``anchor``."""
     ev = problem.evaluate(anchor)
+    base_beyond = ev.changed_beyond
     anchor_mm = ev.f_mm[problem.fissure_columns]
     cos2 = 1.0 / (1.0 + ev.slope2[problem.fissure_columns])  # vertical -> normal shift, squared
-    return lambda c: _cost(problem, c, anchor, anchor_mm, cos2, ref_region)
+    return lambda c: _cost(problem, c, anchor, anchor_mm, cos2, ref_region, base_beyond)
 
 
 def _descend(cost, coef: np.ndarray, active: list[tuple[int, int]], steps_mm: tuple[float, ...], max_sweeps: int) -> np.ndarray:
@@ -619,7 +667,13 @@ def fit_fissures(
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     region = labels > 0 if region is None else region
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    out = FissureFit(labels=labels)
+    out = FissureFit(labels=labels, settings=settings)
+    if max(spacing[1:]) > settings.max_inplane_mm:
+        # vessels are resolved in plane; on a coarse in-plane grid the band is one voxel wide and
+        # the index of a smooth surface no longer agrees with the border index of the labels
+        reason = f"in-plane voxels of {max(spacing[1:]):.1f} mm (over {settings.max_inplane_mm:g} mm): too coarse for the band"
+        out.fissures = {name: FissureResult(name, "network", reason) for name in FISSURES}
+        return out
     left = _lung(labels, (Lobe.LUL, Lobe.LLL), vessel, region, spacing, settings)
     if left is None or min(left.total(f"lobe{int(Lobe.LUL)}").sum(), left.total(f"lobe{int(Lobe.LLL)}").sum()) == 0:
         out.fissures[LEFT_OBLIQUE] = FissureResult(LEFT_OBLIQUE, "network", "a left lobe is missing")
@@ -649,7 +703,9 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
     total = right.total("lung").sum()
     limits = _share_limits(counts[Lobe.RLL] / total, settings.lower_lobe_share)
     oblique = _fit_one(
-        RIGHT_OBLIQUE, _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits), voxel_ml
+        RIGHT_OBLIQUE,
+        _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits, keep=(Lobe.RML, settings.rml_keep)),
+        voxel_ml,
     )
     _record(out, RIGHT_OBLIQUE, oblique)
     if counts[Lobe.RML] == 0 or counts[Lobe.RUL] == 0:
@@ -674,78 +730,122 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
 
 def apply_fit(labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], fit: FissureFit) -> np.ndarray:
     """Relabel ``labels`` (any grid whose voxel i lies at ``i * spacing`` mm in the fit's frame) by
-    the accepted surfaces. Only the voxels between a fissure's smoothed network surface and its
-    fitted surface change side, so wherever the fit did not move, the network's labels stand
-    exactly (including shapes a height field cannot follow). Fissures left to the network keep the
-    network's labels. Returns a copy (the input itself when nothing was accepted); the lung extent
-    never changes."""
+    the accepted surfaces. Only columns where the fit moved change (``_slabs``), so wherever it
+    did not move the network's labels stand exactly (including shapes a height field cannot
+    follow); fissures left to the network keep the network's labels. The work is proportional to
+    the moved columns' slabs, not to the scan.
+    Returns a copy (the input itself when nothing was accepted); the lung extent never changes."""
     if not any(fit.accepted(name) for name in FISSURES):
         return labels
-    out = labels.copy()
+    out = np.ascontiguousarray(labels).copy()
+    flat = out.reshape(-1)
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     if fit.accepted(LEFT_OBLIQUE):
-        _relabel_left(out, spacing, fit)
+        box = bounding_box((out == Lobe.LUL) | (out == Lobe.LLL))
+        if box is not None:
+            down, up = _slabs(out.shape, box, spacing, fit, LEFT_OBLIQUE, out[box], (Lobe.LLL,), (Lobe.LUL,))
+            _set(flat, down, (Lobe.LUL,), Lobe.LLL)
+            _set(flat, up, (Lobe.LLL,), Lobe.LUL)
     if fit.accepted(RIGHT_OBLIQUE) or fit.accepted(HORIZONTAL):
-        _relabel_right(out, spacing, fit)
+        box = bounding_box(out >= Lobe.RUL)  # RUL, RLL, RML are 3, 4, 5
+        if box is not None:
+            _relabel_right(flat, out.shape, box, spacing, fit)
     return out
 
 
-def _heights(box: tuple[slice, ...], spacing, surface: Surface) -> tuple[np.ndarray, np.ndarray]:
-    """(z of the box's voxels as (nz, 1, 1), the surface's heights as (1, ny, nx)), in mm."""
-    z_mm, y_mm, x_mm = (np.arange(sl.start, sl.stop) * s for sl, s in zip(box, spacing))
-    return z_mm[:, None, None], surface.height_mm(y_mm, x_mm)[None, :, :]
+def _column_heights(box: tuple[slice, ...], spacing, surface: Surface) -> np.ndarray:
+    """The surface's height (mm) at every column of ``box`` (shape (ny, nx))."""
+    y_mm, x_mm = (np.arange(sl.start, sl.stop) * s for sl, s in zip(box[1:], spacing[1:]))
+    return surface.height_mm(y_mm, x_mm)
 
 
-def _moved(box, spacing, fit: FissureFit, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(voxels the fit puts below the fissure that lay above the network's surface, and the reverse)."""
-    z, start = _heights(box, spacing, fit.network_surfaces[name])
-    _, new = _heights(box, spacing, fit.surfaces[name])
-    return (z >= start) & (z < new), (z >= new) & (z < start)
+def _voxels_between(shape, box, spacing, lo_mm: np.ndarray, hi_mm: np.ndarray) -> np.ndarray:
+    """Flat indices of the box's voxels with lo <= z < hi in their column (voxel i at i * dz mm)."""
+    dz = spacing[0]
+    first = np.clip(np.ceil(lo_mm / dz), box[0].start, box[0].stop).astype(np.int64)
+    stop = np.clip(np.ceil(hi_mm / dz), box[0].start, box[0].stop).astype(np.int64)
+    count = np.maximum(stop - first, 0).ravel()
+    cols = np.flatnonzero(count)
+    if len(cols) == 0:
+        return np.zeros(0, np.int64)
+    n = count[cols]
+    offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    z = np.repeat(first.ravel()[cols], n) + offsets
+    nx_box = box[2].stop - box[2].start
+    y = np.repeat(cols // nx_box + box[1].start, n)
+    x = np.repeat(cols % nx_box + box[2].start, n)
+    return (z * shape[1] + y) * shape[2] + x
 
 
-def _relabel_left(labels: np.ndarray, spacing, fit: FissureFit) -> None:
-    side = (labels == Lobe.LUL) | (labels == Lobe.LLL)
-    box = bounding_box(side)
-    if box is None:
-        return
-    view, side = labels[box], side[box]
-    down, up = _moved(box, spacing, fit, LEFT_OBLIQUE)
-    view[side & down] = Lobe.LLL
-    view[side & up] = Lobe.LUL
+def _slabs(shape, box, spacing, fit: FissureFit, name: str, labels_box: np.ndarray,
+           lower: tuple[Lobe, ...], upper: tuple[Lobe, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels to put below the fissure, voxels to put above it) where the fit moved.
+
+    In the columns where the fitted surface F lies at least ``moved_mm`` from the network's
+    smoothed surface S, every voxel within ``relabel_margin_mm`` of the span between them takes
+    its side of F: the network's own border there (which S only approximates) is replaced whole,
+    leaving no sliver of the old lobe beside the new border. Elsewhere nothing changes, and
+    neither does a column farther than ``growth_mm`` (in plane) from every column where the
+    network has both of the fissure's sides: where the network saw no fissure (the front of the
+    lower lobes, behind the RML) its lobe stands, so a vessel-poor patch there cannot grow a lobe.
+    """
+    settings = fit.settings
+    start = _column_heights(box, spacing, fit.network_surfaces[name])
+    new = _column_heights(box, spacing, fit.surfaces[name])
+    moved = (np.abs(new - start) >= settings.moved_mm) & _fissure_columns(labels_box, lower, upper, spacing, settings.growth_mm)
+    lo = np.where(moved, np.minimum(start, new) - settings.relabel_margin_mm, new)
+    hi = np.where(moved, np.maximum(start, new) + settings.relabel_margin_mm, new)
+    return _voxels_between(shape, box, spacing, lo, new), _voxels_between(shape, box, spacing, new, hi)
 
 
-def _relabel_right(labels: np.ndarray, spacing, fit: FissureFit) -> None:
-    network_side = np.isin(labels, [int(Lobe.RUL), int(Lobe.RLL), int(Lobe.RML)])
-    box = bounding_box(network_side)
-    if box is None:
-        return
-    view, side = labels[box], network_side[box]
-    network = view.copy()
-    lower = network == Lobe.RLL
+def _fissure_columns(labels_box: np.ndarray, lower, upper, spacing, reach_mm: float) -> np.ndarray:
+    """Columns within ``reach_mm`` (in plane) of a column holding both sides of a fissure."""
+    both = np.isin(labels_box, [int(v) for v in lower]).any(axis=0) & np.isin(labels_box, [int(v) for v in upper]).any(axis=0)
+    reach = [max(1, int(round(reach_mm / s))) for s in spacing[1:]]
+    return ndimage.maximum_filter(both, size=(2 * reach[0] + 1, 2 * reach[1] + 1))
+
+
+def _set(flat: np.ndarray, voxels: np.ndarray, from_lobes: tuple[Lobe, ...], to: Lobe) -> None:
+    hit = voxels[np.isin(flat[voxels], [int(v) for v in from_lobes])]
+    flat[hit] = to
+
+
+def _relabel_right(flat: np.ndarray, shape, box, spacing, fit: FissureFit) -> None:
+    network_box = flat.reshape(shape)[box].copy()  # the network's right lobes, before any change
     if fit.accepted(RIGHT_OBLIQUE):
-        down, up = _moved(box, spacing, fit, RIGHT_OBLIQUE)
-        lower = (lower & ~up) | down
-    upper_label = network.copy()
-    lifted = (network == Lobe.RLL) & ~lower
-    if lifted.any():
-        # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure
-        name = HORIZONTAL
-        surface = fit.surfaces[name] if fit.accepted(name) else fit.network_surfaces.get(name)
+        down, up = _slabs(shape, box, spacing, fit, RIGHT_OBLIQUE, network_box, (Lobe.RLL,), (Lobe.RUL, Lobe.RML))
+        _set(flat, down, (Lobe.RUL, Lobe.RML), Lobe.RLL)
+        lifted = up[flat[up] == Lobe.RLL]
+        # voxels the oblique fissure lifts out of the RLL take their side of the horizontal fissure,
+        # RML only beside columns where the network has both RML and RUL (no stray RML behind it)
+        surface = fit.surfaces[HORIZONTAL] if fit.accepted(HORIZONTAL) else fit.network_surfaces.get(HORIZONTAL)
         if surface is None:
-            upper_label[lifted] = Lobe.RUL
+            flat[lifted] = Lobe.RUL
         else:
-            z, h = _heights(box, spacing, surface)
-            upper_label[lifted] = np.where((z < h), Lobe.RML, Lobe.RUL)[lifted]
+            heights = _column_heights(box, spacing, surface).ravel()
+            near_rml = _fissure_columns(network_box, (Lobe.RML,), (Lobe.RUL,), spacing, fit.settings.growth_mm).ravel()
+            z, rest = np.divmod(lifted, shape[1] * shape[2])
+            y, x = np.divmod(rest, shape[2])
+            column = (y - box[1].start) * (box[2].stop - box[2].start) + (x - box[2].start)
+            rml = (z * spacing[0] < heights[column]) & near_rml[column]
+            flat[lifted] = np.where(rml, Lobe.RML, Lobe.RUL)
     if fit.accepted(HORIZONTAL):
-        down, up = _moved(box, spacing, fit, HORIZONTAL)
-        upper_label[down & ~lifted] = Lobe.RML
-        upper_label[up & ~lifted] = Lobe.RUL
-    new = np.where(lower, np.uint8(Lobe.RLL), upper_label)
-    view[side] = new[side]
+        down, up = _slabs(shape, box, spacing, fit, HORIZONTAL, network_box, (Lobe.RML,), (Lobe.RUL,))
+        _set(flat, down, (Lobe.RUL,), Lobe.RML)
+        _set(flat, up, (Lobe.RML,), Lobe.RUL)
 
 
 # ---------------------------------------------------------------------------------------------
 # The pipeline's step
+
+
+NETWORK_SECTION = {"mode": "network", "fissures": None}  # the report when the network's borders stand
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in FISSURE_MODES:
+        raise ValueError(f"fissure mode must be one of {FISSURE_MODES}, not {mode!r}")
+    return mode
 
 
 def refine_fissures(
@@ -753,7 +853,7 @@ def refine_fissures(
     labels: np.ndarray,
     spacing_mm_zyx: tuple[float, float, float],
     lung: np.ndarray | None = None,
-    mode: str = "fit",
+    mode: str = DEFAULT_FISSURES,
     settings: FitSettings | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The fissure step of the pipeline: (lobe labels, report section) for a canonical (LPS) scan.
@@ -764,10 +864,8 @@ def refine_fissures(
     there and the full grid is relabelled by them. ``mode="network"`` returns the labels as they
     are (the paper's path) and says so.
     """
-    if mode not in FISSURE_MODES:
-        raise ValueError(f"fissure mode must be one of {FISSURE_MODES}, not {mode!r}")
-    if mode == "network":
-        return labels, {"mode": "network", "fissures": None}
+    if _check_mode(mode) == "network":
+        return labels, NETWORK_SECTION
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     steps = lattice_steps(spacing)
     sample = tuple(slice(None, None, k) for k in steps)
@@ -786,3 +884,29 @@ def refine_fissures(
         "fissures": fit.report(),
     }
     return apply_fit(labels, spacing, fit), section
+
+
+def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:
+    """``refine_fissures`` on a CT and its lobe mask (SimpleITK images, same grid, any orientation).
+
+    The surfaces are height fields over the patient's axial plane, so the arrays are taken in the
+    canonical LPS orientation (an exact axis permutation, a copy only when the scan is not LPS
+    already) and the relabelled mask goes back to the input's orientation and geometry.
+    """
+    if _check_mode(mode) == "network":
+        return mask, NETWORK_SECTION
+    canonical = orientation_of(image) == CANONICAL_ORIENTATION
+    image_c = image if canonical else to_canonical(image)
+    mask_c = mask if canonical else to_canonical(mask)
+    spacing = tuple(float(s) for s in image_c.GetSpacing()[::-1])
+    labels = sitk.GetArrayViewFromImage(mask_c)
+    out, section = refine_fissures(sitk.GetArrayViewFromImage(image_c), labels, spacing, mode=mode)
+    if out is labels:
+        return mask, section
+    refined = sitk.GetImageFromArray(out)
+    refined.CopyInformation(mask_c)
+    for key in mask.GetMetaDataKeys():
+        refined.SetMetaData(key, mask.GetMetaData(key))
+    if not canonical:
+        refined = sitk.DICOMOrient(refined, orientation_of(mask))
+    return refined, section

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from algorithm.constants import MAX_TILE_IN_VOXELS
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOXELS
 from algorithm.device import resolve_device
 from algorithm.errors import InputError, SettingsError
 from algorithm.inference import (
@@ -35,6 +35,7 @@ from algorithm.inference import (
     compute_dtype,
     predict_network_grid,
 )
+from algorithm.fissure_fit import refine_mask
 from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 from algorithm.network.checkpoint import InferenceSettings, load_checkpoint
 from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
@@ -43,7 +44,7 @@ from algorithm.preprocessing import PreprocessedScan, preprocess, to_canonical
 from algorithm.report.lobe_report import LobeReport, NetworkRun, WeightsInfo, build_report, low_confidence_share
 
 # progress(stage, done, total): stage is "preprocess", "network", "tile" (done of total stage-II
-# tiles), "postprocess" or "measures"
+# tiles), "postprocess", "fissures" or "measures"
 Progress = Callable[..., None]
 
 
@@ -56,6 +57,7 @@ class SegmenterOptions:
     max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of a planned stage-II tile's input
     batch_size: int = 1  # stage-II tiles per forward pass
     crop_to_lungs: bool = True  # False: stage II tiles the whole scan (the paper-faithful reference)
+    fissures: str = DEFAULT_FISSURES  # "fit": refit each fissure to the scan (fissure_fit.py); "network": the paper's
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class CaseState:
     prediction: NetworkPrediction | None = None
     labels: np.ndarray | None = None  # cleaned lobes on the network grid
     mask: sitk.Image | None = None  # lobes on the input grid
+    fissures: dict | None = None  # what the fissure step did (report section "fissures")
     extent: LungExtent | None = None  # what lung_extent found (the lung from the scan)
     report: LobeReport | None = None
 
@@ -118,6 +121,7 @@ class LobeSegmenter:
         max_tile_in_voxels: int = MAX_TILE_IN_VOXELS,
         batch_size: int = 1,
         crop_to_lungs: bool = True,
+        fissures: str = DEFAULT_FISSURES,
     ) -> None:
         """Load ``weights`` (default: the shipped checkpoint) onto ``device`` ("auto": CUDA if present).
 
@@ -125,7 +129,7 @@ class LobeSegmenter:
         ``InputError`` for an unknown or absent device, ``CheckpointError`` for bad weights.
         """
         device = device if isinstance(device, torch.device) else resolve_device(device)
-        options = SegmenterOptions(precision, tile_out, max_tile_in_voxels, batch_size, crop_to_lungs)
+        options = SegmenterOptions(precision, tile_out, max_tile_in_voxels, batch_size, crop_to_lungs, fissures)
         check_options(options, device)
         checkpoint = load_checkpoint(weights, device)
         weights_info = WeightsInfo(
@@ -178,6 +182,8 @@ class LobeSegmenter:
         with case.timed("postprocess"):
             clean_up(case)
             to_input_grid(case)
+        with case.timed("fissures"):
+            fit_fissures(case, self)
         with case.timed("measures"):
             measure(case, self)
         return SegmentationResult(case.mask, case.report, case.timings_s, case.labels, case.scan)
@@ -212,6 +218,8 @@ class LobeSegmenter:
 
 def check_options(options: SegmenterOptions, device: torch.device) -> None:
     """Refuse options that cannot run on ``device`` before any work (the one float16 check)."""
+    if options.fissures not in FISSURE_MODES:
+        raise SettingsError(f"fissures must be one of {', '.join(FISSURE_MODES)}, not {options.fissures!r}")
     try:
         compute_dtype(device, options.precision)
     except ValueError as exc:
@@ -267,6 +275,12 @@ def to_input_grid(case: CaseState) -> None:
     case.warnings += coverage_warnings(case.mask)
 
 
+def fit_fissures(case: CaseState, segmenter: LobeSegmenter) -> None:
+    """Refit each fissure to the vessel-sparse band of the scan where the evidence is clear
+    (fissure_fit.py; after the lung's extent is settled); "network" keeps the network's borders."""
+    case.mask, case.fissures = refine_mask(case.image, case.mask, segmenter.options.fissures)
+
+
 def measure(case: CaseState, segmenter: LobeSegmenter) -> None:
     """Volumes, per-lobe density measures and quality flags: the report."""
     prediction, scan = case.prediction, case.scan
@@ -286,6 +300,7 @@ def measure(case: CaseState, segmenter: LobeSegmenter) -> None:
         low_confidence_share(case.labels, prediction.confidence),
         outside_air_ml=outside_air_removed_ml(prediction.labels, case.labels, scan),
         warnings=case.warnings,
+        fissures=case.fissures,
         extent=case.extent,
     )
 

@@ -47,7 +47,7 @@ def test_the_steps_run_in_order(test_weights, fast_network):
     stages: list[str] = []
     LobeSegmenter(test_weights, "cpu")(make_simple_chest(), progress=lambda stage, *counts: stages.append(stage))
     ordered = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
-    assert ordered == ["preprocess", "network", "tile", "postprocess", "measures"]
+    assert ordered == ["preprocess", "network", "tile", "postprocess", "fissures", "measures"]
 
 
 def test_options_make_a_new_segmenter_and_share_the_network(test_weights):
@@ -63,6 +63,8 @@ def test_float16_without_cuda_is_refused_before_the_weights_load(tmp_path):
         LobeSegmenter(tmp_path / "no-such-weights.pt", "cpu", precision="float16")
     with pytest.raises(SettingsError):
         LobeSegmenter(tmp_path / "no-such-weights.pt", "cpu", precision="double")
+    with pytest.raises(SettingsError, match="fissures must be one of"):
+        LobeSegmenter(tmp_path / "no-such-weights.pt", "cpu", fissures="plane")
 
 
 def test_training_validation_uses_the_inference_margin(test_weights):

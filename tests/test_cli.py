@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.cli import main
+from algorithm.constants import DEFAULT_FISSURES
 from algorithm.labels import label_map
 
 from conftest import REPO_ROOT, make_simple_chest
@@ -47,6 +48,7 @@ def test_predict_end_to_end(tmp_path, chest_ct_path, test_weights):
     assert report["weights"]["sha256"] and report["software"]["version"]
     assert report["network_grid"]["precision"] in {"float32", "bfloat16"}
     assert "total" in report["run_time_s"]
+    assert report["fissures"]["mode"] == DEFAULT_FISSURES and "fissures" in report["run_time_s"]
     assert "lobe volumes (mL)" in proc.stdout
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -149,3 +151,14 @@ def test_float16_on_cpu_is_a_usage_error(chest_ct_path, test_weights, tmp_path, 
     assert code == 2
     assert "float16 needs CUDA" in capsys.readouterr().err
     assert not list(out.glob("*_lobes*"))
+
+
+def test_fissures_network_keeps_the_papers_path(tmp_path, capsys, chest_ct_path, test_weights):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "predict", chest_ct_path, "-o", out, "--weights", test_weights, "--device", "cpu",
+                        "--fissures", "network", "--quiet", "--no-preview")
+    assert code == 0, err
+    report = json.loads((out / "chest_lobes.json").read_text())
+    assert report["fissures"] == {"mode": "network", "fissures": None}
+    with pytest.raises(SystemExit):
+        main(["predict", str(chest_ct_path), "-o", str(out), "--fissures", "plane"])

@@ -25,7 +25,8 @@ import SimpleITK as sitk
 
 from algorithm.cpu_bf16 import CPU_CAP_VARIABLES
 from algorithm.network.checkpoint import load_checkpoint
-from algorithm.errors import OutputError
+from algorithm.constants import DEFAULT_FISSURES
+from algorithm.errors import InputError, OutputError
 from algorithm.container.contract import (
     MASK_SOCKET,
     VOLUMES_SOCKET,
@@ -412,6 +413,10 @@ def test_config_from_environment():
     assert defaults.input_root == Path("/input") and defaults.max_memory_mb is None
     assert defaults.precision == "auto"
     assert GCConfig.from_env({"GC_PRECISION": "float32"}).precision == "float32"
+    assert defaults.fissures == DEFAULT_FISSURES
+    assert GCConfig.from_env({"GC_FISSURES": "network"}).fissures == "network"
+    with pytest.raises(InputError, match="GC_FISSURES='plane'"):
+        GCConfig.from_env({"GC_FISSURES": "plane"})
 
 
 def test_model_folder_with_two_checkpoints_is_refused(tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from algorithm.constants import PRECISIONS
+from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, PRECISIONS
 from algorithm.errors import InputError, OutputError
 from algorithm.io.formats import has_image_suffix, strip_image_suffix
 
@@ -38,6 +38,8 @@ environment variables (defaults: the platform's):
   GC_DEVICE       auto, cpu or cuda (default auto)
   GC_PRECISION    auto, float32, bfloat16 or float16 (CUDA) (default auto): the network's
                   arithmetic; test.sh pins float32 so its comparison holds on any CPU or GPU
+  GC_FISSURES     fit or network (default fit): refit each fissure to the scan's vessel-sparse
+                  band where the evidence is clear, or keep the network's borders (the paper's)
   GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB
                   the container's memory limit (set by the platform; default: the cgroup's)
 
@@ -71,6 +73,7 @@ class GCConfig:
     device: str = "auto"
     max_memory_mb: int | None = None
     precision: str = "auto"
+    fissures: str = DEFAULT_FISSURES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "GCConfig":
@@ -81,7 +84,14 @@ class GCConfig:
             device=environ.get("GC_DEVICE", "auto"),
             max_memory_mb=_parse_memory_limit(environ.get("GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB")),
             precision=_parse_precision(environ.get("GC_PRECISION", "auto")),
+            fissures=_parse_fissures(environ.get("GC_FISSURES", DEFAULT_FISSURES)),
         )
+
+
+def _parse_fissures(value: str) -> str:
+    if value not in FISSURE_MODES:
+        raise InputError(f"GC_FISSURES={value!r} is not one of {', '.join(FISSURE_MODES)}")
+    return value
 
 
 def _parse_precision(value: str) -> str:

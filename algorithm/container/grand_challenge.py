@@ -201,7 +201,7 @@ def load_weights(config: GCConfig, device: torch.device) -> Weights:
     """
     uploaded = find_model_checkpoint(config.model_root)
     try:
-        segmenter = LobeSegmenter(uploaded, device, precision=config.precision)
+        segmenter = LobeSegmenter(uploaded, device, precision=config.precision, fissures=config.fissures)
     except SettingsError as exc:
         raise InputError(f"GC_PRECISION: {exc}") from exc
     return Weights(segmenter, "model tarball" if uploaded else "baked into the image")

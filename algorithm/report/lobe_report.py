@@ -60,6 +60,7 @@ class LobeReport:
     quality_flags: list[dict]
     quality_estimates: dict
     border_vessel_index: dict  # the vessel-sparse band along each fissure (report/border_index.py)
+    fissures: dict | None = None  # what the fissure step did (fissure_fit.py; docs/outputs.md)
     network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
     lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
     warnings: list[str] = field(default_factory=list)
@@ -106,6 +107,7 @@ def build_report(
     low_confidence: float,
     outside_air_ml: float = 0.0,
     warnings: list[str] | None = None,
+    fissures: dict | None = None,
     extent: LungExtent | None = None,
 ) -> LobeReport:
     """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality; ``extent``:
@@ -128,6 +130,7 @@ def build_report(
         quality_flags=quality.flags + border_flags(borders),
         quality_estimates=quality.estimates,
         border_vessel_index=borders,
+        fissures=fissures,
         network_unlabelled_lung_share=round(unlabelled, 4),
         lung_extent=None if extent is None else {
             "aerated_lung_ml": round(extent.aerated_lung_ml, 1),
