@@ -23,6 +23,7 @@ from scipy import ndimage, stats
 
 from algorithm.boxes import bounding_box
 from algorithm.report.border_index import BORDERS, analysis_lattice, border_indices, border_interface, vessel_mask
+from benchmarks.step_cost import write_report
 
 SHIFTS_MM = (5.0, 10.0, 20.0)
 
@@ -134,16 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{corr['spearman']:.2f} (Pearson {corr['pearson']:.2f})"
         + (f"; over the predicted borders alone ({corr['n_predicted']}): Spearman {corr['spearman_predicted']:.2f}." if "n_predicted" in corr else "."),
     ])
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.csv:
-        import csv
-
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_report(text, rows, args.out, args.csv)
     return 0
 
 

@@ -10,39 +10,19 @@ for a 512 x 512 x 400 phantom (``python -m training phantoms --out DIR --n 1 --s
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-
-import torch
 
 from algorithm.report.border_index import border_report
-from algorithm.segmenter import LobeSegmenter
-from algorithm.io.reading import read_image
+from benchmarks.step_cost import measure_step, step_cost_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ct")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    segmenter = LobeSegmenter(None, device)
-    image = read_image(args.ct).image
-    started = time.perf_counter()
-    result = segmenter(image)
-    predict_s = time.perf_counter() - started
-    times = []
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        section = border_report(image, result.mask)
-        times.append(time.perf_counter() - started)
-    best = min(times)
-    print(f"scan {'x'.join(map(str, image.GetSize()))}, lattice step {section['lattice_step_mm']} mm")
-    print(f"segment (index included): {predict_s:.2f} s; border index alone: best {best:.2f} s of {args.repeats} "
-          f"({', '.join(f'{t:.2f}' for t in times)}); share of the prediction: {100 * best / predict_s:.1f} %")
+    args = step_cost_parser(__doc__).parse_args(argv)
+    cost = measure_step(args, border_report)
+    size = "x".join(map(str, cost.image.GetSize()))
+    print(f"scan {size}, lattice step {cost.section['lattice_step_mm']} mm")
+    print(f"segment (index included): {cost.predict_s:.2f} s; border index alone: best {cost.best_s:.2f} s of "
+          f"{args.repeats} ({cost.times_text()}); share of the prediction: {100 * cost.best_s / cost.predict_s:.1f} %")
     return 0
 
 

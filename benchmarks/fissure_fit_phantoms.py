@@ -26,6 +26,7 @@ from algorithm.fissure_fit import FISSURES, refine_fissures
 from algorithm.labels import LOBES
 from algorithm.preprocessing import to_canonical
 from training.metrics import lobe_scores
+from benchmarks.step_cost import write_report
 
 INCOMPLETE = 0.95  # a fissure with less of its surface visible counts as incomplete
 FISSURE_COLUMNS = {
@@ -129,14 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += table(incomplete, f"Cases with an incomplete fissure (visible share < {INCOMPLETE:g})")
     lines += ["Decision per fissure (band index of the network's border → of the fit):", ""] + decisions_table(rows)
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_report(text, rows, args.out, args.csv)
     return 0
 
 

@@ -22,14 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.transform import resize
 
-from algorithm.errors import InputError
 from algorithm.fissure_fit import FISSURES, refine_mask
-from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 from algorithm.labels import Lobe
 from algorithm.report.border_index import BORDERS, border_report
 from algorithm.segmenter import LobeSegmenter
-from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS
+from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS, segment_real_scan
 
 LUNG_WINDOW_HU = (-1350.0, 150.0)
 PANEL_PX = 320
@@ -81,13 +79,9 @@ def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarr
 
 
 def run_scan(name: str, segmenter: LobeSegmenter, img_dir: Path) -> dict:
-    loaded = read_image(REAL_DIR / name)
-    started = time.perf_counter()
-    try:
-        result = segmenter(loaded.image)
-    except InputError as exc:
-        return {"name": name, "error": str(exc)}
-    predict_s = time.perf_counter() - started
+    loaded, result, predict_s = segment_real_scan(name, segmenter)
+    if loaded is None:
+        return result
     started = time.perf_counter()
     fitted, section = refine_mask(loaded.image, result.mask, "fit")
     fit_s = time.perf_counter() - started

@@ -10,39 +10,20 @@ the fissure step (``refine_mask``, as ``LobeSegmenter`` runs it) on that scan an
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-
-import torch
 
 from algorithm.fissure_fit import FISSURES, refine_mask
-from algorithm.io.reading import read_image
-from algorithm.segmenter import LobeSegmenter
+from benchmarks.step_cost import measure_step, step_cost_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ct")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    segmenter = LobeSegmenter(None, torch.device("cpu"), fissures="network")
-    image = read_image(args.ct).image
-    started = time.perf_counter()
-    result = segmenter(image)
-    predict_s = time.perf_counter() - started
-    times = []
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        _, section = refine_mask(image, result.mask, "fit")
-        times.append(time.perf_counter() - started)
-    best = min(times)
-    decisions = ", ".join(f"{f} {section['fissures'][f]['decision']}" for f in FISSURES)
-    print(f"scan {'x'.join(map(str, image.GetSize()))}: segment (network borders) {predict_s:.2f} s; fissure fit "
-          f"best {best:.2f} s of {args.repeats} ({', '.join(f'{t:.2f}' for t in times)}); share of the prediction "
-          f"with it: {100 * best / (predict_s + best):.1f} %; {decisions}")
+    args = step_cost_parser(__doc__).parse_args(argv)
+    cost = measure_step(args, lambda image, mask: refine_mask(image, mask, "fit")[1], fissures="network")
+    decisions = ", ".join(f"{f} {cost.section['fissures'][f]['decision']}" for f in FISSURES)
+    share = 100 * cost.best_s / (cost.predict_s + cost.best_s)
+    print(f"scan {'x'.join(map(str, cost.image.GetSize()))}: segment (network borders) {cost.predict_s:.2f} s; "
+          f"fissure fit best {cost.best_s:.2f} s of {args.repeats} ({cost.times_text()}); share of the prediction "
+          f"with it: {share:.1f} %; {decisions}")
     return 0
 
 

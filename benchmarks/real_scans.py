@@ -61,15 +61,22 @@ def lobe_checks(mask: sitk.Image) -> dict:
     return {"pieces": pieces, "lung_pieces": lung_pieces, "sides_correct": sides_ok}
 
 
-def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dict:
-    """One scan with one set of weights; the preview picture only when ``image_dir`` is given."""
+def segment_real_scan(name: str, segmenter: LobeSegmenter):
+    """Read and segment one real scan: (loaded, result, seconds), or (None, error row, 0) if refused."""
     loaded = read_image(REAL_DIR / name)
     started = time.perf_counter()
     try:
         result = segmenter(loaded.image)
     except InputError as exc:
-        return {"name": name, "error": str(exc)}
-    seconds = time.perf_counter() - started
+        return None, {"name": name, "error": str(exc)}, 0.0
+    return loaded, result, time.perf_counter() - started
+
+
+def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dict:
+    """One scan with one set of weights; the preview picture only when ``image_dir`` is given."""
+    loaded, result, seconds = segment_real_scan(name, segmenter)
+    if loaded is None:
+        return result
     report = result.report.to_dict()
     if image_dir is not None:
         preview = render_preview(loaded.image, result.mask, report)
