@@ -112,7 +112,8 @@ def _check_extent(direction: tuple[float, ...], size: tuple[int, ...], spacing: 
     extent = np.asarray(size) * spacing
     if min(extent[i] for i in inplane_axes) < MIN_INPLANE_EXTENT_MM or extent[slice_axis] < MIN_Z_EXTENT_MM:
         raise InputError(
-            f"field of view {tuple(np.round(extent, 1))} mm is too small to hold the lungs"
+            f"field of view {' x '.join(f'{e:.1f}' for e in extent)} mm is too small to hold the lungs "
+            f"(need at least {MIN_INPLANE_EXTENT_MM:g} mm in plane and {MIN_Z_EXTENT_MM:g} mm along the slices)"
         )
 
 
