@@ -554,3 +554,24 @@ def test_shell_scripts_parse():
         assert path.is_file() and os.access(path, os.X_OK), f"{script} missing or not executable"
         result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, encoding="utf-8")
         assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("contract", ["current", "legacy"])
+def test_shipped_weights_reproduce_the_committed_expected_outputs(contract, tmp_path):
+    """What ./test.sh checks inside the image, natively: the baked-in weights on the sample scans
+    give tests/container/expected/ (float32, as make_expected.sh made it). Stale expected outputs
+    after a pipeline change fail here instead of only for users with Docker."""
+    input_dir = make_input(contract, tmp_path / "input", REPO_ROOT / "samples" / "ct")
+    output = tmp_path / "output"
+    output.mkdir()
+    no_model = tmp_path / "no-model"
+    no_model.mkdir()
+    result = run_gc([], input_dir, output, no_model, GC_PRECISION="float32")
+    assert result.returncode == 0, result.stdout + result.stderr
+    compare = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests/container/compare_outputs.py"),
+         str(REPO_ROOT / "tests/container/expected" / contract), str(output)],
+        capture_output=True, text=True, encoding="utf-8",
+    )
+    assert compare.returncode == 0, compare.stdout + compare.stderr
