@@ -35,12 +35,12 @@ from algorithm.inference import (
     compute_dtype,
     predict_network_grid,
 )
-from algorithm.fissure_fit import refine_mask
+from algorithm.fissure_fit import refine_fissures
 from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 from algorithm.network.checkpoint import InferenceSettings, load_checkpoint
 from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
-from algorithm.postprocessing import canonical_to_input_mask, clean_labels, outside_air
-from algorithm.preprocessing import PreprocessedScan, preprocess, to_canonical
+from algorithm.postprocessing import clean_labels, outside_air
+from algorithm.preprocessing import PreprocessedScan, canonical_to_input_image, preprocess, skips_network_voxels, to_canonical
 from algorithm.report.lobe_report import LobeReport, NetworkRun, WeightsInfo, build_report, low_confidence_share
 
 # progress(stage, done, total): stage is "preprocess", "network", "tile" (done of total stage-II
@@ -95,6 +95,8 @@ class CaseState:
     mask: sitk.Image | None = None  # lobes on the input grid
     fissures: dict | None = None  # what the fissure step did (report section "fissures")
     extent: LungExtent | None = None  # what lung_extent found (the lung from the scan)
+    canonical: sitk.Image | None = None  # the scan reoriented to LPS (held from the lung step to the fissure step)
+    canonical_labels: np.ndarray | None = None  # lobes on the reoriented input grid
     report: LobeReport | None = None
 
     @contextmanager
@@ -181,10 +183,11 @@ class LobeSegmenter:
         run_network(case, self)
         with case.timed("postprocess"):
             clean_up(case)
-            to_input_grid(case)
+            lung_from_scan(case)
         with case.timed("fissures"):
             fit_fissures(case, self)
         with case.timed("measures"):
+            to_input_grid(case)
             measure(case, self)
         return SegmentationResult(case.mask, case.report, case.timings_s, case.labels, case.scan)
 
@@ -264,21 +267,32 @@ def clean_up(case: CaseState) -> None:
     case.labels = clean_labels(case.prediction.labels, case.scan.array)
 
 
-def to_input_grid(case: CaseState) -> None:
-    """The lung's extent from the scan on the input grid, each lung voxel's lobe from the network
-    (lung_extent); warn where the lungs touch the field of view."""
-    canonical = to_canonical(case.image)
-    hu = sitk.GetArrayViewFromImage(canonical)
+def lung_from_scan(case: CaseState) -> None:
+    """The lung's extent from the scan on the (reoriented) input grid, each lung voxel's lobe from
+    the network (lung_extent); the lobes cleaned again where a coarser input grid can cut them."""
+    case.canonical = to_canonical(case.image)
+    hu = sitk.GetArrayViewFromImage(case.canonical)
     network = NetworkLobes(case.labels, case.prediction.probabilities)
     case.extent = lung_extent(hu, case.scan.canonical_spacing_mm_zyx, network)
-    case.mask = canonical_to_input_mask(case.extent.labels, case.scan, case.image)
-    case.warnings += coverage_warnings(case.mask)
+    labels = case.extent.labels
+    case.canonical_labels = clean_labels(labels) if skips_network_voxels(case.scan) else labels
 
 
 def fit_fissures(case: CaseState, segmenter: LobeSegmenter) -> None:
     """Refit each fissure to the vessel-sparse band of the scan where the evidence is clear
-    (fissure_fit.py; after the lung's extent is settled); "network" keeps the network's borders."""
-    case.mask, case.fissures = refine_mask(case.image, case.mask, segmenter.options.fissures)
+    (fissure_fit.py; after the lung's extent is settled); "network" keeps the network's borders.
+    Runs on the reoriented arrays the lung step already made: no second reorientation."""
+    hu = sitk.GetArrayViewFromImage(case.canonical)
+    case.canonical_labels, case.fissures = refine_fissures(
+        hu, case.canonical_labels, case.scan.canonical_spacing_mm_zyx, mode=segmenter.options.fissures
+    )
+
+
+def to_input_grid(case: CaseState) -> None:
+    """The lobes with the input's exact geometry; warn where the lungs touch the field of view."""
+    case.mask = canonical_to_input_image(case.canonical_labels, case.scan, case.image)
+    case.canonical = None  # the reoriented copy of the scan is not needed any more
+    case.warnings += coverage_warnings(case.mask)
 
 
 def measure(case: CaseState, segmenter: LobeSegmenter) -> None:

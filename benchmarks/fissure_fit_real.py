@@ -3,7 +3,7 @@
     python -m benchmarks.fissure_fit_real [--weights PATH] [--out FILE.md] [--img DIR]
 
 Per scan: the network's lobes (``LobeSegmenter(fissures="network")``, the paper's path), then the
-fissure step exactly as the pipeline runs it (``algorithm.fissure_fit.refine_mask``); the border
+fissure step as the pipeline runs it (``algorithm.fissure_fit.refine_mask``, the same step on SimpleITK images); the border
 vessel index (``algorithm.report.border_index``) of every interlobar border of both, the decision
 per fissure, the fit's time against the whole prediction's, and a picture per scan (IMG/NAME.png):
 a sagittal slice through each lung in the lung window, the network's interlobar borders in red,
