@@ -13,7 +13,6 @@ writes a Markdown table and the rank correlation between index and distance erro
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from scipy import ndimage, stats
 
 from algorithm.boxes import bounding_box
 from algorithm.report.border_index import BORDERS, analysis_lattice, border_indices, border_interface, vessel_mask
-from benchmarks.step_cost import write_report
+from benchmarks.harness import phantom_benchmark_parser, phantoms_with_predictions, write_report
 
 SHIFTS_MM = (5.0, 10.0, 20.0)
 
@@ -107,15 +106,10 @@ def summary(rows: list[dict]) -> tuple[list[str], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phantoms", required=True, help="folder with images/ and labels/")
-    parser.add_argument("--pred", required=True, help="folder with NAME_lobes.mha")
-    parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    parser.add_argument("--csv", default=None, help="per case, border and variant")
+    parser = phantom_benchmark_parser(__doc__, "folder with images/ and labels/", "folder with NAME_lobes.mha", "per case, border and variant")
     args = parser.parse_args(argv)
     root, pred_dir = Path(args.phantoms), Path(args.pred)
-    names = sorted(p.name.removesuffix(".mha") for p in (root / "images").glob("*.mha"))
-    names = [n for n in names if (pred_dir / f"{n}_lobes.mha").is_file()]
+    names = phantoms_with_predictions(root, pred_dir)
     if not names:
         print(f"error: no phantom with a prediction in {root}/images and {pred_dir}", file=sys.stderr)
         return 1

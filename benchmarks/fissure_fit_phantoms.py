@@ -13,7 +13,6 @@ cases with an incomplete fissure (a visible share under ``INCOMPLETE`` in cases.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -26,7 +25,7 @@ from algorithm.fissure_fit import FISSURES, refine_fissures
 from algorithm.labels import LOBES
 from algorithm.preprocessing import to_canonical
 from training.metrics import lobe_scores
-from benchmarks.step_cost import write_report
+from benchmarks.harness import phantom_benchmark_parser, phantoms_with_predictions, write_report
 
 INCOMPLETE = 0.95  # a fissure with less of its surface visible counts as incomplete
 FISSURE_COLUMNS = {
@@ -99,19 +98,14 @@ def decisions_table(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phantoms", required=True, help="folder with images/, labels/ and cases.csv")
-    parser.add_argument("--pred", required=True, help="folder with NAME_lobes.mha (network path)")
-    parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    parser.add_argument("--csv", default=None, help="per case, variant and lobe")
+    parser = phantom_benchmark_parser(__doc__, "folder with images/, labels/ and cases.csv", "folder with NAME_lobes.mha (network path)", "per case, variant and lobe")
     args = parser.parse_args(argv)
     root, pred_dir = Path(args.phantoms), Path(args.pred)
     meta = {}
     if (root / "cases.csv").is_file():
         with open(root / "cases.csv", newline="") as handle:
             meta = {row["name"]: row for row in csv.DictReader(handle)}
-    names = sorted(p.name.removesuffix(".mha") for p in (root / "images").glob("*.mha"))
-    names = [n for n in names if (pred_dir / f"{n}_lobes.mha").is_file()]
+    names = phantoms_with_predictions(root, pred_dir)
     if not names:
         print(f"error: no phantom with a prediction in {root}/images and {pred_dir}", file=sys.stderr)
         return 1

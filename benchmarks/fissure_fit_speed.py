@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from algorithm.fissure_fit import FISSURES, refine_mask
-from benchmarks.step_cost import measure_step, step_cost_parser
+from benchmarks.harness import measure_step, step_cost_parser
 
 
 def main(argv: list[str] | None = None) -> int:

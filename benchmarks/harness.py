@@ -1,4 +1,5 @@
-"""Shared by the benchmarks that time one post-network step against the whole prediction."""
+"""Shared by the benchmark scripts: timing one post-network step against the whole prediction,
+the phantom benchmarks' command line, and writing a report with its rows."""
 
 from __future__ import annotations
 
@@ -37,6 +38,22 @@ def step_cost_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timings of the step alone (best is reported; default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     return parser
+
+
+def phantom_benchmark_parser(doc: str, phantoms_help: str, pred_help: str, csv_help: str) -> argparse.ArgumentParser:
+    """--phantoms, --pred, --out, --csv: what every benchmark scored against phantom truth takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phantoms", required=True, help=phantoms_help)
+    parser.add_argument("--pred", required=True, help=pred_help)
+    parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
+    parser.add_argument("--csv", default=None, help=csv_help)
+    return parser
+
+
+def phantoms_with_predictions(root: Path, pred_dir: Path) -> list[str]:
+    """The phantom names under ``root/images`` that have a ``NAME_lobes.mha`` in ``pred_dir``, sorted."""
+    names = sorted(p.name.removesuffix(".mha") for p in (root / "images").glob("*.mha"))
+    return [n for n in names if (pred_dir / f"{n}_lobes.mha").is_file()]
 
 
 def measure_step(
