@@ -204,7 +204,7 @@ def test_resume_after_sigkill(ts_source, tmp_path):
     for record in done.values():
         if record["status"] == "ok":
             sitk.ReadImage(str(out / record["label"]))  # complete files
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"{len(done)} of 9 cases done by an earlier run: skipped" in result.stderr
     _check_import(out, ts_source[1], {"truncated": "truncated", "overlap": "overlapping masks"})

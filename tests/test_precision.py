@@ -51,7 +51,7 @@ def test_a_cap_below_native_bfloat16_is_honoured(caps):
     # the whole chain, as a user on such a CPU runs it: oneDNN and ATen read their caps at start-up
     code = "import torch; from algorithm.inference import compute_dtype; print(compute_dtype(torch.device('cpu'), 'auto'))"
     env = {**os.environ, **caps}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, encoding="utf-8", timeout=120, check=True)
     assert out.stdout.strip() == "torch.float32"
 
 

@@ -136,7 +136,7 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
            "train", "--config", str(TINY), "--set",
            *_overrides(toy_root, run, **{"optim.max_iters": 3, "run.stage1_only_iters": 2, "run.val_every": 0,
                                           "run.checkpoint_every": 3, "run.num_threads": 1})]
-    result = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = json.loads((run / "ranks.json").read_text())
     assert ranks["step"] == 3 and len(ranks["digests"]) == 2
