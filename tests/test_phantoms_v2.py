@@ -13,10 +13,11 @@ from scipy import ndimage
 
 from algorithm.labels import LOBES, Lobe
 from training.phantoms import PhantomOptions, generate_case
-from training.phantoms.body import render_body
-from training.phantoms.config import sample_case, stream
+from training.phantoms.body import Thorax, render_body
+from training.phantoms.config import fit_to_fov, sample_case, stream
 from training.phantoms.config_v2 import ARM_POSES, PAD_VALUES, sample_surroundings
 from training.phantoms.generate import _thorax, model_grid, output_grid, patient_frame
+from training.phantoms.lungs_v2 import LOBULAR_TEXTURE_HU, lobular_texture_hu
 
 SMALL = (64, 64, 48)
 # sha256 (first 16 hex digits) of image + label bytes of v1 case 7 at 64 x 64 x 48, made by the
@@ -309,3 +310,57 @@ def test_lung_apices_rise_above_the_clavicles():
         bone &= np.abs(x) < 0.6 * th.cage_half_width  # the clavicles' medial two thirds, in front
         assert bone.any()
         assert z[bone].max() < params.body.apex_height_mm - 10
+
+
+def test_v2_fits_a_wide_shallow_field_of_view_side_by_side():
+    """A field of view cropped to the body (wide L-R, shallow A-P): v2 bounds the lung width by the
+    L-R side and the depth by the A-P side; v1 shrank both to the smaller side."""
+    wide = PhantomOptions(size_xyz=(233, 167, 191), spacing_mm=(1.5, 1.5, 1.5))
+    fov_x, fov_y = 233 * 1.5, 167 * 1.5
+    wider = 0
+    for seed in range(20):
+        b2 = sample_case(seed, wide).body
+        b1 = sample_case(seed, PhantomOptions(size_xyz=(233, 167, 191), spacing_mm=(1.5, 1.5, 1.5), version=1)).body
+        assert 2.12 * (b2.lung_center_x_mm + b2.lung_half_width_mm) + 25.0 <= fov_x  # lungs and most of the wall in view
+        assert 2.12 * b2.lung_half_depth_mm + 25.0 <= fov_y
+        assert b2.lung_half_width_mm >= b1.lung_half_width_mm * (1.0 - 1e-9) or b2.lung_half_depth_mm < b1.lung_half_depth_mm
+        wider += b2.lung_half_width_mm > 1.05 * b1.lung_half_width_mm
+    assert wider >= 10  # most chests are no longer shrunk to the A-P side
+    square = sample_case(3, PhantomOptions(size_xyz=(96, 96, 80))).body
+    assert fit_to_fov(square, 200.0, 200.0) == fit_to_fov(square, 200.0)  # square fields: as before
+
+
+def test_tissue_texture_adds_fat_planes_septa_and_mottle():
+    params, frame, model, coords, th, body = _rendered_body(5, PhantomOptions(size_xyz=(64, 64, 48)))
+    p = th.p
+    hu = np.full(model.shape_zyx, p.muscle_hu, np.float32)
+    hu[:, :, : model.shape_zyx[2] // 2] = p.fat_hu
+    inside = np.ones(model.shape_zyx, bool)
+    before = hu.copy()
+    Thorax(p).texture_tissue(before, inside, model)  # v1: untouched
+    assert np.array_equal(before, hu)
+    a, b = hu.copy(), hu.copy()
+    th.texture_tissue(a, inside, model)
+    th.texture_tissue(b, inside, model)
+    assert np.array_equal(a, b)  # deterministic per seed
+    muscle_side, fat_side = a[:, :, model.shape_zyx[2] // 2 :], a[:, :, : model.shape_zyx[2] // 2]
+    planes = np.mean(np.abs(muscle_side - p.fat_hu) < 40.0)  # fat planes through the muscle
+    septa = np.mean(fat_side > p.fat_hu + 60.0)  # soft-tissue strands through the fat
+    assert 0.02 < planes < 0.35 and 0.01 < septa < 0.3
+    mottle = a[np.abs(a - p.muscle_hu) < 60.0] - p.muscle_hu
+    assert 5.0 < mottle.std() < 40.0
+    assert -200.0 < a.min() and a.max() < 200.0  # still fat and soft tissue
+
+
+def test_lobular_texture_is_a_zero_mean_mottle():
+    params, frame, model, coords, th, body = _rendered_body(5, PhantomOptions(size_xyz=(64, 64, 48)))
+    idx = np.arange(0, int(np.prod(model.shape_zyx)), 7)
+    t = lobular_texture_hu(model, idx, stream(5, "parenchyma-v2"))
+    assert np.array_equal(t, lobular_texture_hu(model, idx, stream(5, "parenchyma-v2")))
+    assert abs(float(t.mean())) < 0.3 * LOBULAR_TEXTURE_HU
+    assert 0.3 * LOBULAR_TEXTURE_HU < float(t.std()) < 1.5 * LOBULAR_TEXTURE_HU
+
+
+def test_v2_fat_is_adipose_density():
+    fats = [sample_case(s, PhantomOptions(size_xyz=SMALL)).body.fat_hu for s in range(50)]
+    assert -125.0 <= min(fats) and max(fats) <= -95.0

@@ -116,7 +116,9 @@ def load_real_scans(folder: Path = REAL_DIR) -> list[Scan]:
         name = path.name
         for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".gz"):
             name = name.removesuffix(suffix)
-        scans.append(Scan(name, sitk.Cast(image, sitk.sitkInt16)))
+        # Identity directions (x to the patient's left, y posterior, z superior): the dome measures
+        # tell right from left and up from down by voxel index.
+        scans.append(Scan(name, sitk.DICOMOrient(sitk.Cast(image, sitk.sitkInt16), "LPS")))
     return scans
 
 
@@ -188,25 +190,35 @@ def _nps_peak(hu: np.ndarray, region: np.ndarray, spacing_xy: float, rng: np.ran
     return float(centres[int(np.argmax(radial))])
 
 
+DOME_RIM_MM = 15.0  # columns this close to the rim of a lung's footprint are left out of the dome top
+
+
 def _dome_tops(lungs: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
     """(right dome, left dome) heights above their deepest recess, and right minus left dome top (mm).
 
-    Uses the lateral half of each lung (away from the heart and mediastinum): per column, the
-    lowest lung voxel traces the diaphragm; its highest point is the dome top.
+    Per column, the lowest lung voxel traces the diaphragm; the dome top is its 98th percentile
+    over the posterolateral quarter of each lung's footprint, away from its rim: the heart rests
+    on the anteromedial left hemidiaphragm (anterior columns there end on the heart, up to 12 cm
+    above the dome), and rim columns, where the lung reaches only at mid-height, end on the chest
+    wall. The recess is the lowest lung voxel of the whole footprint. Axes are LPS (+z superior):
+    ``load_real_scans`` reorients real scans to identity directions, as the phantoms have.
     """
     tops, heights = [], []
     mid = np.median(np.argwhere(body)[:, 2])
     xs = np.arange(lungs.shape[2])
+    rim_voxels = max(1, int(round(DOME_RIM_MM / spacing[0])))
     for side in (-1, +1):  # LPS: the right lung has the smaller x index
         half = lungs & ((side * (xs - mid)) > 0)[None, None, :]
-        cols = np.argwhere(half.any(axis=0))
+        footprint = half.any(axis=0)
+        cols = np.argwhere(ndimage.binary_erosion(footprint, iterations=rim_voxels))
         if len(cols) == 0:
             tops.append(np.nan)
             heights.append(np.nan)
             continue
-        lateral = side * (cols[:, 1] - np.median(cols[:, 1])) > 0
-        lowest = np.argmax(half, axis=0)[cols[lateral, 0], cols[lateral, 1]].astype(float)
-        top, deep = np.percentile(lowest, 98), lowest.min()
+        lowest = np.argmax(half, axis=0)  # LPS y grows posteriorly, z superiorly
+        quarter = (side * (cols[:, 1] - np.median(cols[:, 1])) > 0) & (cols[:, 0] > np.median(cols[:, 0]))
+        top = np.percentile(lowest[cols[quarter, 0], cols[quarter, 1]].astype(float), 98)
+        deep = lowest[footprint].min()
         tops.append(top * spacing[2])
         heights.append((top - deep) * spacing[2])
     return heights[0], heights[1], tops[0] - tops[1]
@@ -224,7 +236,9 @@ def measure(image: sitk.Image, rng: np.random.Generator) -> dict[str, float]:
     bidx = np.argwhere(body[zmax])
     bext = (bidx.max(0) - bidx.min(0) + 1) * np.array([sy, sx]) if len(bidx) else np.zeros(2)
     soft = body & (hu > -50) & (hu < 120) & ~ndimage.binary_dilation(lungs, iterations=2)
-    outside = ~ndimage.binary_dilation(body, iterations=3) & (hu > -1500) & (hu < -850)
+    # 3 voxels of margin plus the 5x5 window's half-width: at 4 mm pixels a window centred 3 voxels
+    # out still reaches the skin and the clothes, and reads the body's edge as noise.
+    outside = ~ndimage.binary_dilation(body, iterations=3 + 2) & (hu > -1500) & (hu < -850)
     dome_r, dome_l, dome_diff = _dome_tops(lungs, body, image.GetSpacing())
     return {
         "lung volume (ml)": float(lungs.sum() * sx * sy * sz / 1000),

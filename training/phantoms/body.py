@@ -160,6 +160,9 @@ class Thorax:
         """Draw what lies outside the torso but belongs to the patient; returns the body mask."""
         return body
 
+    def texture_tissue(self, hu: np.ndarray, body: np.ndarray, grid: Grid) -> None:
+        """Structure inside fat and muscle (v2 only; v1 tissue is uniform but for a faint drift)."""
+
     def draw_surroundings(self, hu: np.ndarray, grid: Grid, frame: PatientFrame, body: np.ndarray, x, y, z) -> None:
         """Draw the table (and in v2 cushions and blankets) where the patient is not."""
         shell, core = _table(grid, frame, self, self.p.table_kind)
@@ -324,6 +327,7 @@ def render_body(
     hu.flat[scapula] = 0.7 * p.bone_hu
     hu[canal] = 15.0
     body = th.draw_limbs(hu, x, y, z, body)
+    th.texture_tissue(hu, body, grid)
     hu[body] += texture[body]
     th.draw_surroundings(hu, grid, frame, body, x, y, z)
     return BodyRender(hu=hu, inside_body=body, mediastinum=th.mediastinum(x, y, z) | (occ > 0.05), domes=domes)

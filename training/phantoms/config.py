@@ -303,13 +303,20 @@ def sample_pathology(seed: int, options: PhantomOptions) -> PathologyParams:
     return PathologyParams(kind="none", extent=0.0)
 
 
-def fit_to_fov(body: BodyParams, fov_mm: float) -> BodyParams:
-    """Shrink the patient's cross-section so that both lungs fit a small field of view."""
+def fit_to_fov(body: BodyParams, fov_mm: float, fov_depth_mm: float | None = None) -> BodyParams:
+    """Shrink the patient's cross-section so that both lungs fit a small field of view.
+
+    ``fov_mm`` bounds the lung width (L-R). Version 1 passes the smaller side of the field of view
+    here and no ``fov_depth_mm``; version 2 passes the L-R side and the A-P side separately, so a
+    field of view cropped to the body (wide, shallow) no longer shrinks the lungs to its A-P size.
+    """
     # The lungs widen by up to 6 % at the base; keep 15 mm of chest wall on each side in view.
     lung_width_mm = 2.12 * (body.lung_center_x_mm + body.lung_half_width_mm) + 30.0
-    if lung_width_mm <= fov_mm:
-        return body
     f = fov_mm / lung_width_mm
+    if fov_depth_mm is not None:  # the same margins front and back
+        f = min(f, fov_depth_mm / (2.12 * body.lung_half_depth_mm + 30.0))
+    if f >= 1.0:
+        return body
     return replace(
         body,
         lung_half_width_mm=f * body.lung_half_width_mm,
@@ -337,7 +344,11 @@ def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
     scan = sample_scan(seed, options, body)
     if v2 is not None:
         scan = config_v2.adjust_scan(seed, scan, body)
-    body = fit_to_fov(body, min(scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]))
+    fov_x_mm, fov_y_mm = scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]
+    if options.version == 1:
+        body = fit_to_fov(body, min(fov_x_mm, fov_y_mm))
+    else:  # v2 (changed in issue 17): width against the L-R side, depth against the A-P side
+        body = fit_to_fov(body, fov_x_mm, fov_y_mm)
     return CaseParams(
         seed=int(seed),
         body=body,

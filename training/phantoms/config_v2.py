@@ -192,7 +192,7 @@ def sample_fissures(seed: int) -> FissureParams:
 
 
 def adjust_body(seed: int, body: BodyParams, anatomy: AnatomyParams) -> BodyParams:
-    """v2 changes to the v1 body draws: dome asymmetry and breathing."""
+    """v2 changes to the v1 body draws: dome asymmetry, breathing, contrast and fat density."""
     rng = stream(seed, "body-v2")
     # The right dome lies higher than the left in about nine adults in ten, by about 1.5 cm on
     # average; the rest have level domes or a higher left one.
@@ -206,6 +206,10 @@ def adjust_body(seed: int, body: BodyParams, anatomy: AnatomyParams) -> BodyPara
         lung_half_depth_mm=body.lung_half_depth_mm * (1.0 - 0.07 * e),
         lung_half_width_mm=body.lung_half_width_mm * (1.0 - 0.05 * e),
         blood_hu=_u(rng, 180, 380) if anatomy.contrast else body.blood_hu,
+        # Adipose tissue reads about -90 to -130 HU on CT; v1's -85 to -115 put too many 4 mm
+        # voxels at -100 to -50 HU (the fine realism features, docs/realism.md). Own stream, so
+        # the draws above keep their values.
+        fat_hu=_u(stream(seed, "fat-hu-v2"), -125.0, -95.0),
     )
 
 

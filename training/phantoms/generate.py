@@ -85,6 +85,10 @@ def _compose_lungs(params: CaseParams, th: Thorax, model: Grid, frame: PatientFr
     lung = label > 0
     idx = np.flatnonzero(lung)
     hu_lung = parenchyma_hu(th, p, model.shape_zyx, y, lung, stream(seed, "parenchyma"))
+    if params.version == 2:
+        from .lungs_v2 import lobular_texture_hu
+
+        hu_lung = hu_lung + lobular_texture_hu(model, idx, stream(seed, "parenchyma-v2"))
     pts = LungPoints(idx, x.flat[idx], y.flat[idx], z.flat[idx], model)
     prng = stream(seed, "pathology-render")
     if pp.kind in ("copd", "covid"):

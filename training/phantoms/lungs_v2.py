@@ -42,6 +42,11 @@ from .lungs import (
 MAX_SHIFT_MM = {"oblique": 18.0, "horizontal": 20.0}
 ACCESSORY_IDS = {"azygos": 4, "inferior_accessory": 5, "superior_accessory": 6, "left_minor": 7}
 FOURTH_CARTILAGE_BELOW_CARINA_MM = 35.0  # two anterior rib spaces (~17 mm each) below the sternal angle
+# Parenchyma between the v1 drift (whole lung) and the v1 fine texture (two voxels): clusters of
+# secondary lobules and regional perfusion, about 2 cm across. Without it healthy v2 lung at 4 mm
+# piled up at -900 to -850 HU where real lung spreads from -950 to -800 (docs/realism.md).
+LOBULAR_CELL_MM = 20.0
+LOBULAR_TEXTURE_HU = 35.0
 
 
 @dataclass(frozen=True)
@@ -225,3 +230,8 @@ def build_lobes_v2(
     wanted.update(extra_wanted)
     return draw_sheets(label, cleaned, sheets + extra, wanted)
 
+
+def lobular_texture_hu(grid: Grid, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """HU offsets at the lung voxels ``idx`` (flat indices of ``grid``): a 2 cm mottle."""
+    cells = tuple(max(2, int(n * s / LOBULAR_CELL_MM)) for n, s in zip(grid.shape_zyx, grid.spacing_mm[::-1]))
+    return (LOBULAR_TEXTURE_HU * smooth_field(rng, grid.shape_zyx, cells).flat[idx]).astype(np.float32)
