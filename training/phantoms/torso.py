@@ -26,7 +26,7 @@ CLAVICLE_RADIUS_MM = 7.0
 TEXTURE_PLANE_CELL_MM = 30.0
 TEXTURE_SEPTA_CELL_MM = 20.0
 TEXTURE_MOTTLE_CELL_MM = 8.0
-TEXTURE_MOTTLE_HU = 18.0
+TEXTURE_MOTTLE_HU = 8.0
 
 
 def polyline_distance_mm(px: np.ndarray, py: np.ndarray, pz: np.ndarray, nodes: np.ndarray) -> np.ndarray:
