@@ -29,9 +29,13 @@ PHANTOM_PATHOLOGIES = ("none", "none", "copd")
 KNOWN_DIFFERENCES = """\
 - Anatomy is built from smooth implicit shapes. v2 adds an elliptical, tapering torso with
   varying subcutaneous fat, arms (raised or beside the body), breasts, clavicles, a tapered heart
-  resting on the diaphragm, blankets, clothing, cushions and a curved table; still missing are
-  kidneys, bowel, lymph nodes, intermuscular fat planes, calcifications, ECG leads and lines, and
-  the shoulder girdle is reduced to clavicles and flat scapulae.
+  resting on the diaphragm, blankets, clothing, cushions and a curved table, and (since commit
+  fc2aa59) fat planes through muscle, septa through fat and a lobular mottle in the lung; still
+  missing are kidneys, bowel, lymph nodes, calcifications, ECG leads and lines, and the shoulder
+  girdle is reduced to clavicles and flat scapulae.
+- Each hemidiaphragm is a flat-topped dome falling steeply into deep lateral and posterior
+  recesses (see the coronal views); COPD phantoms have emphysema but no hyperinflation (no larger
+  lungs, no flattened domes).
 - Large outputs are modelled on a grid of at most 6 million voxels (about 1.7 mm at 512 x 512 x 300)
   and interpolated: fine structure at 0.5-1 mm (sub-millimetre vessels, fissure crispness, rib
   trabeculae) is blurred, and only the noise carries the full-resolution texture.
@@ -47,8 +51,8 @@ KNOWN_DIFFERENCES = """\
 
 # What each real scan is, so that its table is read fairly (matched by file-name prefix).
 SCAN_NOTES = {
-    "copdgene": "A COPDGene subject resampled to 64 x 64 (4.2 mm pixels): emphysema raises its share "
-    "below -950 HU far above healthy lungs; resampling lowers its noise. The field of view cuts the body.",
+    "copdgene": "A COPDGene subject resampled to 64 x 64 (4.2 mm pixels): hyperinflated (4.7 l) with "
+    "emphysema far above healthy lungs; resampling has averaged away its noise. The field of view cuts the body.",
     "lung-pet-ct-dx-A0001": "A lung-cancer PET/CT subject, 5 mm slices, soft-tissue kernel.",
     "lung-pet-ct-dx-A0002": "Apex cut off by the scan range (8 mm slices): its lung volume and dome "
     "measures cover only part of the lungs; the matched phantoms are not cut the same way.",
@@ -59,28 +63,46 @@ SCAN_NOTES = {
 }
 
 INTERPRETATION = """\
-- Realism number: with the coarse features the classifier's held-out accuracy drops from 0.68
-  (v1) to 0.61 (v2), below the real-against-real floor of 0.75, and falls on four of the five
-  real scans (A0001 stays at chance, 0.48-0.52). With the finer features it tells both versions
-  from real scans almost perfectly (0.97, 0.99; floor 0.82). The features that separate them, as
-  standardised mean differences on copdgene- and CTA-geometry v2 phantoms
-  (`python -m training.realism_classifier --explain 2`): too many flat voxels
-  (gradient below 5 HU/mm at 4 mm: 37 % against 23 % in real scans) and too few moderate
-  gradients (5-40 HU/mm), too many voxels at -100 to -50 HU (16 % against 7 %) and too few at
-  -50 to 0 and 100 to 200 HU, and lung parenchyma concentrated in -900 to -850 HU. Soft tissue and lung are still too smooth and
-  too fatty at the 4 mm scale: that, not the body outline or the lobes, is what is left.
-- Whole-chest scans, measures marked **differs**: the COPDGene lung volume (4656 ml against at
-  most 3842) and share below -950 HU (19.5 %) are the patient's hyperinflation and emphysema, which
-  the COPD phantoms reproduce only at their severe end; its air noise is lowered by its resampling
-  to 4.2 mm pixels. The CTA's lung width (280 against 219-225 mm): its field of view is cropped to
-  the body, and `fit_to_fov` shrinks the phantom to keep 15 mm of chest wall in view, so phantoms
-  at that geometry are narrower than the patient. A0002's volume and dome measures: its apex is cut
-  by the scan range and its 8 mm slices put the domes in two or three slices; its NPS peak (0.48
-  cycles/mm, a B70f kernel) lies above the sharpest phantom kernel.
-- Left-dome measures (A0001, CTA, COPDGene): the lowest lung voxel per column of the left lung
-  follows the heart border where the heart sits low, so the real "left dome height" reaches 116-125
-  mm; v2 puts the right dome above the left in about 9 cases in 10 (N(14, 10) mm) and three
-  phantoms per scan rarely include a level or higher left dome (COPDGene: -15.9 mm).
+- Realism number: with the coarse features the classifier's held-out accuracy is 0.68 for v1
+  and 0.65 for v2 (0.61 before the tissue texture of commit fc2aa59: the coarse number did not
+  drop further, it rose by 0.04, within what five held-out scans resolve), below the
+  real-against-real floor of 0.75. With the finer features it still tells phantoms from real scans
+  (v1 0.97, v2 0.96; 0.99 before fc2aa59; floor 0.82). What separates them
+  (`python -m training.realism_classifier --explain 2`, standardised mean differences, real minus
+  phantom, copdgene- and CTA-geometry v2 phantoms), before -> after fc2aa59: moderate gradients at
+  4 mm (10-20 HU/mm) +2.74 -> +1.78, fat-range voxels (-100 to -50 HU) -2.21 -> -1.32, flat voxels
+  (gradient below 5 HU/mm) -1.48 -> -0.93, lung at -900 to -850 HU -0.94 -> -0.87; unchanged:
+  too few voxels at 100-200 HU (+1.57: contrast-filled vessels, liver and marrow of real scans) and
+  at 400-600 HU (+0.66, cortical bone). Soft tissue with edges (fascia, septa, vessels) and denser
+  bone are what is left.
+- Dome measures (fixed in the measure, not the phantoms): the dome top is now read from the
+  posterolateral quarter of each lung, 15 mm inside its rim. The old measure took the lateral half,
+  where the heart, reaching past the left lung's midline anteriorly, ended the columns: the "left
+  dome" was the top of the heart (real left dome heights 100-125 mm, right minus left -16, -55 and
+  -42 mm). The sign was right (LPS, +z up; real scans are now reoriented to identity directions
+  when read; the heart lies at the larger x in the coronal views of all three whole-chest
+  scans). Now the CTA's right dome is 16.5 mm above the left, A0001's are level (one 5 mm slice), and COPDGene's within one 4 mm slice
+  (-4.8 mm); three phantoms per scan drawn from N(14, 10) mm need not include a level pair
+  (about 1 case in 10 has its left dome level or higher).
+- COPDGene dome heights (43 and 36 mm against 64-108) and lung volume (4656 ml against at most
+  3842): a hyperinflated patient with flattened domes; COPD phantoms have emphysema but not
+  hyperinflation (a generator gap, listed below). Its share below -950 HU (19.5 %): the one COPD
+  phantom per scan here (seed 1002) drew a mild emphysema (3.5 % of the lung); COPD draws of
+  about 20 % (seeds 301, 308 at this geometry: 18.2 % and 20.7 % below -950 HU) occur in about
+  one COPD case in six, so this is the sample of three, not a missing severity.
+- COPDGene noise: the old air-noise value (10.1 HU) was the measure's 5 x 5 window (21 mm at
+  4.2 mm pixels) reaching from 3 voxels outside the body back onto the skin; the window now stays
+  5 voxels out: 2.4 HU, as the resampling has averaged the noise away, against 2.8-3.9 in phantoms
+  rendered at 4.2 mm (just past the 15 % margin). Its soft-tissue "noise" (5.1 HU against 6.4-8.3)
+  measures anatomy, not noise, at 4.2 mm pixels: the phantoms' fat planes and septa reach into the
+  21 mm window (an 18 HU mottle gave 9.5-10.7 HU and was lowered to 8 HU in fc2aa59).
+- The CTA's lung width (280 mm against 219-225 before): `fit_to_fov` fitted the lung width to the
+  smaller side of the field of view, which for this body-cropped 350 x 250 mm field is the A-P
+  side; v2 now fits width to the L-R side and depth to the A-P side (commit 3244403; square
+  fields, i.e. every training and test set, are unchanged), and the phantoms span 231-284 mm.
+- A0002 (apex cut, 8 mm slices) and the heart crop: their volume, width and dome measures cover
+  only part of the lungs. A0002's NPS peak (0.48 cycles/mm, a sharp B70f kernel) is one bin (0.09
+  cycles/mm at 0.65 mm pixels) above all three phantoms' 0.34.
 - Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
   fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
@@ -372,7 +394,10 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "",
         f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 30 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below).",
+        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit fc2aa59** "
+        "(tissue texture, lobular lung mottle, fat density; first landed in 3244403 with a stronger mottle, "
+        "and a non-square field of view fitted side by side): phantoms v2 made before it are those of commit "
+        "237d99e, and published numbers should name the generator commit.",
         "",
         f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
         "",
