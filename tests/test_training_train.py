@@ -157,6 +157,16 @@ def test_config_switches_build_the_ablations(tmp_path):
         load_config(TINY, ["data.root=x", "patch_in=96"])  # does not pool evenly
 
 
+def test_home_relative_paths_in_a_config_are_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(TINY, ["data.csv=~/data/cases.csv", "run.out_dir=~/runs/v2", "data.cache_dir=~/cache", "init=~/w.pt"])
+    assert config.data.csv == str(tmp_path / "data" / "cases.csv")
+    assert config.run.out_dir == str(tmp_path / "runs" / "v2")
+    assert config.data.cache_dir == str(tmp_path / "cache")
+    assert config.init == str(tmp_path / "w.pt")
+    assert load_config(TINY, ["data.root=rel/x"]).data.root == "rel/x"  # relative paths stay as written
+
+
 def test_lr_schedules():
     config = load_config(TINY, ["data.root=x", "optim.schedule=poly", "optim.max_iters=100", "optim.lr=0.1"])
     assert train_mod.lr_at(0, config) == pytest.approx(0.1)

@@ -8,6 +8,7 @@ an error, so a typo in a config cannot silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,19 @@ def _build(cls: type, values: dict[str, Any] | None, where: str) -> Any:
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from a plain dict (e.g. the one stored in a training checkpoint)."""
     config = _build(TrainConfig, values, "config")
+    _expand_home(config)
     validate(config)
     return config
+
+
+def _expand_home(config: TrainConfig) -> None:
+    """``~`` in path settings means the user's home: run folders and data live outside the
+    checkout (``~/ctsunet-runs``) so that a new work tree finds them again."""
+    for section, key in (("data", "root"), ("data", "csv"), ("data", "cache_dir"), ("run", "out_dir"), (None, "init")):
+        owner = getattr(config, section) if section else config
+        value = getattr(owner, key)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(owner, key, os.path.expanduser(value))
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

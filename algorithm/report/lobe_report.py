@@ -18,7 +18,8 @@ from algorithm.labels import label_map
 from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
 from algorithm.report.density import lobe_measures
-from algorithm.report.quality_flags import assess_quality
+from algorithm.report.lobe_shares import share_report
+from algorithm.report.quality_flags import QualityLimits, assess_quality
 from algorithm.report.volumes import volumes_ml
 
 SOFTWARE = {"name": "ctsunet-lobes", "version": __version__}
@@ -63,6 +64,7 @@ class LobeReport:
     fissures: dict | None = None  # what the fissure step did (fissure_fit.py; docs/outputs.md)
     network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
     lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
+    lobe_shares: dict | None = None  # each lobe's share beside the published population (lobe_shares.py)
     warnings: list[str] = field(default_factory=list)
     software: dict = field(default_factory=lambda: dict(SOFTWARE))
 
@@ -114,7 +116,8 @@ def build_report(
     what the lung-extent step found (its share of lung the network missed is flagged)."""
     unlabelled = extent.network_unlabelled_share if extent is not None else 0.0
     measures = lobe_measures(image, mask)
-    quality = assess_quality(image, mask, measures, low_confidence, outside_air_ml=outside_air_ml,
+    limits = QualityLimits()
+    quality = assess_quality(image, mask, measures, low_confidence, limits=limits, outside_air_ml=outside_air_ml,
                              network_unlabelled_share=unlabelled)
     borders = border_report(image, mask)
     return LobeReport(
@@ -138,5 +141,6 @@ def build_report(
             "airway_excluded_ml": round(extent.airway_ml, 1),
             "work_block_zyx": list(extent.work_block_zyx),
         },
+        lobe_shares=share_report(measures, limits.lobe_share_range_percent),
         warnings=list(warnings or []),
     )

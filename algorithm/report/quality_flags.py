@@ -26,16 +26,8 @@ from scipy import ndimage
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
 from algorithm.report.hu_landmarks import HuCalibration, hu_calibration
 from algorithm.boxes import bounding_box
+from algorithm.report.lobe_shares import POPULATION_SHARES, default_flag_ranges_percent
 
-# Lobe shares of the total lung volume (%) that adult CT studies rarely leave (about +-3 SD
-# around the usual 20/8/25 % right, 25/22 % left).
-DEFAULT_SHARE_RANGE_PERCENT: dict[str, tuple[float, float]] = {
-    "LUL": (14.0, 40.0),
-    "LLL": (12.0, 37.0),
-    "RUL": (8.0, 33.0),
-    "RLL": (13.0, 38.0),
-    "RML": (2.5, 16.0),
-}
 PADDING_BELOW_HU = -1074.0  # below any air value: the padding outside the reconstruction circle
 _AXIS_ENDS = {"L": ("right", "left"), "R": ("left", "right"), "P": ("anterior", "posterior"),
               "A": ("posterior", "anterior"), "S": ("inferior", "superior"), "I": ("superior", "inferior")}
@@ -50,9 +42,8 @@ class QualityLimits:
     min_hu_landmarks: int = 2  # of air, fat and soft tissue (algorithm.report.hu_landmarks)
     max_hu_landmark_spread_hu: float = 100.0  # their offsets from nominal HU agree within this
     lobe_volume_range_ml: tuple[float, float] = (30.0, 4000.0)
-    lobe_share_range_percent: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: dict(DEFAULT_SHARE_RANGE_PERCENT)
-    )
+    # population mean +- 4 SD (algorithm/report/lobe_shares.py: the source and why 4)
+    lobe_share_range_percent: dict[str, tuple[float, float]] = field(default_factory=default_flag_ranges_percent)
     max_low_confidence_share: float = 0.05
     max_outside_air_ml: float = 10.0
     max_network_unlabelled_share: float = 0.25  # of the air-filled lung; see docs/outputs.md
@@ -159,8 +150,11 @@ def _lobe_flags(measures: dict, contacts: dict[Lobe, list[str]], limits: Quality
                                value=volume, limit=[lo_ml, hi_ml]))
         lo_share, hi_share = limits.lobe_share_range_percent[lobe.name]
         if share is not None and not lo_share <= share <= hi_share:
+            population = POPULATION_SHARES[lobe.name]
             flags.append(_flag("lobe_share_implausible", "warning",
-                               f"{name} is {share:.1f} % of the lungs, outside {lo_share:g}-{hi_share:g} %", lobe,
+                               f"{name} is {share:.1f} % of the lungs, outside {lo_share:g}-{hi_share:g} % "
+                               f"(healthy adults {population.mean_percent:g} +- {population.sd_percent:g} %; "
+                               f"z = {population.z_score(share):+.1f})", lobe,
                                value=share, limit=[lo_share, hi_share]))
     return flags
 

@@ -27,15 +27,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from algorithm.report.lobe_shares import POPULATION_SHARES
+
 from .config import BodyParams, LungParams, ScanParams, body_fits_circle, stream
 
-# Yamada et al. 2020, Table 3, supine: (mean %, SD %, min %, max %) of the total lung volume.
+# Yamada et al. 2020, Table 3, supine: (mean %, SD %, min %, max %) of the total lung volume. One
+# source with the runtime's population reference; the key order is the order of the draws.
 LOBE_SHARE_PERCENT: dict[str, tuple[float, float, float, float]] = {
-    "RUL": (17.9, 2.4, 11.8, 22.7),
-    "RML": (9.3, 1.6, 6.6, 13.8),
-    "RLL": (26.5, 2.6, 22.3, 34.0),
-    "LUL": (23.1, 2.1, 18.1, 26.6),
-    "LLL": (23.2, 2.4, 19.4, 28.7),
+    name: (POPULATION_SHARES[name].mean_percent, POPULATION_SHARES[name].sd_percent,
+           POPULATION_SHARES[name].min_percent, POPULATION_SHARES[name].max_percent)
+    for name in ("RUL", "RML", "RLL", "LUL", "LLL")
 }
 # Aziz et al. 2004: share of lungs whose fissure is incomplete.
 P_INCOMPLETE = {"left_oblique": 0.43, "right_oblique": 0.48, "horizontal": 0.63}
