@@ -8,7 +8,9 @@ Per scan: the five lobes present, each one connected piece, left lobes on the pa
 vessel index (algorithm/report/border_index.py) of each interlobar border is the one number per border
 that judges the lobes against the scan itself; with several ``--weights`` (``shipped`` names the
 shipped ones) the border table holds every model on every scan, so two models can be compared on
-real scans in one table (the plausibility table and pictures are of the first).
+real scans in one table, and the lobe-share table sets each model's shares beside the published
+healthy-adult population (algorithm/report/lobe_shares.py). The plausibility table is of the first
+model; the pictures of every model stand side by side (``--labels`` names the models).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scipy import ndimage
 from algorithm.errors import InputError
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES
 from algorithm.report.border_index import BORDERS
+from algorithm.report.lobe_shares import POPULATION_SHARES, SOURCE
 from algorithm.segmenter import LobeSegmenter
 from algorithm.report.preview import render_preview
 from algorithm.io.formats import strip_image_suffix
@@ -72,15 +75,20 @@ def segment_real_scan(name: str, segmenter: LobeSegmenter):
     return loaded, result, time.perf_counter() - started
 
 
-def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dict:
-    """One scan with one set of weights; the preview picture only when ``image_dir`` is given."""
+def picture_name(scan: str, label_index: int, label: str) -> str:
+    """The preview's file name: the first model's keeps the plain scan name the docs link to."""
+    stem = strip_image_suffix(Path(scan))
+    return f"{stem}.png" if label_index == 0 else f"{stem}--{label}.png"
+
+
+def run_scan(name: str, segmenter: LobeSegmenter, picture: Path | None) -> dict:
+    """One scan with one set of weights; the preview picture only when ``picture`` is given."""
     loaded, result, seconds = segment_real_scan(name, segmenter)
     if loaded is None:
         return result
     report = result.report.to_dict()
-    if image_dir is not None:
-        preview = render_preview(loaded.image, result.mask, report)
-        write_png(preview, image_dir / f"{strip_image_suffix(Path(name))}.png")
+    if picture is not None:
+        write_png(render_preview(loaded.image, result.mask, report), picture)
     return {
         "name": name,
         "size": loaded.image.GetSize(),
@@ -90,6 +98,7 @@ def run_scan(name: str, segmenter: LobeSegmenter, image_dir: Path | None) -> dic
         "warnings": loaded.warnings + report["warnings"],
         "seconds": seconds,
         "border_vessel_index": report["border_vessel_index"],
+        "lobe_shares": report["lobe_shares"],
         **lobe_checks(result.mask),
     }
 
@@ -125,7 +134,47 @@ def border_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] | None = None) -> str:
+def share_cell(entry: dict) -> str:
+    """One lobe's share with its z-score against the population; bold outside the flag range."""
+    share, z = entry["share_percent"], entry["z_score"]
+    if share is None:
+        return "–"
+    lo, hi = entry["flag_range_percent"]
+    text = f"{share:.1f} ({z:+.1f})"
+    return text if lo <= share <= hi else f"**{text}**"
+
+
+def share_table(results: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows: scan x weights, each lobe's share of the lungs (%) and its z-score."""
+    header = " | ".join(f"{l.name} {POPULATION_SHARES[l.name].mean_percent:g} ± {POPULATION_SHARES[l.name].sd_percent:g}"
+                        for l in LOBES)
+    lines = [f"| scan | weights | {header} | covers the whole lungs |", "| --- | --- |" + " --- |" * (len(LOBES) + 1)]
+    for i, name in enumerate(SCANS):
+        for label, rows in results.items():
+            r = rows[i]
+            if "error" in r:
+                lines.append(f"| {name} | {label} | refused |" + " |" * len(LOBES))
+                continue
+            lobes = r["lobe_shares"]["lobes"]
+            cut = any(f.startswith("lobe_at_fov_edge") for f in r["flags"])
+            lines.append(f"| {name} | {label} | " + " | ".join(share_cell(lobes[l.name]) for l in LOBES)
+                         + f" | {'no (cut by the field of view: shares not comparable)' if cut else 'yes'} |")
+    return lines
+
+
+def picture_table(results: dict[str, list[dict]], labels: list[str]) -> list[str]:
+    """The preview pictures of every model side by side, one row per scan."""
+    lines = ["| scan | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
+    for i, name in enumerate(SCANS):
+        cells = []
+        for k, (label, rows) in enumerate(zip(labels, results.values())):
+            cells.append("refused" if "error" in rows[i] else f"![{name} {label}](img/real/{picture_name(name, k, label)})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] | None = None,
+                labels: list[str] | None = None) -> str:
     lines = [
         "## Real scans (no lobe reference: plausibility only)",
         "",
@@ -156,11 +205,19 @@ def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] |
             "",
             *border_table(results),
             "",
+            f"Each lobe's share of the lungs in % (z-score against healthy adults; header: population mean ± SD, "
+            f"{SOURCE}; **bold**: more than 4 SD away, the `lobe_share_implausible` flag):",
+            "",
+            *share_table(results),
+            "",
         ]
-    for r in rows:
-        if "error" not in r:
-            lines.append(f"![{r['name']}](img/real/{strip_image_suffix(Path(r['name']))}.png)")
-            lines.append("")
+    if results and len(results) > 1:
+        lines += picture_table(results, labels or list(results)) + [""]
+    else:
+        for r in rows:
+            if "error" not in r:
+                lines.append(f"![{r['name']}](img/real/{picture_name(r['name'], 0, '')})")
+                lines.append("")
     return "\n".join(lines)
 
 
@@ -168,8 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", nargs="+", default=["shipped"],
                         help="checkpoints to run ('shipped': the shipped weights); the first makes the pictures")
+    parser.add_argument("--labels", nargs="+", help="short names of the --weights for tables and pictures (e.g. v1 v2)")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "real-scans.md"))
     args = parser.parse_args(argv)
+    labels = args.labels or [Path(w).stem if w != "shipped" else w for w in args.weights]
+    if len(labels) != len(args.weights) or len(set(labels)) != len(labels):
+        print("error: --labels must give one distinct name per --weights", file=sys.stderr)
+        return 2
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
@@ -177,12 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     image_dir = Path(args.out).parent / "img" / "real"
     image_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
-    for k, weights in enumerate(args.weights):
+    for k, (weights, label) in enumerate(zip(args.weights, labels)):
         segmenter = LobeSegmenter(None if weights == "shipped" else weights, device)
-        results[weights] = [run_scan(name, segmenter, image_dir if k == 0 else None) for name in SCANS]
+        results[label] = [run_scan(name, segmenter, image_dir / picture_name(name, k, label)) for name in SCANS]
     command = "python -m benchmarks.real_scans " + " ".join(argv if argv is not None else sys.argv[1:])
     first = next(iter(results.values()))
-    Path(args.out).write_text(to_markdown(first, command.strip(), results) + "\n")
+    Path(args.out).write_text(to_markdown(first, command.strip(), results, labels) + "\n")
     print(Path(args.out).read_text())
     return 0
 

@@ -71,3 +71,30 @@ def test_real_scan_border_table_puts_two_models_side_by_side(monkeypatch):
     assert "refused: no lungs" in body[2]
     bold = real_scans.border_cell(_border_section({"left_oblique": 0.9}), "left_oblique")
     assert bold == "**0.90**"
+
+
+def _share_section(shares: dict) -> dict:
+    from algorithm.report.lobe_shares import default_flag_ranges_percent, share_report
+
+    measures = {name: {"share_of_lung_percent": share} for name, share in shares.items()}
+    return share_report(measures, default_flag_ranges_percent())
+
+
+def test_real_scan_share_table_marks_shares_far_from_the_population(monkeypatch):
+    import benchmarks.real_scans as real_scans
+
+    monkeypatch.setattr(real_scans, "SCANS", ("a.mha",))
+    typical = {"LUL": 23.1, "LLL": 23.2, "RUL": 17.9, "RLL": 26.5, "RML": 9.3}
+    no_rml = {**typical, "RML": 1.0, "RLL": 34.8}  # RML 5.2 SD below the mean
+    results = {
+        "v1": [{"lobe_shares": _share_section(no_rml), "flags": ["lobe_share_implausible(RML)"]}],
+        "v2": [{"lobe_shares": _share_section(typical), "flags": ["lobe_at_fov_edge(RUL)"]}],
+    }
+    lines = real_scans.share_table(results)
+    assert "RML 9.3 ± 1.6" in lines[0]
+    v1, v2 = lines[2], lines[3]
+    assert "| **1.0 (-5.2)** |" in v1 and "| 34.8 (+3.2) |" in v1 and v1.endswith("| yes |")
+    assert "**" not in v2 and "| 23.1 (+0.0) |" in v2 and "cut by the field of view" in v2
+    pictures = real_scans.picture_table({"v1": [{}], "v2": [{"error": "x"}]}, ["v1", "v2"])
+    assert pictures[2] == "| a.mha | ![a.mha v1](img/real/a.png) | refused |"
+    assert real_scans.picture_name("b.nii.gz", 1, "v2") == "b--v2.png"

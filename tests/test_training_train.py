@@ -130,6 +130,20 @@ def test_resume_after_sigkill_gives_identical_weights(toy_root, tmp_path):
     assert losses_a == losses_b  # metrics past the checkpoint were truncated, not duplicated
 
 
+def test_time_limit_stops_cleanly_with_a_validated_checkpoint(toy_root, tmp_path):
+    run = tmp_path / "window"
+    settings = {"optim.max_iters": 50, "run.stage1_only_iters": 0, "run.checkpoint_every": 1000,
+                "run.val_every": 1000, "run.val_tile_out": 36, "run.time_limit_min": 1e-4}
+    assert train_mod.main(["--config", str(TINY), "--set", *_overrides(toy_root, run, **settings)]) == 0
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["step"] == 1  # 6 ms of budget: the first step overruns it, the run stops there
+    validations = _records(run, "val")
+    assert [r["step"] for r in validations] == [1]  # validated on the way out although val_every is 1000
+    assert (run / "best.pt").is_file()
+    with pytest.raises(ValueError):
+        load_config(TINY, ["data.root=x", "run.time_limit_min=0"])
+
+
 def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training",

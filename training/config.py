@@ -114,6 +114,9 @@ class RunConfig:
     deterministic: bool = True
     num_threads: int | None = None  # torch.set_num_threads on CPU (None: torch's default)
     device: str = "auto"  # "auto", "cpu", "cuda"
+    # stop cleanly (validate, save last.pt) once this many minutes of training have passed: a
+    # fixed window on a lent GPU, or a session's share of a multi-session CPU budget
+    time_limit_min: float | None = None
 
 
 @dataclass
@@ -205,5 +208,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("ohem.final_coverage must be in (0, 1]")
     if not 0.0 < config.loss.topk_fraction <= 1.0:
         raise ValueError("loss.topk_fraction must be in (0, 1]")
+    if config.run.time_limit_min is not None and config.run.time_limit_min <= 0:
+        raise ValueError("run.time_limit_min must be positive (or null: no limit)")
     if config.data.root is None and config.data.csv is None:
         raise ValueError("data.root or data.csv must be set")

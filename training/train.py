@@ -400,7 +400,13 @@ class Trainer:
                 log.write(record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", s_per_step=f"{record['time_s']:.1f}")
-            self._periodic(cache, val_keys, log)
+            out_of_time = self._out_of_time(start)
+            self._periodic(cache, val_keys, log, final=out_of_time)
+            if out_of_time:
+                if info.is_main:
+                    print(f"\nrun.time_limit_min ({cfg.run.time_limit_min:g} min) reached at step {self.step}: "
+                          "validated and saved; --resume continues", file=sys.stderr)
+                break
         bar.close()
         if info.world_size > 1:
             self.check_ranks_in_sync()
@@ -421,9 +427,23 @@ class Trainer:
             if len(set(digests)) > 1:
                 print(f"WARNING: ranks hold different weights after step {self.step}: {digests}", file=sys.stderr)
 
-    def _periodic(self, cache: data_mod.PreprocessedCache, val_keys: list[str], log: MetricsLog | None) -> None:
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``run.time_limit_min`` has passed since ``start``; rank 0's clock decides for
+        every rank, so that all of them stop after the same step."""
+        limit = self.config.run.time_limit_min
+        if limit is None:
+            return False
+        stop = torch.tensor([float(time.perf_counter() - start >= 60.0 * limit)], device=self.device)
+        if self.info.world_size > 1:
+            dist.broadcast(stop, 0)
+        return bool(stop.item())
+
+    def _periodic(
+        self, cache: data_mod.PreprocessedCache, val_keys: list[str], log: MetricsLog | None, final: bool = False
+    ) -> None:
+        """Validate and checkpoint when due; ``final``: the run stops after this step (time limit)."""
         cfg = self.config
-        last = self.step == cfg.optim.max_iters
+        last = final or self.step == cfg.optim.max_iters
         if val_keys and cfg.run.val_every and (self.step % cfg.run.val_every == 0 or last):
             if self.info.is_main:
                 record = self.validate(cache, val_keys)
