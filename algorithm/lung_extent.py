@@ -55,6 +55,7 @@ class LungExtentSettings:
     airway_reach_mm: float = 4.0  # the tracked airway grows this far along its air (rim, bronchus ends)
     min_network_overlap: float = 0.2  # an air piece is lung when this share of it is network lung
     max_hole_area_mm2: float = 2500.0  # enclosed non-air regions up to this are lung (vessels, nodules)
+    dense_thick_blocks: int = 3  # network dense lung this thick (work blocks, odd) keeps its rim
     slab_slices: int = 32  # scan-grid slices processed at a time (times the block depth)
 
 
@@ -290,14 +291,23 @@ def _airway_reach(airway: np.ndarray, candidates: np.ndarray, spacing_mm, settin
 
 
 def _network_dense_lung(
-    network_lung: np.ndarray, network_core: np.ndarray, aerated: np.ndarray, reach_vox: tuple[int, int, int]
+    network_lung: np.ndarray,
+    network_core: np.ndarray,
+    aerated: np.ndarray,
+    air: np.ndarray,
+    reach_vox: tuple[int, int, int],
+    thick_blocks: int,
 ) -> np.ndarray:
-    """The network's lung that the scan cannot judge: all of it except where, within one network
-    voxel of aerated lung, it reaches past that lung (the coarse grid overshooting the pleura into
-    chest wall, mediastinum or fluid). Its core (one network voxel in) is always kept, so a
-    consolidated lobe keeps its dense part, next to aerated lung too."""
+    """The network's lung that the scan cannot judge: all of it except a thin dense layer where,
+    within one network voxel of aerated lung, it reaches past that lung (the coarse grid
+    overshooting an aerated pleura into chest wall, mediastinum or fluid). Always kept: its core
+    (one network voxel in), and every part of its dense (non-air) lung that a box of
+    ``thick_blocks`` work blocks fits in, rim included: consolidation at the pleura and large
+    vessels at the hilum are thicker than the overshoot, which is at most one network voxel."""
     near_air = _dilated(aerated, size=tuple(2 * r + 1 for r in reach_vox))
-    return network_core | (network_lung & ~near_air)
+    dense = network_lung & ~air
+    thick = _dilated(_eroded(dense, size=thick_blocks), size=thick_blocks)  # an opening: within dense
+    return network_core | (network_lung & ~near_air) | thick
 
 
 def _work_code(
@@ -325,7 +335,10 @@ def _work_code(
     rejected = (candidates & ~airway & ~aerated)[box]  # air pieces that are not lung: stomach, bowel gas
     aerated, network_lung, airway, outside = aerated[box], network_lung[box], airway[box], outside[box]
     # where the scan has judged air not to be lung, the network's lung does not overrule it
-    dense = _network_dense_lung(network_lung, network_core[box], aerated, reach) & ~rejected & ~outside & ~airway
+    dense = _network_dense_lung(
+        network_lung, network_core[box], aerated, work.air[box], reach, settings.dense_thick_blocks
+    )
+    dense &= ~rejected & ~outside & ~airway
     lung = _fill_enclosed(aerated | dense, left[box], work.spacing_mm, settings) & ~airway
     part = (_dilated(lung) & ~_dilated(airway) & ~outside & ~rejected).view(np.uint8) * np.uint8(_SHELL)
     part |= _eroded(lung).view(np.uint8) * np.uint8(_CORE)

@@ -33,7 +33,7 @@ from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_netw
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 from algorithm.labels import LOBES
-from algorithm.lung_extent import LungExtent, NetworkLobes, below, lung_extent
+from algorithm.lung_extent import LungExtent, LungExtentSettings, NetworkLobes, below, lung_extent
 from algorithm.network.checkpoint import load_checkpoint
 from algorithm.postprocessing import AIR_MAX_HU, air_around_body, canonical_to_input_mask, clean_labels, to_input_mask
 from algorithm.preprocessing import preprocess, to_canonical
@@ -46,7 +46,9 @@ REAL_SCANS = tuple(name for name in SCANS if name != "copdgene-10002K-ct64-dicom
 DENSE_HU = -100.0  # above: chest wall, fluid, consolidation; never aerated lung
 
 
-def before_and_after(image: sitk.Image, checkpoint, device) -> tuple[sitk.Image, sitk.Image, LungExtent, dict]:
+def before_and_after(
+    image: sitk.Image, checkpoint, device, settings: LungExtentSettings | None = None
+) -> tuple[sitk.Image, sitk.Image, LungExtent, dict]:
     """The two masks from one network run, the step's findings and the seconds each way took."""
     scan = preprocess(image, checkpoint.settings.inplane_size)
     tiling = TilingSettings()
@@ -57,7 +59,7 @@ def before_and_after(image: sitk.Image, checkpoint, device) -> tuple[sitk.Image,
     before = to_input_mask(labels, scan, image)
     middle = time.perf_counter()
     hu = sitk.GetArrayViewFromImage(canonical := to_canonical(image))
-    extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, NetworkLobes(labels, prediction.probabilities))
+    extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, NetworkLobes(labels, prediction.probabilities), settings)
     after = canonical_to_input_mask(extent.labels, scan, image)
     del canonical
     seconds = {"before_s": middle - started, "after_s": time.perf_counter() - middle, **prediction.timings_s}
@@ -84,14 +86,14 @@ def phantom_scores(mask: np.ndarray, ref: np.ndarray, hu: np.ndarray, spacing_zy
     }
 
 
-def run_phantoms(data: Path, checkpoint, device) -> list[dict]:
+def run_phantoms(data: Path, checkpoint, device, settings: LungExtentSettings | None = None) -> list[dict]:
     with open(data / "cases.csv") as handle:
         cases = {row["name"]: row for row in csv.DictReader(handle)}
     rows = []
     for name, meta in sorted(cases.items()):
         image = sitk.ReadImage(str(next((data / "images").glob(f"{name}.*"))))
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(next((data / "labels").glob(f"{name}.*")))))
-        before, after, extent, seconds = before_and_after(image, checkpoint, device)
+        before, after, extent, seconds = before_and_after(image, checkpoint, device, settings)
         hu = sitk.GetArrayViewFromImage(image)
         spacing = tuple(reversed(image.GetSpacing()))
         voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -150,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--images", type=Path, default=REPO_ROOT / "docs" / "img" / "lung-extent")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dense-thick-blocks", type=int, default=LungExtentSettings.dense_thick_blocks,
+                        help="phantoms: LungExtentSettings.dense_thick_blocks (99: the rim rule before it existed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data is None or not (args.data / "cases.csv").is_file():
             print("error: give a phantom folder with cases.csv, images/ and labels/", file=sys.stderr)
             return 1
-        rows = run_phantoms(args.data, checkpoint, device)
+        rows = run_phantoms(args.data, checkpoint, device, LungExtentSettings(dense_thick_blocks=args.dense_thick_blocks))
     else:
         if not REAL_DIR.is_dir():
             print(f"error: {REAL_DIR} not found", file=sys.stderr)

@@ -198,6 +198,36 @@ def test_a_consolidated_lobe_keeps_its_dense_part():
     assert (result.labels[deep] == Lobe.RLL).mean() > 0.99  # the lobe border: 4 mm probabilities
 
 
+def _subpleural_patch(chest: Chest, radius_mm: float = 12.0) -> np.ndarray:
+    """Patchy consolidation on the right lung's lateral pleura: a ball centred on the pleura, its
+    lung half dense, aerated lung all around it."""
+    z, y, x = _coordinates()
+    centre = (LUNG_Z + 15.0, LUNG_Y, RIGHT_X - SEMI_AXES[2])
+    ball = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 < radius_mm**2
+    return ball & (chest.distance_mm < 0)
+
+
+def test_consolidation_at_the_pleura_keeps_its_lobe_in_the_network_rim():
+    chest = make_chest()
+    patch = _subpleural_patch(chest)
+    hu = chest.hu.copy()
+    hu[patch] = 30.0
+    network = network_answer(chest.lobes)
+    said_lung = _upsampled(network.labels) > 0
+    core = _upsampled(ndimage.binary_erosion(network.labels > 0, structure=np.ones((3, 3, 3))).astype(np.uint8)) > 0
+    ours = patch & said_lung  # what the network gave the patch; a threshold cannot add the rest
+    assert (ours & ~core).sum() > 0.4 * ours.sum()  # half of it lies in the network's one-voxel rim
+    result = lung_extent(hu, SPACING_MM, network)
+    assert (result.labels[ours] == chest.lobes[ours]).mean() > 0.9
+    # the thick-dense rule keeps it: without it the rim next to aerated lung went, half the patch
+    rim_dropped = lung_extent(hu, SPACING_MM, network, LungExtentSettings(dense_thick_blocks=99))
+    assert (rim_dropped.labels[ours] == chest.lobes[ours]).mean() < 0.7
+    # the chest wall the network's voxels reach into, beside the patch too, stays out
+    wall = chest.distance_mm > max(SPACING_MM)
+    assert (said_lung & wall & (ndimage.distance_transform_edt(~patch, sampling=SPACING_MM) < 5.0)).any()
+    assert not (result.labels > 0)[wall].any()
+
+
 def test_effusion_and_chest_wall_stay_out():
     chest = make_chest(effusion=True)
     fluid = chest.hu == FLUID_HU
