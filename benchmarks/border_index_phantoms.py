@@ -111,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     root, pred_dir = Path(args.phantoms), Path(args.pred)
     names = phantoms_with_predictions(root, pred_dir)
     if not names:
-        print(f"error: no phantom with a prediction in {root}/images and {pred_dir}", file=sys.stderr)
         return 1
     rows = []
     for name in names:

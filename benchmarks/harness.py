@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,13 @@ def phantom_benchmark_parser(doc: str, phantoms_help: str, pred_help: str, csv_h
 
 
 def phantoms_with_predictions(root: Path, pred_dir: Path) -> list[str]:
-    """The phantom names under ``root/images`` that have a ``NAME_lobes.mha`` in ``pred_dir``, sorted."""
+    """The phantom names under ``root/images`` that have a ``NAME_lobes.mha`` in ``pred_dir``, sorted;
+    an error on stderr when there is none (the callers then exit with 1)."""
     names = sorted(p.name.removesuffix(".mha") for p in (root / "images").glob("*.mha"))
-    return [n for n in names if (pred_dir / f"{n}_lobes.mha").is_file()]
+    found = [n for n in names if (pred_dir / f"{n}_lobes.mha").is_file()]
+    if not found:
+        print(f"error: no phantom with a prediction in {root}/images and {pred_dir}", file=sys.stderr)
+    return found
 
 
 def measure_step(
