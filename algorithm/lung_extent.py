@@ -178,17 +178,28 @@ def _work_grid(hu: np.ndarray, block, spacing_mm_zyx, settings: LungExtentSettin
 
 
 def _outside_air(work: _WorkGrid, network_lung: np.ndarray, settings: LungExtentSettings) -> np.ndarray:
-    """Air around the body; a lung cut by the field of view also reaches the slice edge, but it
-    is mostly network lung and not empty air (the clean-up's rule for network pieces)."""
+    """Air around the body. A lung cut by the field of view also reaches the slice edge, but it is
+    mostly network lung and not empty air (the clean-up's rule for network pieces), judged in its
+    slice or, where the network missed the lung in that slice (an apex or a recess at the edge of a
+    crop), over its whole 3D air piece: outside air is never joined in 3D to the lungs' air."""
     pieces, at_edge = slice_edge_pieces(work.air)
-    flat = pieces.ravel()
-    count = at_edge.size
-    size = np.bincount(flat, minlength=count)
-    lung = np.bincount(flat[network_lung.ravel()], minlength=count)
-    empty = np.bincount(flat[work.empty.ravel()], minlength=count)
-    outside = at_edge & ~((lung >= 0.5 * size) & (2 * empty < size))
+    outside = at_edge & ~_mostly_network_lung(pieces, at_edge.size, network_lung, work.empty)
+    pieces_3d, count_3d = ndimage.label(work.air)
+    lung_3d = _mostly_network_lung(pieces_3d, count_3d + 1, network_lung, work.empty)
+    piece_3d = np.zeros(at_edge.size, np.int64)
+    piece_3d[pieces.ravel()] = pieces_3d.ravel()  # every slice piece lies in one 3D piece
+    outside &= ~lung_3d[piece_3d]
     outside[0] = False
     return outside[pieces]
+
+
+def _mostly_network_lung(pieces: np.ndarray, count: int, network_lung: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Per labelled piece: at least half of it is network lung and under half of it empty air."""
+    flat = pieces.ravel()
+    size = np.bincount(flat, minlength=count)
+    lung = np.bincount(flat[network_lung.ravel()], minlength=count)
+    empty_blocks = np.bincount(flat[empty.ravel()], minlength=count)
+    return (lung >= 0.5 * size) & (2 * empty_blocks < size)
 
 
 def _airway(candidates: np.ndarray, network_lung: np.ndarray, spacing_mm, settings: LungExtentSettings) -> np.ndarray:

@@ -98,3 +98,51 @@ def test_real_scan_share_table_marks_shares_far_from_the_population(monkeypatch)
     pictures = real_scans.picture_table({"v1": [{}], "v2": [{"error": "x"}]}, ["v1", "v2"])
     assert pictures[2] == "| a.mha | ![a.mha v1](img/real/a.png) | refused |"
     assert real_scans.picture_name("b.nii.gz", 1, "v2") == "b--v2.png"
+
+
+def _chest_with_cut_lung() -> np.ndarray:
+    """A (Z, Y, X) slab: body at 40 HU in air at -1000, a right lung at -850 inside it, and a left
+    lung at -850 that the field of view cuts (it reaches the slice's edge)."""
+    hu = np.full((6, 40, 40), -1000.0)
+    hu[:, 5:35, 5:40] = 40.0  # the body, cut by the field of view on the +x side
+    hu[:, 10:30, 8:18] = -850.0  # lung inside the body
+    hu[:, 10:30, 25:40] = -850.0  # lung opened to the edge by the field of view
+    hu[:, 20, 12] = 40.0  # a vessel
+    hu[2:4, 31:33, 20:22] = -1000.0  # gas in the bowel: inside the body, not lung
+    return hu
+
+
+def test_aerated_lung_keeps_lung_the_field_of_view_cuts_and_drops_outside_air():
+    from benchmarks.lung_extent import aerated_lung
+
+    hu = _chest_with_cut_lung()
+    lung = aerated_lung(hu)
+    assert lung[:, 10:30, 8:18].sum() == 6 * 20 * 10 - 6  # the inner lung, vessel excluded
+    assert lung[:, 10:30, 25:40].all()  # the cut lung
+    assert not lung[hu == -1000.0].any()  # the air around the body and the bowel gas
+    hu[:, 10:30, 25:40] = -990.0  # at air density it is indistinguishable from outside air: dropped
+    assert not aerated_lung(hu)[:, 10:30, 25:40].any()
+
+
+def test_dense_lung_is_split_into_rim_and_interior_and_network_share_counts_its_lobe():
+    from benchmarks.lung_extent import RIM_MM, phantom_scores
+
+    ref = np.zeros((20, 20, 20), np.uint8)
+    ref[2:18, 2:18, 2:18] = 1
+    hu = np.where(ref > 0, -850.0, 40.0)
+    hu[8:12, 8:12, 8:12] = 20.0  # consolidation deep inside
+    hu[2:4, 8:12, 8:12] = 20.0  # consolidation at the pleura (within RIM_MM at 1 mm voxels)
+    assert RIM_MM >= 2.0
+    network = ref.copy()
+    mask = ref.copy()
+    mask[2:4] = 0  # the step dropped the pleural layer
+    scores = phantom_scores(mask, ref, hu, (1.0, 1.0, 1.0), 0.001, network)
+    assert scores["dense_interior_kept_share"] == 1.0
+    assert scores["dense_rim_kept_share"] == 0.0
+    assert scores["network_dense_kept_share"] == pytest.approx(64 / (64 + 32))
+    assert scores["network_dense_interior_kept_share"] == 1.0
+    network[8:10] = 0  # the network missed half of the deep consolidation: not counted against the step
+    mask[8:12, 8:12, 8:12] = 0
+    scores = phantom_scores(mask, ref, hu, (1.0, 1.0, 1.0), 0.001, network)
+    assert scores["network_dense_interior_kept_share"] == 0.0
+    assert scores["dense_interior_kept_share"] == 0.0

@@ -279,3 +279,27 @@ def test_lung_cut_by_the_field_of_view_stays_lung(chest):
     assert truth[:, :, 0].any()  # the lung reaches the edge
     assert lung[truth].mean() > 0.99
     assert not lung[(hu <= -990) & ~truth].any()  # no air around the body
+
+
+def test_lung_cut_by_the_field_of_view_stays_lung_where_the_network_missed_its_slices(chest):
+    """A crop's apex: in the top slices the network labelled none of the cut lung, but that air is
+    joined in 3D to the lung the network did label, never to the air around the body."""
+    cut_x = 40
+    hu = chest.hu[:, :, cut_x:]
+    network = network_answer(chest.lobes)
+    labels = network.labels[:, :, cut_x // 4 :].copy()
+    probabilities = network.probabilities[:, :, :, cut_x // 4 :].copy()
+    top = slice(labels.shape[0] - 12, None)  # about the top 48 mm of the lungs' 120
+    right = np.isin(labels[top], (Lobe.RUL, Lobe.RML, Lobe.RLL))
+    labels[top][right] = 0
+    probabilities[:, top][:, right] = 0
+    probabilities[0, top][right] = 1
+    lung = lung_extent(hu, SPACING_MM, NetworkLobes(labels, probabilities)).labels > 0
+    truth = chest.distance_mm[:, :, cut_x:] < -max(SPACING_MM)
+    top_scan = slice(hu.shape[0] - 12 * 100 // 38, None)
+    missed_and_cut = truth.copy()
+    missed_and_cut[: top_scan.start] = False
+    missed_and_cut[:, :, 60:] = False  # the right lung (x < 100 mm in the full chest), cut at 40 mm
+    assert missed_and_cut[:, :, 0].any()
+    assert lung[missed_and_cut].mean() > 0.99
+    assert not lung[(hu <= -990) & ~truth].any()
