@@ -181,16 +181,28 @@ def _outside_air(work: _WorkGrid, network_lung: np.ndarray, settings: LungExtent
     """Air around the body. A lung cut by the field of view also reaches the slice edge, but it is
     mostly network lung and not empty air (the clean-up's rule for network pieces), judged in its
     slice or, where the network missed the lung in that slice (an apex or a recess at the edge of a
-    crop), over its whole 3D air piece: outside air is never joined in 3D to the lungs' air."""
-    pieces, at_edge = slice_edge_pieces(work.air)
+    crop), over its whole 3D air piece: outside air is never joined in 3D to the lungs' air.
+
+    Pieces are judged on the air eroded by one block in the slice and grown back by one: a chest
+    wall thinner than a block (a thin, sharp-kernel wall under the arms) lets the lung's air touch
+    the air around the body on the work grid, and the joined piece would take the lung outside."""
+    in_plane = (1, 3, 3)
+    # the field of view's edge is not a wall: air at the edge stays at the edge
+    core = ndimage.minimum_filter(work.air.view(np.uint8), size=in_plane, mode="nearest").view(bool)
+    pieces, at_edge = slice_edge_pieces(core)
     outside = at_edge & ~_mostly_network_lung(pieces, at_edge.size, network_lung, work.empty)
-    pieces_3d, count_3d = ndimage.label(work.air)
+    pieces_3d, count_3d = ndimage.label(core)
     lung_3d = _mostly_network_lung(pieces_3d, count_3d + 1, network_lung, work.empty)
     piece_3d = np.zeros(at_edge.size, np.int64)
     piece_3d[pieces.ravel()] = pieces_3d.ravel()  # every slice piece lies in one 3D piece
     outside &= ~lung_3d[piece_3d]
     outside[0] = False
-    return outside[pieces]
+    grown = _dilated(outside[pieces], size=in_plane) & work.air
+    # air at the edge too thin to survive the erosion (a layer under a blanket) is judged whole
+    thin_pieces, thin_at_edge = slice_edge_pieces(work.air & ~_dilated(core, size=in_plane))
+    thin = thin_at_edge & ~_mostly_network_lung(thin_pieces, thin_at_edge.size, network_lung, work.empty)
+    thin[0] = False
+    return grown | thin[thin_pieces]
 
 
 def _mostly_network_lung(pieces: np.ndarray, count: int, network_lung: np.ndarray, empty: np.ndarray) -> np.ndarray:

@@ -303,3 +303,23 @@ def test_lung_cut_by_the_field_of_view_stays_lung_where_the_network_missed_its_s
     assert missed_and_cut[:, :, 0].any()
     assert lung[missed_and_cut].mean() > 0.99
     assert not lung[(hu <= -990) & ~truth].any()
+
+
+def test_lung_behind_a_chest_wall_thinner_than_a_work_block_stays_lung(chest):
+    """A wall worn thin along a strip (a sharp kernel's undershoot under the arms): on the 2 mm work
+    grid the lung's air runs through a slit into the air around the body, and the joined piece in
+    each slice is mostly outside air."""
+    hu = chest.hu.copy()
+    _, y, x = _coordinates()
+    slit = np.broadcast_to((x < 22.0) & (np.abs(y - LUNG_Y) < 1.6), SHAPE)  # 3 mm wide, every slice
+    hu[slit] = AIR_HU  # the right lung reaches x = 23 mm: a 1 mm wall left at the strip
+    hu[np.broadcast_to(x < 4.0, SHAPE)] = AIR_HU  # the slit opens into the air around the body
+    truth = chest.distance_mm < -max(SPACING_MM)
+    wall_thin = np.broadcast_to(x < 28.0, SHAPE) & truth
+    assert wall_thin.any()
+    lung = lung_extent(hu, SPACING_MM, network_answer(chest.lobes)).labels > 0
+    assert lung[truth].mean() > 0.99
+    assert lung[wall_thin].mean() > 0.95
+    assert not lung[(hu <= -990) & ~truth & ~slit].any()
+    slit_ml = np.count_nonzero(lung & slit) * np.prod(SPACING_MM) / 1000.0
+    assert slit_ml < 0.25 * np.count_nonzero(slit) * np.prod(SPACING_MM) / 1000.0  # the slit's inner end only
