@@ -364,3 +364,85 @@ def test_lobular_texture_is_a_zero_mean_mottle():
 def test_v2_fat_is_adipose_density():
     fats = [sample_case(s, PhantomOptions(size_xyz=SMALL)).body.fat_hu for s in range(50)]
     assert -125.0 <= min(fats) and max(fats) <= -95.0
+
+
+# --- COPD hyperinflation -----------------------------------------------------------------------
+
+
+def test_hyperinflation_only_for_copd_and_deterministic():
+    from training.phantoms.config_v2 import NO_HYPERINFLATION
+
+    changed = 0
+    for seed in range(10):
+        bodies = {k: sample_case(seed, PhantomOptions(size_xyz=SMALL, pathology=k)) for k in ("none", "covid", "effusion", "copd")}
+        assert bodies["none"].body == bodies["covid"].body == bodies["effusion"].body  # healthy chest unchanged
+        assert bodies["none"].v2.hyperinflation == NO_HYPERINFLATION
+        healthy, copd = bodies["none"].body, bodies["copd"].body
+        assert copd == sample_case(seed, PhantomOptions(size_xyz=SMALL, pathology="copd")).body  # same seed, same chest
+        assert copd.apex_height_mm >= healthy.apex_height_mm  # the domes descend
+        assert copd.lung_half_depth_mm >= healthy.lung_half_depth_mm  # barrel chest
+        assert copd.recess_depth_mm <= healthy.recess_depth_mm and copd.recess_posterior_mm <= healthy.recess_posterior_mm
+        changed += copd.apex_height_mm > 1.02 * healthy.apex_height_mm
+    assert changed >= 5
+
+
+def test_hyperinflation_draws_follow_the_cited_ranges():
+    from training.phantoms.config import sample_pathology
+    from training.phantoms.config_v2 import DIAPHRAGM_INDEX_RANGE, dome_factor_from_index, sample_hyperinflation
+
+    options = PhantomOptions(pathology="copd")
+    draws = [(sample_pathology(s, options).extent, sample_hyperinflation(s, sample_pathology(s, options))) for s in range(600)]
+    volume = np.array([h.volume_factor for _, h in draws])
+    dome = np.array([h.dome_factor for _, h in draws])
+    extent = np.array([e for e, _ in draws])
+    assert 1.0 <= volume.min() and volume.max() <= 1.5  # TLC 100-150 % predicted
+    assert dome_factor_from_index(DIAPHRAGM_INDEX_RANGE[0]) - 1e-9 <= dome.min() and dome.max() <= 1.0 + 1e-9
+    mild, severe = extent < 0.05, extent > 0.2
+    # Sci Rep 2016 Table 1: TLC 111 % (GOLD 1) to 133 % (GOLD 4) predicted; Bakker 2024: flatter domes with severity.
+    assert 1.06 < volume[mild].mean() < 1.18 and 1.22 < volume[severe].mean() < 1.38
+    assert dome[severe].mean() < dome[mild].mean() - 0.05
+    assert 0.75 < dome[severe].mean() < 0.9
+
+
+@functools.lru_cache(maxsize=None)
+def _lung_and_domes(seed: int, pathology: str):
+    """Lung volume (ml) and (right, left) dome heights above the recesses (mm) of a case at 6 mm,
+    a field of view tall enough for any chest."""
+    from training.realism import _dome_tops
+
+    case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 84), spacing_mm=(6.0, 6.0, 6.0), pathology=pathology, noise_sigma_hu=5.0))
+    image, label = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)
+    lung = label > 0
+    assert not lung[0].any() and not lung[-1].any()  # nothing cut by the scan range
+    right, left, _ = _dome_tops(lung, image > -500, case.image.GetSpacing())
+    return lung.sum() * 0.216, (right, left), case.meta
+
+
+def test_hyperinflated_lungs_are_larger_with_flatter_domes():
+    ratios, dome_ratios, factors = [], [], []
+    for seed in (20, 21, 24, 29):
+        v_h, domes_h, _ = _lung_and_domes(seed, "none")
+        v_c, domes_c, meta = _lung_and_domes(seed, "copd")
+        assert abs(v_c / v_h - meta["hyperinflation_volume_factor"]) < 0.07, (seed, v_c / v_h, meta)
+        for h, c in zip(domes_h, domes_c):
+            assert c <= h + 6.0  # one voxel
+            dome_ratios.append(c / h)
+            factors.append(meta["dome_factor"])
+        ratios.append(v_c / v_h)
+    assert np.mean(ratios) > 1.1
+    assert abs(np.mean(dome_ratios) - np.mean(factors)) < 0.12, (dome_ratios, factors)
+
+
+def test_hyperinflated_lobes_still_partition_the_lungs():
+    from training.phantoms.config_v2 import LOBE_SHARE_PERCENT
+
+    seed = 308  # severe emphysema (about 26 % of the lung), volume factor 1.39
+    case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 72), pathology="copd"))
+    assert case.meta["hyperinflation_volume_factor"] > 1.3
+    label = sitk.GetArrayFromImage(case.label)
+    counts = np.bincount(label.ravel(), minlength=6)
+    for lobe in LOBES:
+        assert ndimage.label(label == lobe)[1] == 1, lobe.name
+        mean, sd, lo, hi = LOBE_SHARE_PERCENT[lobe.name]
+        assert lo - 4 <= 100.0 * counts[lobe] / counts[1:].sum() <= hi + 4, lobe.name
+    assert set(np.unique(label)) == {0, 1, 2, 3, 4, 5}

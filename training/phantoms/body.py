@@ -89,7 +89,7 @@ class Thorax:
         top = 0.0 if side < 0 else -self.p.left_dome_drop_mm
         posterior = np.clip((y - self.cy) / self.p.lung_half_depth_mm, 0.0, 1.0)
         q = np.clip(q, 0.0, 1.6)
-        return top - self.p.recess_depth_mm * q * np.sqrt(np.sqrt(q)) - 18.0 * posterior**2
+        return top - self.p.recess_depth_mm * q * np.sqrt(np.sqrt(q)) - self.p.recess_posterior_mm * posterior**2
 
     def heart(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Ellipsoid measure of the heart (<1 inside), long axis to the left, front and down."""

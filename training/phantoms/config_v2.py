@@ -19,6 +19,14 @@ Population figures used here (each sampler cites the ones it uses):
 - Absent minor fissure: 3.3 % of 150 MDCT examinations (Cronin P et al., "Normal and accessory
   fissures of the lung: evaluation with contiguous volumetric thin-section multidetector CT",
   Eur J Radiol 2010;75(2):e1-8).
+- COPD hyperinflation, lung volume: total lung capacity by body plethysmography in 170 COPD
+  patients, Sci Rep 2016;6:37550 (doi:10.1038/srep37550), Table 1, % predicted (mean +- SD):
+  GOLD 1 111 +- 15, GOLD 2 119 +- 23, GOLD 3 126 +- 12, GOLD 4 133 +- 16.
+- COPD hyperinflation, diaphragm shape: diaphragm index (dome surface area over its projected
+  area) on inspiratory CT of 8431 COPDGene subjects, Bakker JT et al., "Automated evaluation of
+  diaphragm configuration based on chest CT in COPD patients", Eur Radiol Exp 2024;8:87
+  (doi:10.1186/s41747-024-00491-9): never smoked 1.83 +- 0.16, GOLD 1 1.71 +- 0.15, GOLD 2
+  1.67 +- 0.16, GOLD 3 1.58 +- 0.14, GOLD 4 1.54 +- 0.11.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 
 from algorithm.report.lobe_shares import POPULATION_SHARES
 
-from .config import BodyParams, LungParams, ScanParams, body_fits_circle, stream
+from .config import BodyParams, LungParams, PathologyParams, ScanParams, body_fits_circle, stream
 
 # Yamada et al. 2020, Table 3, supine: (mean %, SD %, min %, max %) of the total lung volume. One
 # source with the runtime's population reference; the key order is the order of the draws.
@@ -239,6 +247,80 @@ def adjust_scan(seed: int, scan: ScanParams, body: BodyParams) -> ScanParams:
     return replace(scan, pad_value_hu=pad)
 
 
+# COPD hyperinflation (see the module docstring for the sources). Severity 0..1 is the emphysema
+# extent (LAA-950 share of the lung) over SEVERE_EMPHYSEMA: a modelling choice that ties the
+# generator's emphysema draw (1-45 %) to the GOLD stages of the cited tables, GOLD 1 at about 0 and
+# GOLD 4 at 1; hyperinflation and emphysema correlate, but loosely, hence the wide spreads.
+SEVERE_EMPHYSEMA = 0.27
+TLC_EXCESS_MILD, TLC_EXCESS_SEVERE, TLC_EXCESS_SD = 0.11, 0.33, 0.12  # TLC % predicted / 100 - 1
+TLC_EXCESS_RANGE = (0.0, 0.5)
+DIAPHRAGM_INDEX_HEALTHY = 1.83  # never smoked
+DIAPHRAGM_INDEX_MILD, DIAPHRAGM_INDEX_SEVERE, DIAPHRAGM_INDEX_SD = 1.71, 1.54, 0.12
+DIAPHRAGM_INDEX_RANGE = (1.25, DIAPHRAGM_INDEX_HEALTHY)
+# Share of a healthy v2 lung below the right dome top (z < 0), measured on seeds 0-5 at 96^2: 0.19-0.29.
+LUNG_SHARE_BELOW_DOME = 0.24
+BARREL_DEPTH_PER_EXCESS = 0.25  # the A-P lung depth grows by this fraction of the volume excess
+
+
+@dataclass(frozen=True)
+class Hyperinflation:
+    """How much larger a COPD lung is than the same patient's healthy one, and how flat its domes.
+
+    ``volume_factor`` 1 and ``dome_factor`` 1 (every non-COPD case): no change.
+    """
+
+    volume_factor: float  # lung volume / healthy (the TLC % predicted of the cited table / 100)
+    dome_factor: float  # dome height above the recesses / healthy
+
+
+NO_HYPERINFLATION = Hyperinflation(1.0, 1.0)
+
+
+def dome_factor_from_index(index: float) -> float:
+    """Dome height relative to a never-smoker's from a diaphragm index (area / projected area).
+
+    For a shallow dome of height H over a base of radius R the index is about 1 + (H / R)^2, so
+    at a fixed base H scales with sqrt(index - 1).
+    """
+    return float(np.sqrt((index - 1.0) / (DIAPHRAGM_INDEX_HEALTHY - 1.0)))
+
+
+def sample_hyperinflation(seed: int, pathology: PathologyParams) -> Hyperinflation:
+    """COPD: larger lungs and flatter, lower domes, more so with more emphysema; else none."""
+    if pathology.kind != "copd":
+        return NO_HYPERINFLATION
+    rng = stream(seed, "hyperinflation-v2")
+    s = float(np.clip(pathology.extent / SEVERE_EMPHYSEMA, 0.0, 1.0))
+    excess = _truncated_normal(rng, TLC_EXCESS_MILD + s * (TLC_EXCESS_SEVERE - TLC_EXCESS_MILD), TLC_EXCESS_SD, *TLC_EXCESS_RANGE)
+    mean_index = DIAPHRAGM_INDEX_MILD + s * (DIAPHRAGM_INDEX_SEVERE - DIAPHRAGM_INDEX_MILD)
+    index = _truncated_normal(rng, mean_index, DIAPHRAGM_INDEX_SD, *DIAPHRAGM_INDEX_RANGE)
+    return Hyperinflation(volume_factor=1.0 + excess, dome_factor=dome_factor_from_index(index))
+
+
+def hyperinflate(body: BodyParams, h: Hyperinflation) -> BodyParams:
+    """The hyperinflated chest: flatter domes and recesses, a deeper (barrel) chest, and the lung
+    lengthened above the domes (the domes descend) until its volume is ``h.volume_factor`` times
+    the healthy one.
+
+    Volume model: a share ``LUNG_SHARE_BELOW_DOME`` of the lung lies below the dome top and scales
+    with the dome depth, the rest with the height from the dome top to the apex; both scale with the
+    A-P depth. Measured on generated cases (tests/test_phantoms_v2.py) it lands within a few
+    per cent of the target.
+    """
+    if h == NO_HYPERINFLATION:
+        return body
+    depth = 1.0 + BARREL_DEPTH_PER_EXCESS * (h.volume_factor - 1.0)
+    r = LUNG_SHARE_BELOW_DOME
+    stretch = max(1.0, (h.volume_factor / depth - r * h.dome_factor) / (1.0 - r))
+    return replace(
+        body,
+        apex_height_mm=body.apex_height_mm * stretch,
+        lung_half_depth_mm=body.lung_half_depth_mm * depth,
+        recess_depth_mm=body.recess_depth_mm * h.dome_factor,
+        recess_posterior_mm=body.recess_posterior_mm * h.dome_factor,
+    )
+
+
 @dataclass(frozen=True)
 class V2Params:
     """Everything version 2 draws on top of the v1 parameters."""
@@ -246,7 +328,8 @@ class V2Params:
     surroundings: SurroundingsParams
     anatomy: AnatomyParams
     fissures: FissureParams
+    hyperinflation: Hyperinflation = NO_HYPERINFLATION
 
 
-def sample_v2(seed: int) -> V2Params:
-    return V2Params(sample_surroundings(seed), sample_anatomy(seed), sample_fissures(seed))
+def sample_v2(seed: int, pathology: PathologyParams) -> V2Params:
+    return V2Params(sample_surroundings(seed), sample_anatomy(seed), sample_fissures(seed), sample_hyperinflation(seed, pathology))
