@@ -8,6 +8,7 @@ the same threshold-based measurements, so the numbers compare like with like.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.constants import AIR_LUNG_CUT_HU
-from training.phantoms.config import VERSIONS, PhantomOptions
+from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
 
@@ -34,8 +35,10 @@ KNOWN_DIFFERENCES = """\
   missing are kidneys, bowel, lymph nodes, calcifications, ECG leads and lines, and the shoulder
   girdle is reduced to clavicles and flat scapulae.
 - Each hemidiaphragm is a flat-topped dome falling steeply into deep lateral and posterior
-  recesses (see the coronal views); COPD phantoms have emphysema but no hyperinflation (no larger
-  lungs, no flattened domes).
+  recesses (see the coronal views). COPD phantoms are hyperinflated (since commit 9737850: lung
+  volume 100-150 % of the healthy twin's and domes 0.55-1.0 times as high, both drawn by emphysema
+  severity from published ranges, docs/design.md); healthy phantoms' domes stand 30-115 mm above
+  their posterior recesses (tables and tests), against 57-72 mm in the three healthy real scans.
 - Large outputs are modelled on a grid of at most 6 million voxels (about 1.7 mm at 512 x 512 x 300)
   and interpolated: fine structure at 0.5-1 mm (sub-millimetre vessels, fissure crispness, rib
   trabeculae) is blurred, and only the noise carries the full-resolution texture.
@@ -84,12 +87,17 @@ INTERPRETATION = """\
   scans). Now the CTA's right dome is 16.5 mm above the left, A0001's are level (one 5 mm slice), and COPDGene's within one 4 mm slice
   (-4.8 mm); three phantoms per scan drawn from N(14, 10) mm need not include a level pair
   (about 1 case in 10 has its left dome level or higher).
-- COPDGene dome heights (43 and 36 mm against 64-108) and lung volume (4656 ml against at most
-  3842): a hyperinflated patient with flattened domes; COPD phantoms have emphysema but not
-  hyperinflation (a generator gap, listed below). Its share below -950 HU (19.5 %): the one COPD
-  phantom per scan here (seed 1002) drew a mild emphysema (3.5 % of the lung); COPD draws of
-  about 20 % (seeds 301, 308 at this geometry: 18.2 % and 20.7 % below -950 HU) occur in about
-  one COPD case in six, so this is the sample of three, not a missing severity.
+- COPDGene dome heights (43 and 36 mm), lung volume (4656 ml) and share below -950 HU (19.5 %):
+  a hyperinflated patient with emphysema, set beside two healthy phantoms and one mild COPD
+  phantom (seed 1002: 3.5 % emphysema, hence almost no hyperinflation). Since commit 9737850 COPD
+  phantoms are hyperinflated (before it they had emphysema only: at most 3842 ml, domes 64-108
+  mm). Like with like, `python -m training.realism --scan copdgene --pathology copd --seeds
+  300-311` (12 COPD phantoms at this scan's geometry): lung volume 2158 / 4817 / 6012 ml (min /
+  mean / max), right dome 8 / 44 / 84 mm, left dome 0 / 42 / 88 mm, below -950 HU 5.9 / 12.8 /
+  30.4 %; every measure within the range but right minus left dome top (-4.8 mm against -4.0 to
+  12.0, one 4 mm slice). Heights near 0 are phantoms whose lengthened lungs the scan's fixed 315 mm
+  range cuts at the base (the real scan was planned to its lungs; at the generator's own geometry
+  the range follows the lung).
 - COPDGene noise: the old air-noise value (10.1 HU) was the measure's 5 x 5 window (21 mm at
   4.2 mm pixels) reaching from 3 voxels outside the body back onto the skin; the window now stays
   5 voxels out: 2.4 HU, as the resampling has averaged the noise away, against 2.8-3.9 in phantoms
@@ -394,10 +402,11 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "",
         f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 30 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit fc2aa59** "
-        "(tissue texture, lobular lung mottle, fat density; first landed in 3244403 with a stronger mottle, "
-        "and a non-square field of view fitted side by side): phantoms v2 made before it are those of commit "
-        "237d99e, and published numbers should name the generator commit.",
+        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit 9737850** "
+        "(COPD hyperinflation, COPD cases only; before it at fc2aa59: tissue texture, lobular lung mottle, fat "
+        "density, first landed in 3244403 with a stronger mottle, and a non-square field of view fitted side by "
+        "side): phantoms v2 made before fc2aa59 are those of commit 237d99e (the v2 test set), and published "
+        "numbers should name the generator commit.",
         "",
         f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
         "",
@@ -445,6 +454,28 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
     return text
 
 
+def pathology_table(scan: Scan, pathology: str, seeds: range, version: int = 2) -> list[str]:
+    """The measure table of ``scan`` beside phantoms of one pathology (one per seed) at its geometry:
+    a like-with-like check for a diseased scan (the report's three phantoms are mostly healthy)."""
+    rng = np.random.default_rng(0)
+    options = PhantomOptions(size_xyz=scan.image.GetSize(), spacing_mm=scan.image.GetSpacing(), pathology=pathology, version=version)
+    phantoms = [measure(generate_case(s, options).image, rng) for s in seeds]
+    head = f"{scan.name} beside {len(phantoms)} {pathology} phantoms v{version} (seeds {seeds.start}-{seeds.stop - 1})"
+    return [head, ""] + _table(measure(scan.image, rng), phantoms)[0]
+
+
+def _seed_range(text: str) -> range:
+    """``FIRST-LAST`` or ``SEED`` as a range of seeds (an argparse type)."""
+    first, _, last = text.partition("-")
+    try:
+        seeds = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST seeds, not {text!r}") from None
+    if len(seeds) == 0:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = command_parser(COMMAND, __doc__)
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
@@ -452,7 +483,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", default="docs/img/phantoms.png")
     p.add_argument("--version", type=int, choices=VERSIONS, default=2, help="phantom generator version")
     p.add_argument("--no-classifier", action="store_true", help="skip the realism classifier (saves ~10 minutes)")
+    p.add_argument("--scan", help="only print the table of the real scan whose name starts with this (writes nothing)")
+    p.add_argument("--pathology", default="copd", choices=PATHOLOGIES, help="with --scan: the phantoms' pathology")
+    p.add_argument("--seeds", default=range(300, 312), type=_seed_range, help="with --scan: phantom seeds, FIRST-LAST (default 300-311)")
     args = p.parse_args(argv)
+    if args.scan:
+        scans = [s for s in load_real_scans(Path(args.real)) if s.name.startswith(args.scan)]
+        if not scans:
+            print(f"error: no real scan starting with {args.scan!r} in {args.real}", file=sys.stderr)
+            return 2
+        print("\n".join(pathology_table(scans[0], args.pathology, args.seeds, args.version)))
+        return 0
     report(Path(args.out), Path(args.image), Path(args.real), args.version, not args.no_classifier)
     print(f"wrote {args.out} and {args.image}", file=sys.stderr)
     return 0
