@@ -446,3 +446,98 @@ def test_hyperinflated_lobes_still_partition_the_lungs():
         mean, sd, lo, hi = LOBE_SHARE_PERCENT[lobe.name]
         assert lo - 4 <= 100.0 * counts[lobe] / counts[1:].sum() <= hi + 4, lobe.name
     assert set(np.unique(label)) == {0, 1, 2, 3, 4, 5}
+
+
+# --- dense tissue: bone, cartilage, contrast -----------------------------------------------------
+
+
+def test_cancellous_bone_and_cortex_in_their_ranges():
+    from training.phantoms.body import _spine
+    from training.phantoms.config_v2 import CANCELLOUS_HU, CORTEX_RIM_HU
+
+    for s in range(40):
+        b = sample_case(s, PhantomOptions(size_xyz=SMALL)).body
+        assert CANCELLOUS_HU[0] <= b.cancellous_hu <= CANCELLOUS_HU[1] and CORTEX_RIM_HU[0] <= b.bone_hu <= CORTEX_RIM_HU[1]
+        assert sample_case(s, PhantomOptions(size_xyz=SMALL, version=1)).body.cancellous_hu is None  # v1: 0.3 x cortex
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        cortex, posterior, marrow, canal = _spine(th, x, y, z)
+        assert marrow.sum() > 50 and cortex.sum() > 50
+        assert np.median(np.abs(hu[marrow] - p.cancellous_hu)) < 8.0  # vertebral bodies: cancellous bone
+        assert np.median(np.abs(hu[cortex] - p.bone_hu)) < 8.0  # their rims: a thin cortex, partial-volumed
+        drawn = posterior & (hu > p.cancellous_hu - 10.0)
+        assert np.median(np.abs(hu[drawn] - 0.5 * (p.bone_hu + p.cancellous_hu))) < 8.0  # arches and processes
+
+
+def test_ribs_lie_in_muscle_and_spinous_processes_under_the_skin():
+    from training.phantoms.body import _ribs_and_scapulae
+    from training.phantoms.torso import SPINOUS_COVER_MM
+
+    for seed in (1, 3):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        cortex, marrow, _ = _ribs_and_scapulae(th, x, y, z, th.cage(x, y, z))
+        ribs = np.concatenate([cortex, marrow])
+        # v1 lost about 60 % of its ribs where the subcutaneous fat reached them
+        assert np.mean(hu.flat[ribs] > min(p.cancellous_hu, p.bone_hu) - 15.0) > 0.85
+        back = inside & (y > th.spine_y) & (np.abs(x) < 6.0) & (hu > p.cancellous_hu - 10.0)  # the spinous processes
+        assert back.sum() > 5
+        assert (th.torso(x[back], y[back], z[back], SPINOUS_COVER_MM - 1.0) < 1.0).all()
+
+
+def test_costal_cartilages_join_the_ribs_to_the_sternum():
+    from training.phantoms.body import STERNUM_HALF_WIDTH_MM, _costal_cartilages
+    from training.phantoms.config_v2 import CARTILAGE_HU
+
+    assert sample_case(1, PhantomOptions(size_xyz=SMALL, version=1)).body.cartilage_hu is None  # none in v1
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        c = params.body.cartilage_hu
+        assert CARTILAGE_HU[0] <= c <= CARTILAGE_HU[1]
+        cart = _costal_cartilages(th, x, y, z, th.cage(x, y, z))
+        px, py, pz = x.flat[cart], y.flat[cart], z.flat[cart]
+        assert len(cart) > 50
+        assert (py < th.cy - 0.5 * th.cage_half_depth).all()  # in front
+        assert np.abs(px).min() < STERNUM_HALF_WIDTH_MM + 8.0  # reaching the sternum's edge
+        assert pz.max() < params.body.apex_height_mm and pz.min() > -80.0  # ribs 1-7
+        assert np.mean(np.abs(hu.flat[cart] - c) < 10.0) > 0.6  # drawn (where the wall is muscle)
+
+
+def test_humeral_heads_at_the_shoulders():
+    seed = _seed_where(lambda s: s.arms == "raised")
+    hu, inside, th, params, (x, y, z) = _body(seed)
+    p = params.body
+    from training.phantoms.torso import HUMERAL_HEAD_RADIUS_MM
+
+    for axis in th._arm_axes():
+        c = axis[0]
+        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+        core = (d < HUMERAL_HEAD_RADIUS_MM - 3.0) & inside & (th.cage(x, y, z) > 1.2)
+        assert core.sum() > 20
+        assert np.mean(np.abs(hu[core] - p.cancellous_hu) < 10.0) > 0.7  # cancellous bone
+        assert not (inside[d < HUMERAL_HEAD_RADIUS_MM] == 0).all()
+
+
+def test_contrast_enhances_liver_and_myocardium():
+    from training.phantoms.body import MYOCARDIUM_INNER
+    from training.phantoms.config import sample_body
+    from training.phantoms.config_v2 import CONTRAST_BLOOD_HU, MYOCARDIUM_ENHANCEMENT_HU, _contrast_tissue, sample_anatomy
+
+    with_c = next(s for s in range(100) if sample_anatomy(s).contrast)
+    without = next(s for s in range(100) if not sample_anatomy(s).contrast)
+    plain = sample_case(without, PhantomOptions(size_xyz=SMALL)).body
+    assert plain.myocardium_hu is None and plain.liver_hu == sample_body(without).liver_hu
+    b = sample_case(with_c, PhantomOptions(size_xyz=SMALL)).body
+    assert CONTRAST_BLOOD_HU[0] <= b.blood_hu <= CONTRAST_BLOOD_HU[1]
+    assert 15.0 <= b.liver_hu - sample_body(with_c).liver_hu <= 60.0
+    assert MYOCARDIUM_ENHANCEMENT_HU[0] <= b.myocardium_hu - b.muscle_hu <= MYOCARDIUM_ENHANCEMENT_HU[1]
+    v1 = sample_body(with_c)
+    arterial, portal = _contrast_tissue(with_c, v1, 540.0), _contrast_tissue(with_c, v1, 160.0)
+    assert arterial["liver_hu"] < portal["liver_hu"]  # the liver enhances later than the blood peaks
+    hu, inside, th, params, (x, y, z) = _body(with_c)
+    m = th.heart(x, y, z)
+    wall = (m >= MYOCARDIUM_INNER + 0.04) & (m < 0.96) & inside & (z > 0.0)
+    chamber = (m < 0.4) & inside & (z > 0.0)
+    assert np.median(np.abs(hu[wall] - b.myocardium_hu)) < 10.0
+    assert np.median(np.abs(hu[chamber] - b.blood_hu)) < 10.0

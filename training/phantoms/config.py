@@ -92,6 +92,13 @@ class BodyParams:
     # The posterior costophrenic recess lies this much deeper than the dome profile alone gives
     # (v1: always 18 mm; v2 COPD hyperinflation flattens it with the dome, see config_v2).
     recess_posterior_mm: float = 18.0
+    # Cancellous bone (vertebral bodies, sternum, rib marrow); None: 0.3 x bone_hu (v1).
+    cancellous_hu: float | None = None
+    # Enhanced myocardium around the contrast-filled chambers; None: the heart is all blood (v1,
+    # and v2 without contrast, where myocardium and blood read alike).
+    myocardium_hu: float | None = None
+    # Costal cartilages of ribs 1-7; None: none (v1).
+    cartilage_hu: float | None = None
 
 
 @dataclass(frozen=True)

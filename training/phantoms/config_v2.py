@@ -199,26 +199,71 @@ def sample_fissures(seed: int) -> FissureParams:
     )
 
 
+# Dense tissue (docs/design.md, "Dense tissue"). Cancellous bone: L1 trabecular attenuation of
+# 536 adults (mean age 66) by DXA class, osteoporosis 118, osteopenia 143, normal 178 HU (Insights
+# Imaging 2023, doi:10.1186/s13244-023-01400-1; Pickhardt et al., Ann Intern Med 2013;158:588-595:
+# 160 HU the threshold for osteoporosis); younger adults reach 200-250 HU. v1 drew 210-330 HU.
+CANCELLOUS_HU = (100.0, 240.0)
+# Cortical bone is 0.4-1.5 mm thick around vertebrae and ribs (compact bone 1200-1900 HU), but the
+# model draws it as rims of 2-4 mm (its grid is 1.7 mm at 512^2, about 4 mm at 96^2): the rims carry
+# the partial-volume value of a thin cortex over cancellous bone. v1 drew 700-1100 HU, which put
+# 2-4 times the real share of voxels above 400 HU into non-contrast scans at 4 mm (docs/realism.md).
+CORTEX_RIM_HU = (450.0, 800.0)
+# Costal cartilage: uncalcified it reads like dense soft tissue (about 60-120 HU); it calcifies with
+# age, visibly from the 30s (Ontell FK et al., RadioGraphics 1997;17:571-577), its CT value rising
+# to a peak at 40-50 years (Zhang S et al., Sci Rep 2017;7:2865, doi:10.1038/s41598-017-02859-x).
+# The drawn mean value stands for cartilage with fine calcification at the model's resolution.
+CARTILAGE_HU = (60.0, 180.0)
+# Contrast: blood from a late routine phase (aorta about 150 HU) to a CT angiogram (at least 250-300
+# HU is the usual target; Bae KT, Radiology 2010;256:32-61); the two contrast scans in
+# ../shared/data/real have their blood peak at 440-560 HU (v1 drew 180-380). The liver
+# enhances least in the arterial phase (brightest blood) and by 50-60 HU in the portal venous phase
+# (the target of Heiken et al., Radiology 1995;195:353-357): LIVER_ENHANCEMENT_HU follows the blood
+# from its bright end to its dim end. Enhanced myocardium reads about 100-140 HU.
+CONTRAST_BLOOD_HU = (150.0, 550.0)
+LIVER_ENHANCEMENT_HU = (15.0, 60.0)  # at the brightest, at the dimmest blood
+MYOCARDIUM_ENHANCEMENT_HU = (50.0, 90.0)  # above unenhanced muscle
+
+
+def _contrast_tissue(seed: int, body: BodyParams, blood_hu: float) -> dict[str, float]:
+    """Liver and myocardium of a contrast scan, from the blood's brightness (the phase)."""
+    rng = stream(seed, "contrast-phase-v2")
+    lo, hi = CONTRAST_BLOOD_HU
+    late = float(np.clip((hi - blood_hu) / (hi - lo), 0.0, 1.0))
+    gain = LIVER_ENHANCEMENT_HU[0] + late * (LIVER_ENHANCEMENT_HU[1] - LIVER_ENHANCEMENT_HU[0])
+    return {"liver_hu": body.liver_hu + gain, "myocardium_hu": body.muscle_hu + _u(rng, *MYOCARDIUM_ENHANCEMENT_HU)}
+
+
 def adjust_body(seed: int, body: BodyParams, anatomy: AnatomyParams) -> BodyParams:
-    """v2 changes to the v1 body draws: dome asymmetry, breathing, contrast and fat density."""
+    """v2 changes to the v1 body draws: dome asymmetry, breathing, contrast, fat and bone density."""
     rng = stream(seed, "body-v2")
     # The right dome lies higher than the left in about nine adults in ten, by about 1.5 cm on
     # average; the rest have level domes or a higher left one.
     drop = float(np.clip(rng.normal(14.0, 10.0), -15.0, 40.0))
     # Expiration: the domes rise (the lung shortens much more than it narrows).
     e = anatomy.expiration
+    blood_hu = _u(rng, *CONTRAST_BLOOD_HU) if anatomy.contrast else body.blood_hu
+    contrast = _contrast_tissue(seed, body, blood_hu) if anatomy.contrast else {}
     return replace(
         body,
+        **contrast,
         left_dome_drop_mm=drop,
         apex_height_mm=body.apex_height_mm * (1.0 - 0.22 * e),
         lung_half_depth_mm=body.lung_half_depth_mm * (1.0 - 0.07 * e),
         lung_half_width_mm=body.lung_half_width_mm * (1.0 - 0.05 * e),
-        blood_hu=_u(rng, 180, 380) if anatomy.contrast else body.blood_hu,
+        blood_hu=blood_hu,
         # Adipose tissue reads about -90 to -130 HU on CT; v1's -85 to -115 put too many 4 mm
         # voxels at -100 to -50 HU (the fine realism features, docs/realism.md). Own stream, so
         # the draws above keep their values.
         fat_hu=_u(stream(seed, "fat-hu-v2"), -125.0, -95.0),
+        **_bone(seed),
     )
+
+
+def _bone(seed: int) -> dict[str, float]:
+    """Cancellous bone, the cortical rims as drawn and costal cartilage (CANCELLOUS_HU, CORTEX_RIM_HU, CARTILAGE_HU)."""
+    rng = stream(seed, "dense-tissue-v2")
+    return {"cancellous_hu": _u(rng, *CANCELLOUS_HU), "bone_hu": _u(rng, *CORTEX_RIM_HU), "cartilage_hu": _u(rng, *CARTILAGE_HU)}
 
 
 def adjust_lungs(seed: int, lungs: LungParams, anatomy: AnatomyParams) -> LungParams:
