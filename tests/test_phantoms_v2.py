@@ -541,3 +541,15 @@ def test_contrast_enhances_liver_and_myocardium():
     chamber = (m < 0.4) & inside & (z > 0.0)
     assert np.median(np.abs(hu[wall] - b.myocardium_hu)) < 10.0
     assert np.median(np.abs(hu[chamber] - b.blood_hu)) < 10.0
+
+
+def test_paraspinal_muscle_behind_the_vertebrae():
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        assert Thorax(p).paraspinal(x, y, z) is None  # v1: fat there
+        r = p.spine_radius_mm
+        behind = inside & th.paraspinal(x, y, z) & (np.abs(x) > 10.0) & (y < th.spine_y + 1.5 * r + 20.0) & (z > 0.0)
+        soft = behind & (hu < p.cancellous_hu - 30.0)  # not bone
+        assert soft.sum() > 50
+        assert abs(np.median(hu[soft]) - p.muscle_hu) < 15.0  # muscle, not fat

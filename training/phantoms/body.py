@@ -172,6 +172,10 @@ class Thorax:
         """Measure of the body outline shrunk by ``inset_mm`` (<1 inside)."""
         return _torso(self, x, y, inset_mm)
 
+    def paraspinal(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+        """Where muscle fills the space behind the vertebral bodies (v1: nowhere)."""
+        return None
+
     def under_the_back(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
         """Where the vertebrae's posterior elements may be drawn (v1: anywhere)."""
         return True
@@ -349,9 +353,15 @@ def render_body(
         idx, _, _, wall_mm, _ = _chest_wall_shell(th, x, y, z, cage)
         under_skin = th.torso(x.flat[idx], y.flat[idx], z.flat[idx], 4.0) < 1.0
         muscle.flat[idx[(wall_mm < th.rib_muscle_mm) & under_skin]] = True
+    paraspinal = th.paraspinal(x, y, z)
+    if paraspinal is not None:
+        paraspinal &= th.torso(x, y, z, 4.0) < 1.0
+        muscle |= paraspinal
     hu[muscle] = p.muscle_hu
     inside = cage < 1.0
     hu[inside] = p.fat_hu + 10.0  # mediastinal fat fills what organs leave
+    if paraspinal is not None:
+        hu[inside & paraspinal] = p.muscle_hu
     domes = {side: th.dome(x, y, side) for side in (+1, -1)}
     dia_z = np.minimum(domes[-1], domes[+1])
     below = inside & (z < np.where(x < 0, domes[-1], domes[+1]))

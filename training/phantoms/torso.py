@@ -21,6 +21,12 @@ from .surroundings import draw_surroundings
 
 HUMERUS_RADIUS_MM = 11.0
 SPINOUS_COVER_MM = 8.0  # skin and fat over the tips of the spinous processes
+# Behind the vertebral bodies v1 left mediastinal and subcutaneous fat; in adults the erector
+# spinae fill it (3-5 cm deep behind the laminae). v2 paints it muscle. The column itself stays
+# where v1 put it: moving it 8-15 mm forward (the bodies bulge into the chest in adults) took
+# lower-lobe lung beside the spine and pushed the median LUL share past 2.5 points from the
+# population mean (test_lobe_shares_follow_the_published_population).
+PARASPINAL_HALF_WIDTH_MM = 45.0
 # Adult humeral head: about 43-50 mm across; a 2 mm cortical rim around cancellous bone.
 HUMERAL_HEAD_RADIUS_MM = 23.0
 CLAVICLE_RADIUS_MM = 7.0
@@ -108,6 +114,11 @@ class ThoraxV2(Thorax):
         u = np.abs(x / half_w)
         v = np.abs((y - cy) / half_d)
         return u * u * np.sqrt(u) + v * v * np.sqrt(v)
+
+    def paraspinal(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The paraspinal muscles: behind the vertebral bodies, either side of the spinous processes."""
+        r = self.p.spine_radius_mm
+        return (np.abs(x) < PARASPINAL_HALF_WIDTH_MM) & (y > self.spine_y + 0.6 * r)
 
     @property
     def posterior_element_hu(self) -> float:
