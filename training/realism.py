@@ -33,10 +33,12 @@ KNOWN_DIFFERENCES = """\
   resting on the diaphragm, blankets, clothing, cushions and a curved table, (since commit
   fc2aa59) fat planes through muscle, septa through fat and a lobular mottle in the lung, and
   (since f3b20ff) cancellous bone at 100-240 HU inside thin-cortex rims, costal cartilages, humeral
-  heads, ribs lying in muscle, and with contrast an enhanced liver and myocardium; still missing
-  are kidneys, bowel, lymph nodes, calcifications, ECG leads and lines, the paraspinal muscle bulk
-  (the back over the spine is thin, the spinous processes end 8 mm under the skin), and the
-  shoulder girdle is reduced to clavicles, humeral heads and flat scapulae.
+  heads, ribs lying in muscle, muscle behind the vertebrae (c526f02), and with contrast an enhanced
+  liver and myocardium; still missing are kidneys, bowel, lymph nodes, calcifications, ECG leads
+  and lines; the back over the spine is thin (about 15 mm of muscle and fat behind the laminae
+  against 3-5 cm in adults, the vertebral bodies sitting at the back of the rib cage instead of
+  bulging into the chest), and the shoulder girdle is reduced to clavicles, humeral heads and
+  flat scapulae.
 - Each hemidiaphragm is a flat-topped dome falling steeply into deep lateral and posterior
   recesses (see the coronal views). COPD phantoms are hyperinflated (since commit 9737850: lung
   volume 100-150 % of the healthy twin's and domes 0.55-1.0 times as high, both drawn by emphysema
@@ -69,26 +71,26 @@ SCAN_NOTES = {
 }
 
 INTERPRETATION = """\
-- Realism number (2 mm, 7 features since this report; `--draws 3`): floor 0.68 (0.67-0.69),
-  v1 0.63 (0.62-0.65), v2 0.54 (0.49-0.58). v2 lies below v1 in every draw (by 0.04-0.15) and
+- Realism number (2 mm, 7 features since commit cae2c36; `--draws 3`): floor 0.68 (0.67-0.69),
+  v1 0.63 (0.62-0.65), v2 0.53 (0.47-0.57). v2 lies below v1 in every draw (by 0.05-0.16) and
   near 0.5 on average: with tissue shares, mean and spread of 64 mm cubes the classifier tells v2
   phantoms from real scans less well than it tells real scans from each other. The finer
-  features at 2 mm agree: floor 0.75 (0.73-0.79), v1 0.92 (0.91-0.93), v2 0.71 (0.68-0.73).
-  Before, at 4 mm with a mean-gradient feature (floor 0.75), the same generator scored v1 0.65
-  (0.62-0.68) and v2 0.63 (0.60-0.66) over three draws (0.68 and 0.65 at fc2aa59, one draw): both
+  features at 2 mm agree: floor 0.75 (0.73-0.79), v1 0.92 (0.91-0.93), v2 0.70 (0.67-0.72).
+  Before, at 4 mm with a mean-gradient feature (floor 0.75), v1 scored 0.65 (0.62-0.68) and v2
+  at f3b20ff 0.63 (0.60-0.66) over three draws (0.68 and 0.65 at fc2aa59, one draw): both
   sat 0.1 below that set's floor, which therefore could not show a difference; the floor study
   above chose the new set, and the gradient (each scanner's kernel and noise) is what raised the
   floor. What still separates v2 (`python -m training.realism_classifier --explain 2`, fine
   features at 2 mm, standardised mean differences, real minus phantom, copdgene- and CTA-geometry
-  phantoms): moderate gradients (10-80 HU/mm, +0.66 to +0.80) against flat voxels (below 5 HU/mm,
-  -0.50): real soft tissue has more edges; lung at -900 to -850 HU (-0.59) against -950 to -900
-  (+0.52); voxels above 400 HU (+0.49: the contrast blood of the two contrast scans, 440-560 HU,
+  phantoms): moderate gradients (10-80 HU/mm, +0.64 to +0.81) against flat voxels (below 5 HU/mm,
+  -0.51): real soft tissue has more edges; lung at -900 to -850 HU (-0.58) against -950 to -900
+  (+0.53); voxels above 400 HU (+0.49: the contrast blood of the two contrast scans, 440-560 HU,
   which non-contrast phantoms lack). Gone from the list since the dense-tissue commit f3b20ff:
-  too few voxels at 100-200 HU (+1.56 before, at 4 mm). Body voxels at 4 mm (`python -m
+  too few voxels at 100-200 HU (+1.56 before, at 4 mm). Voxels in and near the body at 4 mm (`python -m
   training.realism_classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
   the non-contrast real scans hold 2.7-3.2 % at 100-200 HU and 0.4-0.5 % above 400 HU; the
-  non-contrast phantoms at the whole-chest geometries held 0.6-1.8 % and 0.8-2.1 %, now 1.5-3.0 %
-  and 0.0-0.4 %.
+  non-contrast phantoms at the whole-chest geometries held 0.6-1.8 % and 0.8-2.1 %, now 1.6-3.1 %
+  and 0.0-0.4 % (v2 at c526f02).
 - Dome measures (fixed in the measure, not the phantoms): the dome top is now read from the
   posterolateral quarter of each lung, 15 mm inside its rim. The old measure took the lateral half,
   where the heart, reaching past the left lung's midline anteriorly, ended the columns: the "left
@@ -415,8 +417,8 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "",
         f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 10 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit f3b20ff** "
-        "(dense tissue: bone, cartilage, contrast; before it at 9737850: COPD hyperinflation, COPD cases only; at "
+        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
+        "(paraspinal muscle; before it at f3b20ff: dense tissue, bone, cartilage, contrast; at 9737850: COPD hyperinflation, COPD cases only; at "
         "fc2aa59: tissue texture, lobular lung mottle, fat density, first landed in 3244403 with a stronger mottle, "
         "and a non-square field of view fitted side by side): phantoms v2 made before fc2aa59 are those of commit "
         "237d99e (the v2 test set), and published numbers should name the generator commit.",
