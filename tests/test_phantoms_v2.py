@@ -364,3 +364,192 @@ def test_lobular_texture_is_a_zero_mean_mottle():
 def test_v2_fat_is_adipose_density():
     fats = [sample_case(s, PhantomOptions(size_xyz=SMALL)).body.fat_hu for s in range(50)]
     assert -125.0 <= min(fats) and max(fats) <= -95.0
+
+
+# --- COPD hyperinflation -----------------------------------------------------------------------
+
+
+def test_hyperinflation_only_for_copd_and_deterministic():
+    from training.phantoms.config_v2 import NO_HYPERINFLATION
+
+    changed = 0
+    for seed in range(10):
+        bodies = {k: sample_case(seed, PhantomOptions(size_xyz=SMALL, pathology=k)) for k in ("none", "covid", "effusion", "copd")}
+        assert bodies["none"].body == bodies["covid"].body == bodies["effusion"].body  # healthy chest unchanged
+        assert bodies["none"].v2.hyperinflation == NO_HYPERINFLATION
+        healthy, copd = bodies["none"].body, bodies["copd"].body
+        assert copd == sample_case(seed, PhantomOptions(size_xyz=SMALL, pathology="copd")).body  # same seed, same chest
+        assert copd.apex_height_mm >= healthy.apex_height_mm  # the domes descend
+        assert copd.lung_half_depth_mm >= healthy.lung_half_depth_mm  # barrel chest
+        assert copd.recess_depth_mm <= healthy.recess_depth_mm and copd.recess_posterior_mm <= healthy.recess_posterior_mm
+        changed += copd.apex_height_mm > 1.02 * healthy.apex_height_mm
+    assert changed >= 5
+
+
+def test_hyperinflation_draws_follow_the_cited_ranges():
+    from training.phantoms.config import sample_pathology
+    from training.phantoms.config_v2 import DIAPHRAGM_INDEX_RANGE, dome_factor_from_index, sample_hyperinflation
+
+    options = PhantomOptions(pathology="copd")
+    draws = [(sample_pathology(s, options).extent, sample_hyperinflation(s, sample_pathology(s, options))) for s in range(600)]
+    volume = np.array([h.volume_factor for _, h in draws])
+    dome = np.array([h.dome_factor for _, h in draws])
+    extent = np.array([e for e, _ in draws])
+    assert 1.0 <= volume.min() and volume.max() <= 1.5  # TLC 100-150 % predicted
+    assert dome_factor_from_index(DIAPHRAGM_INDEX_RANGE[0]) - 1e-9 <= dome.min() and dome.max() <= 1.0 + 1e-9
+    mild, severe = extent < 0.05, extent > 0.2
+    # Sci Rep 2016 Table 1: TLC 111 % (GOLD 1) to 133 % (GOLD 4) predicted; Bakker 2024: flatter domes with severity.
+    assert 1.06 < volume[mild].mean() < 1.18 and 1.22 < volume[severe].mean() < 1.38
+    assert dome[severe].mean() < dome[mild].mean() - 0.05
+    assert 0.75 < dome[severe].mean() < 0.9
+
+
+@functools.lru_cache(maxsize=None)
+def _lung_and_domes(seed: int, pathology: str):
+    """Lung volume (ml) and (right, left) dome heights above the recesses (mm) of a case at 6 mm,
+    a field of view tall enough for any chest."""
+    from training.realism import _dome_tops
+
+    case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 84), spacing_mm=(6.0, 6.0, 6.0), pathology=pathology, noise_sigma_hu=5.0))
+    image, label = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)
+    lung = label > 0
+    assert not lung[0].any() and not lung[-1].any()  # nothing cut by the scan range
+    right, left, _ = _dome_tops(lung, image > -500, case.image.GetSpacing())
+    return lung.sum() * 0.216, (right, left), case.meta
+
+
+def test_hyperinflated_lungs_are_larger_with_flatter_domes():
+    ratios, dome_ratios, factors = [], [], []
+    for seed in (20, 21, 24, 29):
+        v_h, domes_h, _ = _lung_and_domes(seed, "none")
+        v_c, domes_c, meta = _lung_and_domes(seed, "copd")
+        assert abs(v_c / v_h - meta["hyperinflation_volume_factor"]) < 0.07, (seed, v_c / v_h, meta)
+        for h, c in zip(domes_h, domes_c):
+            assert c <= h + 6.0  # one voxel
+            dome_ratios.append(c / h)
+            factors.append(meta["dome_factor"])
+        ratios.append(v_c / v_h)
+    assert np.mean(ratios) > 1.1
+    assert abs(np.mean(dome_ratios) - np.mean(factors)) < 0.12, (dome_ratios, factors)
+
+
+def test_hyperinflated_lobes_still_partition_the_lungs():
+    from training.phantoms.config_v2 import LOBE_SHARE_PERCENT
+
+    seed = 308  # severe emphysema (about 26 % of the lung), volume factor 1.39
+    case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 72), pathology="copd"))
+    assert case.meta["hyperinflation_volume_factor"] > 1.3
+    label = sitk.GetArrayFromImage(case.label)
+    counts = np.bincount(label.ravel(), minlength=6)
+    for lobe in LOBES:
+        assert ndimage.label(label == lobe)[1] == 1, lobe.name
+        mean, sd, lo, hi = LOBE_SHARE_PERCENT[lobe.name]
+        assert lo - 4 <= 100.0 * counts[lobe] / counts[1:].sum() <= hi + 4, lobe.name
+    assert set(np.unique(label)) == {0, 1, 2, 3, 4, 5}
+
+
+# --- dense tissue: bone, cartilage, contrast -----------------------------------------------------
+
+
+def test_cancellous_bone_and_cortex_in_their_ranges():
+    from training.phantoms.body import _spine
+    from training.phantoms.config_v2 import CANCELLOUS_HU, CORTEX_RIM_HU
+
+    for s in range(40):
+        b = sample_case(s, PhantomOptions(size_xyz=SMALL)).body
+        assert CANCELLOUS_HU[0] <= b.cancellous_hu <= CANCELLOUS_HU[1] and CORTEX_RIM_HU[0] <= b.bone_hu <= CORTEX_RIM_HU[1]
+        assert sample_case(s, PhantomOptions(size_xyz=SMALL, version=1)).body.cancellous_hu is None  # v1: 0.3 x cortex
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        cortex, posterior, marrow, canal = _spine(th, x, y, z)
+        assert marrow.sum() > 50 and cortex.sum() > 50
+        assert np.median(np.abs(hu[marrow] - p.cancellous_hu)) < 8.0  # vertebral bodies: cancellous bone
+        assert np.median(np.abs(hu[cortex] - p.bone_hu)) < 8.0  # their rims: a thin cortex, partial-volumed
+        drawn = posterior & (hu > p.cancellous_hu - 10.0)
+        assert np.median(np.abs(hu[drawn] - 0.5 * (p.bone_hu + p.cancellous_hu))) < 8.0  # arches and processes
+
+
+def test_ribs_lie_in_muscle_and_spinous_processes_under_the_skin():
+    from training.phantoms.body import _ribs_and_scapulae
+    from training.phantoms.torso import SPINOUS_COVER_MM
+
+    for seed in (1, 3):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        cortex, marrow, _ = _ribs_and_scapulae(th, x, y, z, th.cage(x, y, z))
+        ribs = np.concatenate([cortex, marrow])
+        # v1 lost about 60 % of its ribs where the subcutaneous fat reached them
+        assert np.mean(hu.flat[ribs] > min(p.cancellous_hu, p.bone_hu) - 15.0) > 0.85
+        back = inside & (y > th.spine_y) & (np.abs(x) < 6.0) & (hu > p.cancellous_hu - 10.0)  # the spinous processes
+        assert back.sum() > 5
+        assert (th.torso(x[back], y[back], z[back], SPINOUS_COVER_MM - 1.0) < 1.0).all()
+
+
+def test_costal_cartilages_join_the_ribs_to_the_sternum():
+    from training.phantoms.body import STERNUM_HALF_WIDTH_MM, _costal_cartilages
+    from training.phantoms.config_v2 import CARTILAGE_HU
+
+    assert sample_case(1, PhantomOptions(size_xyz=SMALL, version=1)).body.cartilage_hu is None  # none in v1
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        c = params.body.cartilage_hu
+        assert CARTILAGE_HU[0] <= c <= CARTILAGE_HU[1]
+        cart = _costal_cartilages(th, x, y, z, th.cage(x, y, z))
+        px, py, pz = x.flat[cart], y.flat[cart], z.flat[cart]
+        assert len(cart) > 50
+        assert (py < th.cy - 0.5 * th.cage_half_depth).all()  # in front
+        assert np.abs(px).min() < STERNUM_HALF_WIDTH_MM + 8.0  # reaching the sternum's edge
+        assert pz.max() < params.body.apex_height_mm and pz.min() > -80.0  # ribs 1-7
+        assert np.mean(np.abs(hu.flat[cart] - c) < 10.0) > 0.6  # drawn (where the wall is muscle)
+
+
+def test_humeral_heads_at_the_shoulders():
+    seed = _seed_where(lambda s: s.arms == "raised")
+    hu, inside, th, params, (x, y, z) = _body(seed)
+    p = params.body
+    from training.phantoms.torso import HUMERAL_HEAD_RADIUS_MM
+
+    for axis in th._arm_axes():
+        c = axis[0]
+        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+        core = (d < HUMERAL_HEAD_RADIUS_MM - 3.0) & inside & (th.cage(x, y, z) > 1.2)
+        assert core.sum() > 20
+        assert np.mean(np.abs(hu[core] - p.cancellous_hu) < 10.0) > 0.7  # cancellous bone
+        assert not (inside[d < HUMERAL_HEAD_RADIUS_MM] == 0).all()
+
+
+def test_contrast_enhances_liver_and_myocardium():
+    from training.phantoms.body import MYOCARDIUM_INNER
+    from training.phantoms.config import sample_body
+    from training.phantoms.config_v2 import CONTRAST_BLOOD_HU, MYOCARDIUM_ENHANCEMENT_HU, _contrast_tissue, sample_anatomy
+
+    with_c = next(s for s in range(100) if sample_anatomy(s).contrast)
+    without = next(s for s in range(100) if not sample_anatomy(s).contrast)
+    plain = sample_case(without, PhantomOptions(size_xyz=SMALL)).body
+    assert plain.myocardium_hu is None and plain.liver_hu == sample_body(without).liver_hu
+    b = sample_case(with_c, PhantomOptions(size_xyz=SMALL)).body
+    assert CONTRAST_BLOOD_HU[0] <= b.blood_hu <= CONTRAST_BLOOD_HU[1]
+    assert 15.0 <= b.liver_hu - sample_body(with_c).liver_hu <= 60.0
+    assert MYOCARDIUM_ENHANCEMENT_HU[0] <= b.myocardium_hu - b.muscle_hu <= MYOCARDIUM_ENHANCEMENT_HU[1]
+    v1 = sample_body(with_c)
+    arterial, portal = _contrast_tissue(with_c, v1, 540.0), _contrast_tissue(with_c, v1, 160.0)
+    assert arterial["liver_hu"] < portal["liver_hu"]  # the liver enhances later than the blood peaks
+    hu, inside, th, params, (x, y, z) = _body(with_c)
+    m = th.heart(x, y, z)
+    wall = (m >= MYOCARDIUM_INNER + 0.04) & (m < 0.96) & inside & (z > 0.0)
+    chamber = (m < 0.4) & inside & (z > 0.0)
+    assert np.median(np.abs(hu[wall] - b.myocardium_hu)) < 10.0
+    assert np.median(np.abs(hu[chamber] - b.blood_hu)) < 10.0
+
+
+def test_paraspinal_muscle_behind_the_vertebrae():
+    for seed in (1, 2):
+        hu, inside, th, params, (x, y, z) = _body(seed)
+        p = params.body
+        assert Thorax(p).paraspinal(x, y, z) is None  # v1: fat there
+        r = p.spine_radius_mm
+        behind = inside & th.paraspinal(x, y, z) & (np.abs(x) > 10.0) & (y < th.spine_y + 1.5 * r + 20.0) & (z > 0.0)
+        soft = behind & (hu < p.cancellous_hu - 30.0)  # not bone
+        assert soft.sum() > 50
+        assert abs(np.median(hu[soft]) - p.muscle_hu) < 15.0  # muscle, not fat

@@ -52,3 +52,16 @@ def test_real_scans_are_read_with_identity_directions(tmp_path):
     assert np.allclose(scan.image.GetDirection(), np.eye(3).ravel())
     out = sitk.GetArrayFromImage(scan.image)
     assert out[0, -1, -1] == 100  # x and y reversed, z kept
+
+
+def test_pathology_table_cli_rejects_a_missing_scan_and_bad_seeds(tmp_path, capsys):
+    import pytest
+
+    from training.realism import _seed_range, main
+
+    assert _seed_range("300-302") == range(300, 303) and _seed_range("7") == range(7, 8)
+    assert main(["--real", str(tmp_path), "--scan", "copdgene"]) == 2
+    assert "error: no real scan" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--scan", "copdgene", "--seeds", "5-x"])
+    assert "expected FIRST-LAST" in capsys.readouterr().err

@@ -67,3 +67,44 @@ def test_patches_lie_near_the_body_and_inside_the_volume():
     p = sample_patches("cube", vol, 30, np.random.default_rng(3))
     assert p.features.shape == (30, N_FEATURES)
     assert (p.features[:, 3] > 0).all()  # every patch holds some soft tissue
+
+
+def test_spread_over_draws_reports_mean_and_range():
+    from training.realism_classifier import RealismNumbers, markdown, spread_line
+
+    def numbers(floor: float, v1: float, v2: float) -> RealismNumbers:
+        return RealismNumbers(
+            floor={("a", "b"): floor}, by_version={1: {"a": v1}, 2: {"a": v2}},
+            fine_floor={("a", "b"): floor}, fine_by_version={1: {"a": v1}, 2: {"a": v2}},
+        )
+
+    draws = [numbers(0.7, 0.6, 0.5), numbers(0.8, 0.7, 0.55)]
+    line = spread_line(draws)
+    assert "floor 0.75 (0.70-0.80)" in line and "v1 0.65 (0.60-0.70)" in line and "v2 0.53 (0.50-0.55)" in line
+    assert line in markdown(draws[0], draws) and line not in markdown(draws[0])
+
+
+def test_gradient_feature_follows_the_spacing():
+    from training.realism_classifier import fine_features
+
+    ramp = np.broadcast_to(np.arange(PATCH, dtype=np.float32)[None, None, :] * 40.0, (PATCH,) * 3)
+    at_4, at_2 = fine_features(ramp, 4.0), fine_features(ramp, 2.0)
+    assert np.isclose(np.expm1(at_4[-1]), 10.0, rtol=0.01) and np.isclose(np.expm1(at_2[-1]), 20.0, rtol=0.01)  # HU per mm
+
+
+def test_draws_must_be_positive(capsys):
+    from training.realism_classifier import main
+
+    assert main(["--draws", "0", "--real", "/nonexistent"]) == 2
+    assert "error: --draws must be at least 1" in capsys.readouterr().err
+
+
+def test_hu_shares_count_the_body_and_its_surroundings():
+    from training.realism_classifier import SHARE_EDGES_HU, hu_shares
+
+    vol = np.full((30, 30, 30), -1024.0, np.float32)
+    vol[10:20, 10:20, 10:20] = 120.0  # a cube of cancellous bone
+    shares = hu_shares(vol)
+    assert len(shares) == len(SHARE_EDGES_HU) - 1 and np.isclose(shares.sum(), 100.0)
+    bone = shares[SHARE_EDGES_HU.index(100)]
+    assert 0 < bone < 100 and np.isclose(bone + shares[0], 100.0)  # the cube and air within 20 mm

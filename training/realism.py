@@ -8,6 +8,7 @@ the same threshold-based measurements, so the numbers compare like with like.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.constants import AIR_LUNG_CUT_HU
-from training.phantoms.config import VERSIONS, PhantomOptions
+from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
 
@@ -29,13 +30,20 @@ PHANTOM_PATHOLOGIES = ("none", "none", "copd")
 KNOWN_DIFFERENCES = """\
 - Anatomy is built from smooth implicit shapes. v2 adds an elliptical, tapering torso with
   varying subcutaneous fat, arms (raised or beside the body), breasts, clavicles, a tapered heart
-  resting on the diaphragm, blankets, clothing, cushions and a curved table, and (since commit
-  fc2aa59) fat planes through muscle, septa through fat and a lobular mottle in the lung; still
-  missing are kidneys, bowel, lymph nodes, calcifications, ECG leads and lines, and the shoulder
-  girdle is reduced to clavicles and flat scapulae.
+  resting on the diaphragm, blankets, clothing, cushions and a curved table, (since commit
+  fc2aa59) fat planes through muscle, septa through fat and a lobular mottle in the lung, and
+  (since f3b20ff) cancellous bone at 100-240 HU inside thin-cortex rims, costal cartilages, humeral
+  heads, ribs lying in muscle, muscle behind the vertebrae (c526f02), and with contrast an enhanced
+  liver and myocardium; still missing are kidneys, bowel, lymph nodes, calcifications, ECG leads
+  and lines; the back over the spine is thin (about 15 mm of muscle and fat behind the laminae
+  against 3-5 cm in adults, the vertebral bodies sitting at the back of the rib cage instead of
+  bulging into the chest), and the shoulder girdle is reduced to clavicles, humeral heads and
+  flat scapulae.
 - Each hemidiaphragm is a flat-topped dome falling steeply into deep lateral and posterior
-  recesses (see the coronal views); COPD phantoms have emphysema but no hyperinflation (no larger
-  lungs, no flattened domes).
+  recesses (see the coronal views). COPD phantoms are hyperinflated (since commit 9737850: lung
+  volume 100-150 % of the healthy twin's and domes 0.55-1.0 times as high, both drawn by emphysema
+  severity from published ranges, docs/design.md); healthy phantoms' domes stand 30-115 mm above
+  their posterior recesses (tables and tests), against 57-72 mm in the three healthy real scans.
 - Large outputs are modelled on a grid of at most 6 million voxels (about 1.7 mm at 512 x 512 x 300)
   and interpolated: fine structure at 0.5-1 mm (sub-millimetre vessels, fissure crispness, rib
   trabeculae) is blurred, and only the noise carries the full-resolution texture.
@@ -63,18 +71,26 @@ SCAN_NOTES = {
 }
 
 INTERPRETATION = """\
-- Realism number: with the coarse features the classifier's held-out accuracy is 0.68 for v1
-  and 0.65 for v2 (0.61 before the tissue texture of commit fc2aa59: the coarse number did not
-  drop further, it rose by 0.04, within what five held-out scans resolve), below the
-  real-against-real floor of 0.75. With the finer features it still tells phantoms from real scans
-  (v1 0.97, v2 0.96; 0.99 before fc2aa59; floor 0.82). What separates them
-  (`python -m training.realism_classifier --explain 2`, standardised mean differences, real minus
-  phantom, copdgene- and CTA-geometry v2 phantoms), before -> after fc2aa59: moderate gradients at
-  4 mm (10-20 HU/mm) +2.74 -> +1.78, fat-range voxels (-100 to -50 HU) -2.21 -> -1.32, flat voxels
-  (gradient below 5 HU/mm) -1.48 -> -0.93, lung at -900 to -850 HU -0.94 -> -0.87; unchanged:
-  too few voxels at 100-200 HU (+1.57: contrast-filled vessels, liver and marrow of real scans) and
-  at 400-600 HU (+0.66, cortical bone). Soft tissue with edges (fascia, septa, vessels) and denser
-  bone are what is left.
+- Realism number (2 mm, 7 features since commit cae2c36; `--draws 3`): floor 0.68 (0.67-0.69),
+  v1 0.63 (0.62-0.65), v2 0.53 (0.47-0.57). v2 lies below v1 in every draw (by 0.05-0.16) and
+  near 0.5 on average: with tissue shares, mean and spread of 64 mm cubes the classifier tells v2
+  phantoms from real scans less well than it tells real scans from each other. The finer
+  features at 2 mm agree: floor 0.75 (0.73-0.79), v1 0.92 (0.91-0.93), v2 0.70 (0.67-0.72).
+  Before, at 4 mm with a mean-gradient feature (floor 0.75), v1 scored 0.65 (0.62-0.68) and v2
+  at f3b20ff 0.63 (0.60-0.66) over three draws (0.68 and 0.65 at fc2aa59, one draw): both
+  sat 0.1 below that set's floor, which therefore could not show a difference; the floor study
+  above chose the new set, and the gradient (each scanner's kernel and noise) is what raised the
+  floor. What still separates v2 (`python -m training.realism_classifier --explain 2`, fine
+  features at 2 mm, standardised mean differences, real minus phantom, copdgene- and CTA-geometry
+  phantoms): moderate gradients (10-80 HU/mm, +0.64 to +0.81) against flat voxels (below 5 HU/mm,
+  -0.51): real soft tissue has more edges; lung at -900 to -850 HU (-0.58) against -950 to -900
+  (+0.53); voxels above 400 HU (+0.49: the contrast blood of the two contrast scans, 440-560 HU,
+  which non-contrast phantoms lack). Gone from the list since the dense-tissue commit f3b20ff:
+  too few voxels at 100-200 HU (+1.56 before, at 4 mm). Voxels in and near the body at 4 mm (`python -m
+  training.realism_classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
+  the non-contrast real scans hold 2.7-3.2 % at 100-200 HU and 0.4-0.5 % above 400 HU; the
+  non-contrast phantoms at the whole-chest geometries held 0.6-1.8 % and 0.8-2.1 %, now 1.6-3.1 %
+  and 0.0-0.4 % (v2 at c526f02).
 - Dome measures (fixed in the measure, not the phantoms): the dome top is now read from the
   posterolateral quarter of each lung, 15 mm inside its rim. The old measure took the lateral half,
   where the heart, reaching past the left lung's midline anteriorly, ended the columns: the "left
@@ -84,12 +100,17 @@ INTERPRETATION = """\
   scans). Now the CTA's right dome is 16.5 mm above the left, A0001's are level (one 5 mm slice), and COPDGene's within one 4 mm slice
   (-4.8 mm); three phantoms per scan drawn from N(14, 10) mm need not include a level pair
   (about 1 case in 10 has its left dome level or higher).
-- COPDGene dome heights (43 and 36 mm against 64-108) and lung volume (4656 ml against at most
-  3842): a hyperinflated patient with flattened domes; COPD phantoms have emphysema but not
-  hyperinflation (a generator gap, listed below). Its share below -950 HU (19.5 %): the one COPD
-  phantom per scan here (seed 1002) drew a mild emphysema (3.5 % of the lung); COPD draws of
-  about 20 % (seeds 301, 308 at this geometry: 18.2 % and 20.7 % below -950 HU) occur in about
-  one COPD case in six, so this is the sample of three, not a missing severity.
+- COPDGene dome heights (43 and 36 mm), lung volume (4656 ml) and share below -950 HU (19.5 %):
+  a hyperinflated patient with emphysema, set beside two healthy phantoms and one mild COPD
+  phantom (seed 1002: 3.5 % emphysema, hence almost no hyperinflation). Since commit 9737850 COPD
+  phantoms are hyperinflated (before it they had emphysema only: at most 3842 ml, domes 64-108
+  mm). Like with like, `python -m training.realism --scan copdgene --pathology copd --seeds
+  300-311` (12 COPD phantoms at this scan's geometry): lung volume 2158 / 4817 / 6012 ml (min /
+  mean / max), right dome 8 / 44 / 84 mm, left dome 0 / 42 / 88 mm, below -950 HU 5.9 / 12.8 /
+  30.4 %; every measure within the range but right minus left dome top (-4.8 mm against -4.0 to
+  12.0, one 4 mm slice). Heights near 0 are phantoms whose lengthened lungs the scan's fixed 315 mm
+  range cuts at the base (the real scan was planned to its lungs; at the generator's own geometry
+  the range follows the lung).
 - COPDGene noise: the old air-noise value (10.1 HU) was the measure's 5 x 5 window (21 mm at
   4.2 mm pixels) reaching from 3 voxels outside the body back onto the skin; the window now stays
   5 voxels out: 2.4 HU, as the resampling has averaged the noise away, against 2.8-3.9 in phantoms
@@ -101,8 +122,10 @@ INTERPRETATION = """\
   side; v2 now fits width to the L-R side and depth to the A-P side (commit 3244403; square
   fields, i.e. every training and test set, are unchanged), and the phantoms span 231-284 mm.
 - A0002 (apex cut, 8 mm slices) and the heart crop: their volume, width and dome measures cover
-  only part of the lungs. A0002's NPS peak (0.48 cycles/mm, a sharp B70f kernel) is one bin (0.09
-  cycles/mm at 0.65 mm pixels) above all three phantoms' 0.34.
+  only part of the lungs. A0002's NPS peak (0.48 cycles/mm, a sharp B70f kernel) against the
+  phantoms' 0.21 (0.34 before commit f3b20ff): the measure's 10 mm windows in tissue of -50 to 120
+  HU now also fall on the chest-wall muscle layer and the costal cartilages, where anatomy adds
+  low-frequency power; at this scan the measure reads anatomy as well as noise.
 - Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
   fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
@@ -392,12 +415,13 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
         "",
-        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 30 minutes on one "
+        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 10 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit fc2aa59** "
-        "(tissue texture, lobular lung mottle, fat density; first landed in 3244403 with a stronger mottle, "
-        "and a non-square field of view fitted side by side): phantoms v2 made before it are those of commit "
-        "237d99e, and published numbers should name the generator commit.",
+        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
+        "(paraspinal muscle; before it at f3b20ff: dense tissue, bone, cartilage, contrast; at 9737850: COPD hyperinflation, COPD cases only; at "
+        "fc2aa59: tissue texture, lobular lung mottle, fat density, first landed in 3244403 with a stronger mottle, "
+        "and a non-square field of view fitted side by side): phantoms v2 made before fc2aa59 are those of commit "
+        "237d99e (the v2 test set), and published numbers should name the generator commit.",
         "",
         f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
         "",
@@ -412,9 +436,16 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "",
     ]
     if classifier and len(scans) >= 3:
-        from training.realism_classifier import markdown, measure_realism
+        from training.realism_classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
 
-        lines += markdown(measure_realism(scans, versions=tuple(sorted({1, version})), log=lambda m: print(m, file=sys.stderr)))
+        versions = tuple(sorted({1, version}))
+        draws = [measure_realism(scans, versions, seed=d, log=lambda m: print(m, file=sys.stderr)) for d in range(DRAWS)]
+        lines += markdown(draws[0], draws)
+        lines += [
+            f"Calibration (`{CLASSIFIER} --floor-study`): the floor for each spacing and feature set, "
+            f"over {DRAWS} draws of patches. The headline set is the one with the lowest floor.",
+            "",
+        ] + floor_study(scans) + [""]
     if not scans:
         lines += [f"No real scans found in `{real_dir}`: only the picture of phantoms was made.", ""]
     all_flags: dict[str, list[str]] = {}
@@ -445,6 +476,28 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
     return text
 
 
+def pathology_table(scan: Scan, pathology: str, seeds: range, version: int = 2) -> list[str]:
+    """The measure table of ``scan`` beside phantoms of one pathology (one per seed) at its geometry:
+    a like-with-like check for a diseased scan (the report's three phantoms are mostly healthy)."""
+    rng = np.random.default_rng(0)
+    options = PhantomOptions(size_xyz=scan.image.GetSize(), spacing_mm=scan.image.GetSpacing(), pathology=pathology, version=version)
+    phantoms = [measure(generate_case(s, options).image, rng) for s in seeds]
+    head = f"{scan.name} beside {len(phantoms)} {pathology} phantoms v{version} (seeds {seeds.start}-{seeds.stop - 1})"
+    return [head, ""] + _table(measure(scan.image, rng), phantoms)[0]
+
+
+def _seed_range(text: str) -> range:
+    """``FIRST-LAST`` or ``SEED`` as a range of seeds (an argparse type)."""
+    first, _, last = text.partition("-")
+    try:
+        seeds = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST seeds, not {text!r}") from None
+    if len(seeds) == 0:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = command_parser(COMMAND, __doc__)
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
@@ -452,7 +505,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", default="docs/img/phantoms.png")
     p.add_argument("--version", type=int, choices=VERSIONS, default=2, help="phantom generator version")
     p.add_argument("--no-classifier", action="store_true", help="skip the realism classifier (saves ~10 minutes)")
+    p.add_argument("--scan", help="only print the table of the real scan whose name starts with this (writes nothing)")
+    p.add_argument("--pathology", default="copd", choices=PATHOLOGIES, help="with --scan: the phantoms' pathology")
+    p.add_argument("--seeds", default=range(300, 312), type=_seed_range, help="with --scan: phantom seeds, FIRST-LAST (default 300-311)")
     args = p.parse_args(argv)
+    if args.scan:
+        scans = [s for s in load_real_scans(Path(args.real)) if s.name.startswith(args.scan)]
+        if not scans:
+            print(f"error: no real scan starting with {args.scan!r} in {args.real}", file=sys.stderr)
+            return 2
+        print("\n".join(pathology_table(scans[0], args.pathology, args.seeds, args.version)))
+        return 0
     report(Path(args.out), Path(args.image), Path(args.real), args.version, not args.no_classifier)
     print(f"wrote {args.out} and {args.image}", file=sys.stderr)
     return 0

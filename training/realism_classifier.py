@@ -2,7 +2,7 @@
 
 ``python -m training.realism_classifier`` prints a markdown section (it is also part of
 ``python -m training.realism``). CPU-cheap on purpose: a few hundred 32^3 patches and logistic
-regression on 8 intensity and texture features.
+regression on 7 intensity features (tissue shares, mean, spread).
 
 Protocol. Every scan (real, or phantom generated at a real scan's size and spacing) is resampled to
 ``SPACING_MM`` isotropic after an anti-alias blur, HU clipped to [-1024, 600] (so padding values
@@ -36,17 +36,22 @@ from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
 
 COMMAND = "python -m training.realism_classifier"
-SPACING_MM = 4.0
+# 2 mm and no gradient feature: the lowest real-against-real floor of the spacings and feature
+# sets tried (`--floor-study`: 0.68 against 0.75 for the earlier 4 mm set with a mean gradient;
+# gradients pick up each scanner's kernel and noise). 32^3 patches are 64 mm cubes.
+SPACING_MM = 2.0
 PATCH = 32
 PATCHES_PER_REAL = 60
 PATCHES_PER_PHANTOM = 20
 PHANTOMS_PER_GEOMETRY = 3
 HU_RANGE = (-1024.0, 600.0)
+PHANTOM_SEED_STRIDE = 100_000  # draw k uses phantom seeds k * stride + 5000 + 10 i
+DRAWS = 3  # repetitions of the whole measurement (patch positions and phantoms) in the report
 # Tissue classes: air, lung, partial volume, fat and soft tissue, contrast and bone. A finer HU
-# histogram and a gradient histogram raised the real-against-real floor (0.82 against 0.75 at 4 mm,
+# histogram and a gradient histogram raise the real-against-real floor (at 4 mm 0.83 against 0.75;
 # 5 mm was worse): they pick up each scanner's kernel and each patient's emphysema.
 TISSUE_EDGES = np.array([-1024, -900, -500, -200, 100, 601], float)
-N_FEATURES = len(TISSUE_EDGES) - 1 + 3
+N_FEATURES = len(TISSUE_EDGES) - 1 + 2
 # The finer set, reported as a check that the coarse one does not hide differences.
 FINE_HU_EDGES = np.array([-1024, -950, -900, -850, -800, -700, -500, -200, -100, -50, 0, 50, 100, 200, 400, 601], float)
 FINE_GRAD_EDGES = np.array([0, 5, 10, 20, 40, 80, 160, 1e9], float)  # HU per mm
@@ -81,27 +86,27 @@ def resample_common(image: sitk.Image, spacing_mm: float = SPACING_MM) -> np.nda
 
 
 def patch_features(patch: np.ndarray) -> np.ndarray:
-    """Tissue-class shares, mean, spread and mean gradient magnitude (log) of one patch."""
+    """Tissue-class shares, mean and spread of one patch."""
     shares = np.histogram(patch, bins=TISSUE_EDGES)[0] / patch.size
-    grad = np.sqrt(sum(g**2 for g in np.gradient(patch, SPACING_MM)))
-    return np.concatenate([shares, [patch.mean() / 500.0, patch.std() / 500.0, np.log1p(grad.mean())]]).astype(np.float32)
+    return np.concatenate([shares, [patch.mean() / 500.0, patch.std() / 500.0]]).astype(np.float32)
 
 
-def fine_features(patch: np.ndarray) -> np.ndarray:
+def fine_features(patch: np.ndarray, spacing_mm: float = SPACING_MM) -> np.ndarray:
     """15-bin HU histogram, 7-bin gradient-magnitude histogram and three moments (25 features)."""
     hist = np.histogram(patch, bins=FINE_HU_EDGES)[0] / patch.size
-    grad = np.sqrt(sum(g**2 for g in np.gradient(patch, SPACING_MM)))
+    grad = np.sqrt(sum(g**2 for g in np.gradient(patch, spacing_mm)))
     ghist = np.histogram(grad, bins=FINE_GRAD_EDGES)[0] / patch.size
     return np.concatenate([hist, ghist, [patch.mean() / 500.0, patch.std() / 500.0, np.log1p(grad.mean())]]).astype(np.float32)
 
 
-def sample_patches(name: str, volume: np.ndarray, count: int, rng: np.random.Generator) -> Patches:
-    """``count`` patches whose centres lie within 20 mm of the body and that fit in the volume."""
+def sample_patches(name: str, volume: np.ndarray, count: int, rng: np.random.Generator, spacing_mm: float = SPACING_MM) -> Patches:
+    """``count`` patches whose centres lie within 20 mm of the body and that fit in the volume
+    (``volume`` at ``spacing_mm`` isotropic)."""
     h = PATCH // 2
     shape = np.array(volume.shape)
     if (shape < PATCH).any():
-        raise ValueError(f"{name}: {tuple(shape)} voxels at {SPACING_MM} mm is smaller than a {PATCH}^3 patch")
-    near_body = ndimage.binary_dilation(volume > -500, iterations=int(round(20 / SPACING_MM)))
+        raise ValueError(f"{name}: {tuple(shape)} voxels at {spacing_mm} mm is smaller than a {PATCH}^3 patch")
+    near_body = ndimage.binary_dilation(volume > -500, iterations=int(round(20 / spacing_mm)))
     allowed = np.zeros(volume.shape, dtype=bool)
     allowed[h : shape[0] - h + 1, h : shape[1] - h + 1, h : shape[2] - h + 1] = True
     centres = np.argwhere(near_body & allowed)
@@ -110,7 +115,7 @@ def sample_patches(name: str, volume: np.ndarray, count: int, rng: np.random.Gen
     pick = centres[rng.choice(len(centres), size=count, replace=len(centres) < count)]
     cubes = [volume[z - h : z + h, y - h : y + h, x - h : x + h] for z, y, x in pick]
     coarse = np.stack([patch_features(c) for c in cubes])
-    fine = np.stack([fine_features(c) for c in cubes])
+    fine = np.stack([fine_features(c, spacing_mm) for c in cubes])
     return Patches(name, coarse, pick[:, 0].astype(float) / shape[0], fine)
 
 
@@ -183,7 +188,8 @@ def phantom_patches(scan_name: str, image: sitk.Image, version: int, first_seed:
 
 
 def measure_realism(scans: list, versions: tuple[int, ...] = (1, 2), seed: int = 0, log=print) -> RealismNumbers:
-    """All numbers of the section; ``scans`` are ``realism.Scan`` (name, image)."""
+    """All numbers of the section; ``scans`` are ``realism.Scan`` (name, image). ``seed`` draws the
+    patch positions and the phantoms (seed 0: phantom seeds 5000 + 10 i at real scan i)."""
     rng = np.random.default_rng(seed)
     real = [sample_patches(s.name, resample_common(s.image), PATCHES_PER_REAL, rng) for s in scans]
     real_fine = [r.with_fine() for r in real]
@@ -192,7 +198,7 @@ def measure_realism(scans: list, versions: tuple[int, ...] = (1, 2), seed: int =
     for version in versions:
         phantoms = {}
         for i, s in enumerate(scans):
-            phantoms[s.name] = phantom_patches(s.name, s.image, version, 5000 + 10 * i, rng)
+            phantoms[s.name] = phantom_patches(s.name, s.image, version, 5000 + 10 * i + PHANTOM_SEED_STRIDE * seed, rng)
         numbers.by_version[version] = leave_one_real_out(real, phantoms)
         fine = {k: [p.with_fine() for p in v] for k, v in phantoms.items()}
         numbers.fine_by_version[version] = leave_one_real_out(real_fine, fine)
@@ -200,8 +206,28 @@ def measure_realism(scans: list, versions: tuple[int, ...] = (1, 2), seed: int =
     return numbers
 
 
-def markdown(numbers: RealismNumbers) -> list[str]:
-    """The section for docs/realism.md."""
+def _mean(values) -> float:
+    return float(np.mean(list(values))) if len(values) else float("nan")
+
+
+def spread_line(draws: list[RealismNumbers]) -> str:
+    """Mean (min-max) over repeated draws of patches and phantoms, floor and every version."""
+    def stat(get) -> str:
+        v = [get(n) for n in draws]
+        return f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+
+    versions = sorted(draws[0].by_version)
+    coarse = ", ".join(f"v{v} {stat(lambda n, v=v: _mean(n.by_version[v].values()))}" for v in versions)
+    fine = ", ".join(f"v{v} {stat(lambda n, v=v: _mean(n.fine_by_version[v].values()))}" for v in versions)
+    return (
+        f"Over {len(draws)} draws of patch positions and phantoms (`--draws {len(draws)}`; the table is draw 0), "
+        f"mean (min-max): floor {stat(lambda n: _mean(n.floor.values()))}, phantoms {coarse}; fine features: "
+        f"floor {stat(lambda n: _mean(n.fine_floor.values()))}, phantoms {fine}."
+    )
+
+
+def markdown(numbers: RealismNumbers, draws: list[RealismNumbers] | None = None) -> list[str]:
+    """The section for docs/realism.md; ``draws`` (``numbers`` first) add the spread over repeated draws."""
     names = list(next(iter(numbers.by_version.values())).keys()) if numbers.by_version else []
     floor_by_held = {n: np.mean([v for (h, _), v in numbers.floor.items() if h == n]) for n in names}
     floor_mean = float(np.mean(list(numbers.floor.values()))) if numbers.floor else float("nan")
@@ -209,9 +235,9 @@ def markdown(numbers: RealismNumbers) -> list[str]:
     lines = [
         "## A realism number: can a classifier tell phantom from real?",
         "",
-        f"`{COMMAND}` (also run by `python -m training.realism`; about 10 minutes on one core, most of it "
-        f"generating the phantoms at the real scans' sizes). Logistic regression on {N_FEATURES} features (shares of "
-        "air, lung, partial-volume, soft-tissue and dense voxels; mean; spread; mean gradient) "
+        f"`{COMMAND} --draws {DRAWS}` (also run by `python -m training.realism`; about 2 minutes per draw on one "
+        f"core, most of it generating the phantoms at the real scans' sizes). Logistic regression on {N_FEATURES} features (shares of "
+        "air, lung, partial-volume, soft-tissue and dense voxels; mean; spread) "
         f"of {PATCH}^3 patches at {SPACING_MM:.0f} mm isotropic "
         f"({PATCH * SPACING_MM:.0f} mm cubes, anti-alias blurred, HU clipped to [-1024, 600]); {PATCHES_PER_REAL} patches per "
         f"real scan, {PATCHES_PER_PHANTOM} per phantom, {PHANTOMS_PER_GEOMETRY} phantoms (healthy, COPD) per real scan's "
@@ -231,6 +257,8 @@ def markdown(numbers: RealismNumbers) -> list[str]:
         lines.append(row + " |")
     means = " | ".join(f"**{np.mean(list(numbers.by_version[v].values())):.2f}**" for v in versions)
     lines += [f"| mean | **{floor_mean:.2f}** | {means} |", ""]
+    if draws and len(draws) > 1:
+        lines += [spread_line(draws), ""]
     if numbers.fine_by_version:
         fine = " / ".join(f"v{v} {np.mean(list(numbers.fine_by_version[v].values())):.2f}" for v in versions)
         lines += [
@@ -261,6 +289,59 @@ def explain(scans: list, version: int = 2, prefixes: tuple[str, ...] = ("copdgen
     ]
 
 
+SHARE_EDGES_HU = (-1024, -200, -100, -50, 0, 50, 100, 150, 200, 300, 400, 601)
+SHARES_SPACING_MM = 4.0
+
+
+def hu_shares(volume: np.ndarray) -> np.ndarray:
+    """Share (%) of the voxels in and within 20 mm of the body in each ``SHARE_EDGES_HU`` bin."""
+    near = ndimage.binary_dilation(volume > -500, iterations=int(round(20 / SHARES_SPACING_MM)))
+    return 100.0 * np.histogram(volume[near], bins=SHARE_EDGES_HU)[0] / max(1, int(near.sum()))
+
+
+def hu_share_table(scans: list, version: int = 2) -> list[str]:
+    """Each real scan's HU shares at 4 mm beside those of its phantoms (the classifier's phantom
+    seeds of draw 0): where the phantoms lack or overdo dense tissue."""
+    bins = [f"{a}..{b}" for a, b in zip(SHARE_EDGES_HU[:-1], SHARE_EDGES_HU[1:])]
+    lines = ["| scan | " + " | ".join(bins) + " |", "|---|" + "---|" * len(bins)]
+    for i, s in enumerate(scans):
+        rows = [(s.name, resample_common(s.image, SHARES_SPACING_MM))]
+        for k in range(PHANTOMS_PER_GEOMETRY):
+            options = PhantomOptions(size_xyz=s.image.GetSize(), spacing_mm=s.image.GetSpacing(), pathology=("none", "copd")[k % 2], version=version)
+            case = generate_case(5000 + 10 * i + k, options)
+            rows.append((f"  phantom v{version} {k} (contrast {case.meta.get('contrast', 0)})", resample_common(case.image, SHARES_SPACING_MM)))
+        lines += [f"| {name} | " + " | ".join(f"{v:.1f}" for v in hu_shares(vol)) + " |" for name, vol in rows]
+    return lines
+
+
+FLOOR_STUDY_SPACINGS_MM = (2.0, 3.0, 4.0)
+# Feature sets of the study, from a scan's patches.
+FLOOR_STUDY_SUBSETS = {
+    "7 coarse (the headline set)": lambda p: p.features,
+    "7 coarse and the mean gradient (the set before)": lambda p: np.hstack([p.features, p.fine[:, -1:]]),
+    "5 tissue shares": lambda p: p.features[:, :5],
+    "25 fine": lambda p: p.fine,
+}
+
+
+def floor_study(scans: list, spacings=FLOOR_STUDY_SPACINGS_MM, draws: int = DRAWS) -> list[str]:
+    """The real-against-real floor per spacing and feature subset (mean over ``draws`` patch draws):
+    can a choice of features and spacing make real scans indistinguishable from each other?"""
+    lines = ["| spacing (mm) | features | floor, mean (min-max) |", "|---|---|---|"]
+    for spacing in spacings:
+        volumes = [resample_common(s.image, spacing) for s in scans]
+        floors: dict[str, list[float]] = {name: [] for name in FLOOR_STUDY_SUBSETS}
+        for d in range(draws):
+            rng = np.random.default_rng(d)
+            real = [sample_patches(s.name, v, PATCHES_PER_REAL, rng, spacing) for s, v in zip(scans, volumes)]
+            for name, columns in FLOOR_STUDY_SUBSETS.items():
+                rows = [Patches(r.name, columns(r), r.z) for r in real]
+                floors[name].append(_mean(real_against_real(rows).values()))
+        for name, v in floors.items():
+            lines.append(f"| {spacing:g} | {name} | {np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f}) |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.realism import REAL_DIR, load_real_scans
 
@@ -268,7 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--versions", default="1,2", help="phantom generator versions to compare")
     p.add_argument("--explain", type=int, metavar="VERSION", help="list the fine features that separate that version from real")
+    p.add_argument("--draws", type=int, default=1, help="repeat with this many draws of patches and phantoms (mean and range)")
+    p.add_argument("--floor-study", action="store_true", help="the real-against-real floor per spacing and feature subset")
+    p.add_argument("--hu-shares", type=int, metavar="VERSION", help="HU shares at 4 mm of each real scan and its phantoms of that version")
     args = p.parse_args(argv)
+    if args.draws < 1:
+        print(f"error: --draws must be at least 1, not {args.draws}", file=sys.stderr)
+        return 2
     scans = load_real_scans(Path(args.real))
     if len(scans) < 3:
         print(f"error: need at least 3 real scans in {args.real}, found {len(scans)}", file=sys.stderr)
@@ -276,8 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.explain:
         print("\n".join(explain(scans, args.explain)))
         return 0
-    numbers = measure_realism(scans, tuple(int(v) for v in args.versions.split(",")), log=lambda m: print(m, file=sys.stderr))
-    print("\n".join(markdown(numbers)))
+    if args.hu_shares:
+        print("\n".join(hu_share_table(scans, args.hu_shares)))
+        return 0
+    if args.floor_study:
+        print("\n".join(floor_study(scans)))
+        return 0
+    versions = tuple(int(v) for v in args.versions.split(","))
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    draws = [measure_realism(scans, versions, seed=d, log=log) for d in range(args.draws)]
+    print("\n".join(markdown(draws[0], draws)))
     return 0
 
 

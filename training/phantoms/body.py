@@ -16,6 +16,12 @@ from .fields import polyline_points, smooth_field, splat_spheres
 from .grid import Grid, PatientFrame
 
 AIR_HU = -1000.0
+# The myocardium is the outer shell of the heart's measure (<1 inside): 1 - sqrt(0.72) = 15 % of
+# each semi-axis, 6-11 mm (left ventricular wall about 10 mm, right 3-5 mm).
+MYOCARDIUM_INNER = 0.72
+RIB_END_PHI = 0.85 * np.pi  # the bony ribs end here (0 posterior, pi anterior), the cartilages begin
+CARTILAGE_RISE = 0.6  # rib periods a costal cartilage rises from its rib's end to the sternum
+STERNUM_HALF_WIDTH_MM = 14.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,16 @@ class Thorax:
     @property
     def cage_half_width(self) -> float:
         return self.p.lung_center_x_mm + self.p.lung_half_width_mm + 5.0
+
+    @property
+    def marrow_hu(self) -> float:
+        """HU of cancellous bone (v1: 0.3 x the cortical value)."""
+        return 0.3 * self.p.bone_hu if self.p.cancellous_hu is None else self.p.cancellous_hu
+
+    @property
+    def posterior_element_hu(self) -> float:
+        """HU of the vertebral arches and processes (v1: solid cortex)."""
+        return self.p.bone_hu
 
     @property
     def cage_half_depth(self) -> float:
@@ -73,6 +89,10 @@ class Thorax:
         return u * u * np.sqrt(u) + v * v * np.sqrt(v)
 
     cage_exponent = 3.0  # the cage measure is homogeneous of this degree in (x, y - cy)
+    # v2: muscle (intercostals, serratus) fills this many mm outside the cage under the
+    # subcutaneous fat, so the ribs lie in muscle; 0 (v1): the fat reaches the ribs where the wall
+    # is thin, and the ribs are cut away there.
+    rib_muscle_mm = 0.0
 
     def cage(self, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         """Superellipse measure of the inner rib cage (<1 inside); the same at every height z."""
@@ -89,7 +109,7 @@ class Thorax:
         top = 0.0 if side < 0 else -self.p.left_dome_drop_mm
         posterior = np.clip((y - self.cy) / self.p.lung_half_depth_mm, 0.0, 1.0)
         q = np.clip(q, 0.0, 1.6)
-        return top - self.p.recess_depth_mm * q * np.sqrt(np.sqrt(q)) - 18.0 * posterior**2
+        return top - self.p.recess_depth_mm * q * np.sqrt(np.sqrt(q)) - self.p.recess_posterior_mm * posterior**2
 
     def heart(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Ellipsoid measure of the heart (<1 inside), long axis to the left, front and down."""
@@ -152,6 +172,14 @@ class Thorax:
         """Measure of the body outline shrunk by ``inset_mm`` (<1 inside)."""
         return _torso(self, x, y, inset_mm)
 
+    def paraspinal(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+        """Where muscle fills the space behind the vertebral bodies (v1: nowhere)."""
+        return None
+
+    def under_the_back(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+        """Where the vertebrae's posterior elements may be drawn (v1: anywhere)."""
+        return True
+
     def fat_inset_mm(self, x: np.ndarray, y: np.ndarray, z: np.ndarray):
         """Subcutaneous fat thickness (mm) at each point of the outline: uniform in v1."""
         return self.p.fat_mm
@@ -203,27 +231,49 @@ def _ribs_and_scapulae(th: Thorax, x, y, z, cage: np.ndarray) -> tuple[np.ndarra
     Evaluated only in the chest-wall shell just outside the cage (a small share of the grid).
     """
     p = th.p
-    idx = np.flatnonzero((cage >= 1.0) & (cage < 1.9))
-    px, py, pz, pc = x.flat[idx], y.flat[idx], z.flat[idx], cage.flat[idx]
-    rho = np.sqrt(px**2 + (py - th.cy) ** 2)
-    # Radial distance outside the cage: the measure is homogeneous, so p / pc^(1/n) lies on it.
-    inv = 1.0 / np.cbrt(pc) if th.cage_exponent == 3.0 else pc ** (-1.0 / th.cage_exponent)
-    wall_mm = rho * (1.0 - inv)
-    phi = np.arctan2(np.abs(px), py - th.cy)  # 0 posterior, pi anterior
-    drop = p.rib_period_mm * (1.0 - np.cos(phi))
-    first = p.apex_height_mm - 12.0
-    k = np.round((first - drop - pz) / p.rib_period_mm)
-    dz = pz - (first - drop - k * p.rib_period_mm)
-    half_h = 0.2 * p.rib_period_mm * (1.0 + 0.3 * (phi / np.pi))
-    e = ((wall_mm - 5.0) / 3.5) ** 2 + (dz / half_h) ** 2
-    ok = (k >= 0) & (k <= 11) & (np.abs(px) > 20.0) & (phi < 0.85 * np.pi)
+    idx, px, pz, wall_mm, phi = _chest_wall_shell(th, x, y, z, cage)
+    k, e = _rib_tube(p, wall_mm, pz, phi, p.rib_period_mm * (1.0 - np.cos(phi)))
+    ok = (k >= 0) & (k <= 11) & (np.abs(px) > 20.0) & (phi < RIB_END_PHI)
     top, bottom = p.apex_height_mm - 5.0, 0.4 * p.apex_height_mm
     scapula = (np.abs(wall_mm - 16.0) < 2.0) & (phi > 0.2 * np.pi) & (phi < 0.42 * np.pi) & (pz < top) & (pz > bottom)
     return idx[ok & (e < 1.0) & (e >= 0.45)], idx[ok & (e < 0.45)], idx[scapula]
 
 
-def _spine(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cortex, marrow, canal) of vertebrae with discs every rib period."""
+def _chest_wall_shell(th: Thorax, x, y, z, cage: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Flat indices of the shell just outside the cage with each point's z, distance outside the
+    cage (mm) and angle around the body (0 posterior, pi anterior)."""
+    idx = np.flatnonzero((cage >= 1.0) & (cage < 1.9))
+    px, py, pz, pc = x.flat[idx], y.flat[idx], z.flat[idx], cage.flat[idx]
+    rho = np.sqrt(px**2 + (py - th.cy) ** 2)
+    # Radial distance outside the cage: the measure is homogeneous, so p / pc^(1/n) lies on it.
+    inv = 1.0 / np.cbrt(pc) if th.cage_exponent == 3.0 else pc ** (-1.0 / th.cage_exponent)
+    return idx, px, pz, rho * (1.0 - inv), np.arctan2(np.abs(px), py - th.cy)
+
+
+def _rib_tube(p: BodyParams, wall_mm, pz, phi, drop) -> tuple[np.ndarray, np.ndarray]:
+    """(rib number from the top, elliptical measure of the rib's cross-section (<1 inside)) of each
+    point, for ribs that lie ``drop`` mm below the first rib's posterior level at angle ``phi``."""
+    first = p.apex_height_mm - 12.0
+    k = np.round((first - drop - pz) / p.rib_period_mm)
+    dz = pz - (first - drop - k * p.rib_period_mm)
+    half_h = 0.2 * p.rib_period_mm * (1.0 + 0.3 * (phi / np.pi))
+    return k, ((wall_mm - 5.0) / 3.5) ** 2 + (dz / half_h) ** 2
+
+
+def _costal_cartilages(th: Thorax, x, y, z, cage: np.ndarray) -> np.ndarray:
+    """Flat indices of the costal cartilages of ribs 1-7: from each rib's anterior end, rising by
+    ``CARTILAGE_RISE`` rib periods to the sternum's edge."""
+    p = th.p
+    idx, px, pz, wall_mm, phi = _chest_wall_shell(th, x, y, z, cage)
+    along = np.clip((phi - RIB_END_PHI) / (np.pi - RIB_END_PHI), 0.0, 1.0)
+    drop = p.rib_period_mm * (1.0 - np.cos(RIB_END_PHI) - CARTILAGE_RISE * along)
+    k, e = _rib_tube(p, wall_mm, pz, phi, drop)
+    ok = (k >= 0) & (k <= 6) & (phi >= RIB_END_PHI) & (np.abs(px) > STERNUM_HALF_WIDTH_MM) & (e < 1.0)
+    return idx[ok]
+
+
+def _spine(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cortex of the bodies, posterior elements, marrow, canal) of vertebrae with discs every rib period."""
     r = th.p.spine_radius_mm
     ys = th.spine_y
     period = th.p.rib_period_mm
@@ -234,14 +284,14 @@ def _spine(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.
     arch = (canal < 2.6) & (canal >= 1.0)
     spinous = (np.abs(x) < 3.5) & (y > canal_y) & (y < canal_y + 32.0)
     transverse = (np.abs(y - canal_y + 2) < 4.0) & (np.abs(x) < 32.0) & (np.abs(x) > 8.0)
-    cortex = ((body < 1.0) & (body >= 0.72) & ~disc) | arch | spinous | transverse
+    cortex = (body < 1.0) & (body >= 0.72) & ~disc
     marrow = (body < 0.72) & ~disc
-    return cortex, marrow, canal < 1.0
+    return cortex, arch | spinous | transverse, marrow, canal < 1.0
 
 
 def _sternum(th: Thorax, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     front = th.cy - th.cage_half_depth - 8.0
-    e = (x / 14.0) ** 2 + ((y - front) / 6.5) ** 2
+    e = (x / STERNUM_HALF_WIDTH_MM) ** 2 + ((y - front) / 6.5) ** 2
     zr = (z < th.p.apex_height_mm - 25.0) & (z > 5.0)
     return zr & (e < 1.0) & (e >= 0.5), zr & (e < 0.5)
 
@@ -298,10 +348,20 @@ def render_body(
     hu[body] = 10.0  # skin
     hu[th.torso(x, y, z, 2.0) < 1.0] = p.fat_hu
     muscle = th.torso(x, y, z, th.fat_inset_mm(x, y, z)) < 1.0
-    hu[muscle] = p.muscle_hu
     cage = th.cage(x, y, z)
+    if th.rib_muscle_mm > 0:
+        idx, _, _, wall_mm, _ = _chest_wall_shell(th, x, y, z, cage)
+        under_skin = th.torso(x.flat[idx], y.flat[idx], z.flat[idx], 4.0) < 1.0
+        muscle.flat[idx[(wall_mm < th.rib_muscle_mm) & under_skin]] = True
+    paraspinal = th.paraspinal(x, y, z)
+    if paraspinal is not None:
+        paraspinal &= th.torso(x, y, z, 4.0) < 1.0
+        muscle |= paraspinal
+    hu[muscle] = p.muscle_hu
     inside = cage < 1.0
     hu[inside] = p.fat_hu + 10.0  # mediastinal fat fills what organs leave
+    if paraspinal is not None:
+        hu[inside & paraspinal] = p.muscle_hu
     domes = {side: th.dome(x, y, side) for side in (+1, -1)}
     dia_z = np.minimum(domes[-1], domes[+1])
     below = inside & (z < np.where(x < 0, domes[-1], domes[+1]))
@@ -311,7 +371,11 @@ def render_body(
     hu[below & spleen] = p.liver_hu - 10.0
     hu[below & stomach] = 25.0
     hu[below & gas] = AIR_HU
-    hu[inside & (th.heart(x, y, z) < 1.0) & (z > dia_z - 10)] = p.blood_hu
+    heart = inside & (z > dia_z - 10)
+    heart_measure = th.heart(x, y, z)
+    hu[heart & (heart_measure < 1.0)] = p.blood_hu
+    if p.myocardium_hu is not None:  # the wall around contrast-filled chambers
+        hu[heart & (heart_measure < 1.0) & (heart_measure >= MYOCARDIUM_INNER)] = p.myocardium_hu
     tubes = [th.aorta_path()] + th.vessels_mediastinum()
     occ = tubes_density(grid, frame, tubes[:-1])
     hu += occ * (p.blood_hu - hu) * inside
@@ -319,11 +383,15 @@ def render_body(
     hu += eso * (p.muscle_hu - hu) * inside
     rib_cortex, rib_marrow, scapula = (i[muscle.flat[i]] for i in _ribs_and_scapulae(th, x, y, z, cage))
     s_cortex, s_marrow = _sternum(th, x, y, z)
-    v_cortex, v_marrow, canal = _spine(th, x, y, z)
-    hu[s_marrow | v_marrow] = 0.3 * p.bone_hu
-    hu.flat[rib_marrow] = 0.3 * p.bone_hu
+    v_cortex, v_posterior, v_marrow, canal = _spine(th, x, y, z)
+    hu[s_marrow | v_marrow] = th.marrow_hu
+    hu.flat[rib_marrow] = th.marrow_hu
     hu[s_cortex | v_cortex] = p.bone_hu
+    hu[v_posterior & th.under_the_back(x, y, z)] = th.posterior_element_hu
     hu.flat[rib_cortex] = p.bone_hu
+    if p.cartilage_hu is not None:
+        cartilage = _costal_cartilages(th, x, y, z, cage)
+        hu.flat[cartilage[muscle.flat[cartilage]]] = p.cartilage_hu
     hu.flat[scapula] = 0.7 * p.bone_hu
     hu[canal] = 15.0
     body = th.draw_limbs(hu, x, y, z, body)

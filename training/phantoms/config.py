@@ -89,6 +89,16 @@ class BodyParams:
     blood_hu: float
     bone_hu: float
     table_kind: int
+    # The posterior costophrenic recess lies this much deeper than the dome profile alone gives
+    # (v1: always 18 mm; v2 COPD hyperinflation flattens it with the dome, see config_v2).
+    recess_posterior_mm: float = 18.0
+    # Cancellous bone (vertebral bodies, sternum, rib marrow); None: 0.3 x bone_hu (v1).
+    cancellous_hu: float | None = None
+    # Enhanced myocardium around the contrast-filled chambers; None: the heart is all blood (v1,
+    # and v2 without contrast, where myocardium and blood read alike).
+    myocardium_hu: float | None = None
+    # Costal cartilages of ribs 1-7; None: none (v1).
+    cartilage_hu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -334,12 +344,14 @@ def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
     """All parameters of case ``seed`` (version 2 adds its own draws, see ``config_v2``)."""
     body = sample_body(seed)
     lungs = sample_lungs(seed)
+    pathology = sample_pathology(seed, options)
     v2 = None
     if options.version == 2:
         from . import config_v2
 
-        v2 = config_v2.sample_v2(seed)
+        v2 = config_v2.sample_v2(seed, pathology)
         body = config_v2.adjust_body(seed, body, v2.anatomy)
+        body = config_v2.hyperinflate(body, v2.hyperinflation)
         lungs = config_v2.adjust_lungs(seed, lungs, v2.anatomy)
     scan = sample_scan(seed, options, body)
     if v2 is not None:
@@ -354,7 +366,7 @@ def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
         body=body,
         lungs=lungs,
         scan=scan,
-        pathology=sample_pathology(seed, options),
+        pathology=pathology,
         version=options.version,
         v2=v2,
     )

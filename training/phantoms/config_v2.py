@@ -19,6 +19,14 @@ Population figures used here (each sampler cites the ones it uses):
 - Absent minor fissure: 3.3 % of 150 MDCT examinations (Cronin P et al., "Normal and accessory
   fissures of the lung: evaluation with contiguous volumetric thin-section multidetector CT",
   Eur J Radiol 2010;75(2):e1-8).
+- COPD hyperinflation, lung volume: total lung capacity by body plethysmography in 170 COPD
+  patients, Sci Rep 2016;6:37550 (doi:10.1038/srep37550), Table 1, % predicted (mean +- SD):
+  GOLD 1 111 +- 15, GOLD 2 119 +- 23, GOLD 3 126 +- 12, GOLD 4 133 +- 16.
+- COPD hyperinflation, diaphragm shape: diaphragm index (dome surface area over its projected
+  area) on inspiratory CT of 8431 COPDGene subjects, Bakker JT et al., "Automated evaluation of
+  diaphragm configuration based on chest CT in COPD patients", Eur Radiol Exp 2024;8:87
+  (doi:10.1186/s41747-024-00491-9): never smoked 1.83 +- 0.16, GOLD 1 1.71 +- 0.15, GOLD 2
+  1.67 +- 0.16, GOLD 3 1.58 +- 0.14, GOLD 4 1.54 +- 0.11.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 
 from algorithm.report.lobe_shares import POPULATION_SHARES
 
-from .config import BodyParams, LungParams, ScanParams, body_fits_circle, stream
+from .config import BodyParams, LungParams, PathologyParams, ScanParams, body_fits_circle, stream
 
 # Yamada et al. 2020, Table 3, supine: (mean %, SD %, min %, max %) of the total lung volume. One
 # source with the runtime's population reference; the key order is the order of the draws.
@@ -191,26 +199,71 @@ def sample_fissures(seed: int) -> FissureParams:
     )
 
 
+# Dense tissue (docs/design.md, "Dense tissue"). Cancellous bone: L1 trabecular attenuation of
+# 536 adults (mean age 66) by DXA class, osteoporosis 118, osteopenia 143, normal 178 HU (Insights
+# Imaging 2023, doi:10.1186/s13244-023-01400-1; Pickhardt et al., Ann Intern Med 2013;158:588-595:
+# 160 HU the threshold for osteoporosis); younger adults reach 200-250 HU. v1 drew 210-330 HU.
+CANCELLOUS_HU = (100.0, 240.0)
+# Cortical bone is 0.4-1.5 mm thick around vertebrae and ribs (compact bone 1200-1900 HU), but the
+# model draws it as rims of 2-4 mm (its grid is 1.7 mm at 512^2, about 4 mm at 96^2): the rims carry
+# the partial-volume value of a thin cortex over cancellous bone. v1 drew 700-1100 HU, which put
+# 2-4 times the real share of voxels above 400 HU into non-contrast scans at 4 mm (docs/realism.md).
+CORTEX_RIM_HU = (450.0, 800.0)
+# Costal cartilage: uncalcified it reads like dense soft tissue (about 60-120 HU); it calcifies with
+# age, visibly from the 30s (Ontell FK et al., RadioGraphics 1997;17:571-577), its CT value rising
+# to a peak at 40-50 years (Zhang S et al., Sci Rep 2017;7:2865, doi:10.1038/s41598-017-02859-x).
+# The drawn mean value stands for cartilage with fine calcification at the model's resolution.
+CARTILAGE_HU = (60.0, 180.0)
+# Contrast: blood from a late routine phase (aorta about 150 HU) to a CT angiogram (at least 250-300
+# HU is the usual target; Bae KT, Radiology 2010;256:32-61); the two contrast scans in
+# ../shared/data/real have their blood peak at 440-560 HU (v1 drew 180-380). The liver
+# enhances least in the arterial phase (brightest blood) and by 50-60 HU in the portal venous phase
+# (the target of Heiken et al., Radiology 1995;195:353-357): LIVER_ENHANCEMENT_HU follows the blood
+# from its bright end to its dim end. Enhanced myocardium reads about 100-140 HU.
+CONTRAST_BLOOD_HU = (150.0, 550.0)
+LIVER_ENHANCEMENT_HU = (15.0, 60.0)  # at the brightest, at the dimmest blood
+MYOCARDIUM_ENHANCEMENT_HU = (50.0, 90.0)  # above unenhanced muscle
+
+
+def _contrast_tissue(seed: int, body: BodyParams, blood_hu: float) -> dict[str, float]:
+    """Liver and myocardium of a contrast scan, from the blood's brightness (the phase)."""
+    rng = stream(seed, "contrast-phase-v2")
+    lo, hi = CONTRAST_BLOOD_HU
+    late = float(np.clip((hi - blood_hu) / (hi - lo), 0.0, 1.0))
+    gain = LIVER_ENHANCEMENT_HU[0] + late * (LIVER_ENHANCEMENT_HU[1] - LIVER_ENHANCEMENT_HU[0])
+    return {"liver_hu": body.liver_hu + gain, "myocardium_hu": body.muscle_hu + _u(rng, *MYOCARDIUM_ENHANCEMENT_HU)}
+
+
 def adjust_body(seed: int, body: BodyParams, anatomy: AnatomyParams) -> BodyParams:
-    """v2 changes to the v1 body draws: dome asymmetry, breathing, contrast and fat density."""
+    """v2 changes to the v1 body draws: dome asymmetry, breathing, contrast, fat and bone density."""
     rng = stream(seed, "body-v2")
     # The right dome lies higher than the left in about nine adults in ten, by about 1.5 cm on
     # average; the rest have level domes or a higher left one.
     drop = float(np.clip(rng.normal(14.0, 10.0), -15.0, 40.0))
     # Expiration: the domes rise (the lung shortens much more than it narrows).
     e = anatomy.expiration
+    blood_hu = _u(rng, *CONTRAST_BLOOD_HU) if anatomy.contrast else body.blood_hu
+    contrast = _contrast_tissue(seed, body, blood_hu) if anatomy.contrast else {}
     return replace(
         body,
+        **contrast,
         left_dome_drop_mm=drop,
         apex_height_mm=body.apex_height_mm * (1.0 - 0.22 * e),
         lung_half_depth_mm=body.lung_half_depth_mm * (1.0 - 0.07 * e),
         lung_half_width_mm=body.lung_half_width_mm * (1.0 - 0.05 * e),
-        blood_hu=_u(rng, 180, 380) if anatomy.contrast else body.blood_hu,
+        blood_hu=blood_hu,
         # Adipose tissue reads about -90 to -130 HU on CT; v1's -85 to -115 put too many 4 mm
         # voxels at -100 to -50 HU (the fine realism features, docs/realism.md). Own stream, so
         # the draws above keep their values.
         fat_hu=_u(stream(seed, "fat-hu-v2"), -125.0, -95.0),
+        **_bone(seed),
     )
+
+
+def _bone(seed: int) -> dict[str, float]:
+    """Cancellous bone, the cortical rims as drawn and costal cartilage (CANCELLOUS_HU, CORTEX_RIM_HU, CARTILAGE_HU)."""
+    rng = stream(seed, "dense-tissue-v2")
+    return {"cancellous_hu": _u(rng, *CANCELLOUS_HU), "bone_hu": _u(rng, *CORTEX_RIM_HU), "cartilage_hu": _u(rng, *CARTILAGE_HU)}
 
 
 def adjust_lungs(seed: int, lungs: LungParams, anatomy: AnatomyParams) -> LungParams:
@@ -239,6 +292,80 @@ def adjust_scan(seed: int, scan: ScanParams, body: BodyParams) -> ScanParams:
     return replace(scan, pad_value_hu=pad)
 
 
+# COPD hyperinflation (see the module docstring for the sources). Severity 0..1 is the emphysema
+# extent (LAA-950 share of the lung) over SEVERE_EMPHYSEMA: a modelling choice that ties the
+# generator's emphysema draw (1-45 %) to the GOLD stages of the cited tables, GOLD 1 at about 0 and
+# GOLD 4 at 1; hyperinflation and emphysema correlate, but loosely, hence the wide spreads.
+SEVERE_EMPHYSEMA = 0.27
+TLC_EXCESS_MILD, TLC_EXCESS_SEVERE, TLC_EXCESS_SD = 0.11, 0.33, 0.12  # TLC % predicted / 100 - 1
+TLC_EXCESS_RANGE = (0.0, 0.5)
+DIAPHRAGM_INDEX_HEALTHY = 1.83  # never smoked
+DIAPHRAGM_INDEX_MILD, DIAPHRAGM_INDEX_SEVERE, DIAPHRAGM_INDEX_SD = 1.71, 1.54, 0.12
+DIAPHRAGM_INDEX_RANGE = (1.25, DIAPHRAGM_INDEX_HEALTHY)
+# Share of a healthy v2 lung below the right dome top (z < 0), measured on seeds 0-5 at 96^2: 0.19-0.29.
+LUNG_SHARE_BELOW_DOME = 0.24
+BARREL_DEPTH_PER_EXCESS = 0.25  # the A-P lung depth grows by this fraction of the volume excess
+
+
+@dataclass(frozen=True)
+class Hyperinflation:
+    """How much larger a COPD lung is than the same patient's healthy one, and how flat its domes.
+
+    ``volume_factor`` 1 and ``dome_factor`` 1 (every non-COPD case): no change.
+    """
+
+    volume_factor: float  # lung volume / healthy (the TLC % predicted of the cited table / 100)
+    dome_factor: float  # dome height above the recesses / healthy
+
+
+NO_HYPERINFLATION = Hyperinflation(1.0, 1.0)
+
+
+def dome_factor_from_index(index: float) -> float:
+    """Dome height relative to a never-smoker's from a diaphragm index (area / projected area).
+
+    For a shallow dome of height H over a base of radius R the index is about 1 + (H / R)^2, so
+    at a fixed base H scales with sqrt(index - 1).
+    """
+    return float(np.sqrt((index - 1.0) / (DIAPHRAGM_INDEX_HEALTHY - 1.0)))
+
+
+def sample_hyperinflation(seed: int, pathology: PathologyParams) -> Hyperinflation:
+    """COPD: larger lungs and flatter, lower domes, more so with more emphysema; else none."""
+    if pathology.kind != "copd":
+        return NO_HYPERINFLATION
+    rng = stream(seed, "hyperinflation-v2")
+    s = float(np.clip(pathology.extent / SEVERE_EMPHYSEMA, 0.0, 1.0))
+    excess = _truncated_normal(rng, TLC_EXCESS_MILD + s * (TLC_EXCESS_SEVERE - TLC_EXCESS_MILD), TLC_EXCESS_SD, *TLC_EXCESS_RANGE)
+    mean_index = DIAPHRAGM_INDEX_MILD + s * (DIAPHRAGM_INDEX_SEVERE - DIAPHRAGM_INDEX_MILD)
+    index = _truncated_normal(rng, mean_index, DIAPHRAGM_INDEX_SD, *DIAPHRAGM_INDEX_RANGE)
+    return Hyperinflation(volume_factor=1.0 + excess, dome_factor=dome_factor_from_index(index))
+
+
+def hyperinflate(body: BodyParams, h: Hyperinflation) -> BodyParams:
+    """The hyperinflated chest: flatter domes and recesses, a deeper (barrel) chest, and the lung
+    lengthened above the domes (the domes descend) until its volume is ``h.volume_factor`` times
+    the healthy one.
+
+    Volume model: a share ``LUNG_SHARE_BELOW_DOME`` of the lung lies below the dome top and scales
+    with the dome depth, the rest with the height from the dome top to the apex; both scale with the
+    A-P depth. Measured on generated cases (tests/test_phantoms_v2.py) it lands within a few
+    per cent of the target.
+    """
+    if h == NO_HYPERINFLATION:
+        return body
+    depth = 1.0 + BARREL_DEPTH_PER_EXCESS * (h.volume_factor - 1.0)
+    r = LUNG_SHARE_BELOW_DOME
+    stretch = max(1.0, (h.volume_factor / depth - r * h.dome_factor) / (1.0 - r))
+    return replace(
+        body,
+        apex_height_mm=body.apex_height_mm * stretch,
+        lung_half_depth_mm=body.lung_half_depth_mm * depth,
+        recess_depth_mm=body.recess_depth_mm * h.dome_factor,
+        recess_posterior_mm=body.recess_posterior_mm * h.dome_factor,
+    )
+
+
 @dataclass(frozen=True)
 class V2Params:
     """Everything version 2 draws on top of the v1 parameters."""
@@ -246,7 +373,8 @@ class V2Params:
     surroundings: SurroundingsParams
     anatomy: AnatomyParams
     fissures: FissureParams
+    hyperinflation: Hyperinflation = NO_HYPERINFLATION
 
 
-def sample_v2(seed: int) -> V2Params:
-    return V2Params(sample_surroundings(seed), sample_anatomy(seed), sample_fissures(seed))
+def sample_v2(seed: int, pathology: PathologyParams) -> V2Params:
+    return V2Params(sample_surroundings(seed), sample_anatomy(seed), sample_fissures(seed), sample_hyperinflation(seed, pathology))

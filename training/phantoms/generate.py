@@ -216,6 +216,8 @@ def _meta(name: str, params: CaseParams, out: Grid, counts: np.ndarray, lobes, e
                 "blanket_layers": v2.surroundings.blanket_layers,
                 "expiration": round(v2.anatomy.expiration, 3),
                 "contrast": int(v2.anatomy.contrast),
+                "hyperinflation_volume_factor": round(v2.hyperinflation.volume_factor, 3),
+                "dome_factor": round(v2.hyperinflation.dome_factor, 3),
                 "pad_value_hu": "" if scan.pad_value_hu is None else scan.pad_value_hu,
             }
         )

@@ -20,6 +20,15 @@ from .grid import Grid, PatientFrame
 from .surroundings import draw_surroundings
 
 HUMERUS_RADIUS_MM = 11.0
+SPINOUS_COVER_MM = 8.0  # skin and fat over the tips of the spinous processes
+# Behind the vertebral bodies v1 left mediastinal and subcutaneous fat; in adults the erector
+# spinae fill it (3-5 cm deep behind the laminae). v2 paints it muscle. The column itself stays
+# where v1 put it: moving it 8-15 mm forward (the bodies bulge into the chest in adults) took
+# lower-lobe lung beside the spine and pushed the median LUL share past 2.5 points from the
+# population mean (test_lobe_shares_follow_the_published_population).
+PARASPINAL_HALF_WIDTH_MM = 45.0
+# Adult humeral head: about 43-50 mm across; a 2 mm cortical rim around cancellous bone.
+HUMERAL_HEAD_RADIUS_MM = 23.0
 CLAVICLE_RADIUS_MM = 7.0
 # Tissue texture (texture_tissue): spacing of fat planes in muscle and of septa in fat, and the
 # size and strength of a mottle in both.
@@ -49,6 +58,7 @@ class ThoraxV2(Thorax):
     seed: int = 0
 
     cage_exponent = 2.5
+    rib_muscle_mm = 12.0
 
     # --- outline -------------------------------------------------------------------------------
     def _taper(self, z: np.ndarray) -> np.ndarray:
@@ -77,6 +87,11 @@ class ThoraxV2(Thorax):
         e = np.where(dy < 0, 2.0, 2.6)  # ellipse in front, a flatter back on the table
         return u**e + v**e
 
+    def under_the_back(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The spinous processes end under the skin and some fat, not outside the body (v1's did
+        where the back is thin)."""
+        return self.torso(x, y, z, SPINOUS_COVER_MM) < 1.0
+
     def fat_inset_mm(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Fat thickness varying around the body: thicker at the flanks and the lower back."""
         rng = stream(self.seed, "fat-v2")
@@ -99,6 +114,16 @@ class ThoraxV2(Thorax):
         u = np.abs(x / half_w)
         v = np.abs((y - cy) / half_d)
         return u * u * np.sqrt(u) + v * v * np.sqrt(v)
+
+    def paraspinal(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The paraspinal muscles: behind the vertebral bodies, either side of the spinous processes."""
+        r = self.p.spine_radius_mm
+        return (np.abs(x) < PARASPINAL_HALF_WIDTH_MM) & (y > self.spine_y + 0.6 * r)
+
+    @property
+    def posterior_element_hu(self) -> float:
+        """Arches and processes: small bones, a thin cortex around cancellous bone (half way)."""
+        return 0.5 * (self.p.bone_hu + self.marrow_hu)
 
     # --- heart ----------------------------------------------------------------------------------
     def heart(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -161,12 +186,25 @@ class ThoraxV2(Thorax):
             da = d[arm][new]
             val = np.where(da < r - fat_arm, p.muscle_hu, np.where(da < r - 2.0, p.fat_hu, 10.0))
             val = np.where(da < HUMERUS_RADIUS_MM, p.bone_hu, val)
-            val = np.where(da < HUMERUS_RADIUS_MM - 3.0, 0.3 * p.bone_hu, val)
+            val = np.where(da < HUMERUS_RADIUS_MM - 3.0, self.marrow_hu, val)
             hu.flat[idx[new]] = val
             body.flat[idx] = True
+        self._draw_humeral_heads(hu, x, y, z, body)
         self._draw_breasts(hu, x, y, z, body)
         self._draw_clavicles(hu, x, y, z, body)
         return body
+
+    def _draw_humeral_heads(self, hu: np.ndarray, x, y, z, body: np.ndarray) -> None:
+        """The humeral head at each shoulder (the first node of each arm's axis), inside the body
+        and outside the rib cage."""
+        r = HUMERAL_HEAD_RADIUS_MM
+        for axis in self._arm_axes():
+            c = axis[0]
+            near = np.flatnonzero((np.abs(x - c[0]) < r) & (np.abs(y - c[1]) < r) & (np.abs(z - c[2]) < r))
+            px, py, pz = x.flat[near], y.flat[near], z.flat[near]
+            d = np.sqrt((px - c[0]) ** 2 + (py - c[1]) ** 2 + (pz - c[2]) ** 2)
+            head = (d < r) & body.flat[near] & (self.cage(px, py, pz) > 1.1)
+            hu.flat[near[head]] = np.where(d[head] < r - 2.0, self.marrow_hu, self.p.bone_hu)
 
     def _draw_breasts(self, hu: np.ndarray, x, y, z, body: np.ndarray) -> None:
         s, p = self.v2.surroundings, self.p
@@ -207,7 +245,7 @@ class ThoraxV2(Thorax):
             )
             d = polyline_distance_mm(px, py, pz, nodes)
             idx = candidate[(d < CLAVICLE_RADIUS_MM) & body.flat[candidate]]
-            hu.flat[idx] = np.where(d[(d < CLAVICLE_RADIUS_MM) & body.flat[candidate]] < CLAVICLE_RADIUS_MM - 2.0, 0.35 * p.bone_hu, p.bone_hu)
+            hu.flat[idx] = np.where(d[(d < CLAVICLE_RADIUS_MM) & body.flat[candidate]] < CLAVICLE_RADIUS_MM - 2.0, self.marrow_hu, p.bone_hu)
 
     def draw_surroundings(self, hu: np.ndarray, grid: Grid, frame: PatientFrame, body: np.ndarray, x, y, z) -> None:
         draw_surroundings(self, hu, grid, frame, body, x, y, z)
