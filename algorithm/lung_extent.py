@@ -52,6 +52,7 @@ class LungExtentSettings:
     airway_max_area_mm2: float = 800.0  # trachea and main bronchi cross-sections stay below this
     airway_seed_band_mm: float = 35.0  # the trachea starts this close to the lungs' midline
     airway_max_gap_mm: float = 6.0  # slices without airway before the tracking stops
+    airway_below_carina_mm: float = 25.0  # main bronchi inside the network's lung: the right one's length
     airway_reach_mm: float = 4.0  # the tracked airway grows this far along its air (rim, bronchus ends)
     min_network_overlap: float = 0.2  # an air piece is lung when this share of it is network lung
     max_hole_area_mm2: float = 2500.0  # enclosed non-air regions up to this are lung (vessels, nodules)
@@ -215,44 +216,62 @@ def _mostly_network_lung(pieces: np.ndarray, count: int, network_lung: np.ndarra
 
 
 def _airway(candidates: np.ndarray, network_lung: np.ndarray, spacing_mm, settings: LungExtentSettings) -> np.ndarray:
-    """Trachea and main bronchi: small air regions outside the network's lung, followed down from
-    the first central one near the top of the scan (LPS: the last slice is the most superior)."""
+    """Trachea and main bronchi: small air regions followed down from the first central one outside
+    the network's lung near the top of the scan (LPS: the last slice is the most superior).
+
+    Below the seed, a small piece that overlaps the airway of the slice above continues it, outside
+    the network's lung or inside it: a network may label the distal trachea as lung (the v2 weights
+    do on the real A0001 scan). Inside the network's lung the airway is followed at most
+    ``airway_below_carina_mm`` below the carina (where it first splits in two), so that the lobar
+    and segmental bronchi, which are lung, are never followed."""
     sz, sy, sx = spacing_mm
     max_area = settings.airway_max_area_mm2 / (sy * sx)
     min_area = 30.0 / (sy * sx)  # under 6 mm across: no trachea
     max_gap = max(1, int(round(settings.airway_max_gap_mm / sz)))
+    below_carina = max(1, int(round(settings.airway_below_carina_mm / sz)))
     airway = np.zeros_like(candidates)
     lung_x = np.flatnonzero(network_lung.any(axis=(0, 1)))
     if lung_x.size == 0:
         return airway
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = True
-    pieces, count = ndimage.label(candidates & ~network_lung, structure=in_plane)  # 2D pieces, unique ids
+    # 2D pieces with unique ids, outside the network's lung and inside it apart: an airway the
+    # network labelled is joined in its slice to the lung's air only where the lung is
+    outside_pieces, count_outside = ndimage.label(candidates & ~network_lung, structure=in_plane)
+    inside_pieces, count_inside = ndimage.label(candidates & network_lung, structure=in_plane)
+    count = count_outside + count_inside
     if count == 0:
         return airway
+    pieces = np.where(inside_pieces > 0, inside_pieces + count_outside, outside_pieces)
     flat = pieces.ravel()
     area = np.bincount(flat, minlength=count + 1)
-    # a thin strip along the network's lung is lung the network fell short of, not airway
-    along = _dilated(network_lung, size=(1, 3, 3)).ravel()
+    inside = np.arange(count + 1) > count_outside
+    # a thin strip along (not inside) the network's lung is lung the network fell short of, not airway
+    along = (_dilated(network_lung, size=(1, 3, 3)) & ~network_lung).ravel()
     strip = 2 * np.bincount(flat[along], minlength=count + 1) > area
     fits = (area <= max_area) & ~strip
     fits[0] = False
+    seed_fits = fits & ~inside & (area >= min_area)
     midline_x = 0.5 * (lung_x[0] + lung_x[-1])
-    footprint, gap = None, 0
+    footprint, gap, carina = None, 0, None
     for k in range(candidates.shape[0] - 1, -1, -1):
-        ids = np.unique(pieces[k]) if footprint is None else np.unique(pieces[k][footprint])
         if footprint is None:
-            ids = ids[fits[ids] & (area[ids] >= min_area)]
+            ids = np.unique(pieces[k])
+            ids = ids[seed_fits[ids]]
             if ids.size:  # central pieces only; the largest of them: the trachea
                 x_index = np.broadcast_to(np.arange(pieces.shape[2]), pieces[k].shape)
                 centre_x = ndimage.mean(x_index, pieces[k], ids)
                 ids = ids[np.abs(np.asarray(centre_x) - midline_x) <= settings.airway_seed_band_mm / sx]
             chosen = ids[np.argsort(-area[ids])][:1]
         else:
-            chosen = ids[fits[ids]]
+            ids = np.unique(pieces[k][footprint])
+            past_carina = carina is not None and carina - k > below_carina
+            chosen = ids[fits[ids] & ~(inside[ids] & past_carina)]
         if chosen.size:
             airway[k] = np.isin(pieces[k], chosen)
             footprint, gap = airway[k], 0
+            if carina is None and chosen.size >= 2:
+                carina = k
         elif footprint is not None:
             gap += 1
             if gap > max_gap:

@@ -323,3 +323,23 @@ def test_lung_behind_a_chest_wall_thinner_than_a_work_block_stays_lung(chest):
     assert not lung[(hu <= -990) & ~truth & ~slit].any()
     slit_ml = np.count_nonzero(lung & slit) * np.prod(SPACING_MM) / 1000.0
     assert slit_ml < 0.25 * np.count_nonzero(slit) * np.prod(SPACING_MM) / 1000.0  # the slit's inner end only
+
+
+def test_trachea_the_network_labelled_as_lung_stays_out(chest):
+    """The v2 weights label the distal trachea as lung on a real scan: the airway is followed into
+    the network's lung from the carina's slices up, and stays out of the lobes."""
+    network = network_answer(chest.lobes)
+    z, _, _ = _coordinates()
+    distal = chest.trachea_and_main_bronchi & np.broadcast_to(z < 128.0, SHAPE)  # 18 mm above the carina
+    on_network = resample_array(torch.from_numpy(distal.astype(np.uint8)), NETWORK_SHAPE, "nearest-exact").numpy() > 0
+    on_network = ndimage.binary_dilation(on_network)  # the network's lung reaches over the lumen and its wall
+    labels = network.labels.copy()
+    labels[on_network & (labels == 0)] = Lobe.RUL
+    probabilities = network.probabilities.copy()
+    probabilities[:, on_network] = 0
+    probabilities[Lobe.RUL, on_network] = 1
+    result = lung_extent(chest.hu, SPACING_MM, NetworkLobes(labels, probabilities))
+    assert distal.sum() > 500
+    assert (result.labels[chest.trachea_and_main_bronchi] > 0).mean() < 0.05  # old rule: 0.61; left: bronchus ends
+    truth = chest.distance_mm < -max(SPACING_MM)
+    assert (result.labels[truth] > 0).mean() > 0.99  # the lung and its own airways stay lung
