@@ -98,7 +98,8 @@ def phantom_scores(
     from training.metrics import lobe_scores  # benchmarks may use training/; algorithm/ never does
 
     scores = lobe_scores(mask, ref, spacing_zyx)
-    ref_dense = ~below(hu, DENSE_HU) & (ref > 0)
+    dense = ~below(hu, DENSE_HU)
+    ref_dense = dense & (ref > 0)
     depth_mm = ndimage.distance_transform_edt(ref > 0, sampling=spacing_zyx)
     interior = ref_dense & (depth_mm > RIM_MM)
     rim = ref_dense & ~interior
@@ -106,7 +107,7 @@ def phantom_scores(
         "lung_iou": _iou(mask > 0, ref > 0),
         "lobe_iou": float(np.mean([s.iou for s in scores.values()])),
         "hd95_mm": float(np.mean([s.hd95_mm for s in scores.values()])),
-        "dense_non_lung_taken_ml": float(np.count_nonzero(~below(hu, DENSE_HU) & (mask > 0) & (ref == 0)) * voxel_ml),
+        "dense_non_lung_taken_ml": float(np.count_nonzero(dense & (mask > 0) & (ref == 0)) * voxel_ml),
         "dense_lung_kept_share": _kept_share(mask, ref, ref_dense),
         "dense_interior_kept_share": _kept_share(mask, ref, interior),
         "dense_rim_kept_share": _kept_share(mask, ref, rim),
@@ -161,10 +162,11 @@ def aerated_lung(hu: np.ndarray) -> np.ndarray:
     air = below(hu, AIR_MAX_HU)
     at_edge = air_around_body(air)
     lung = _large_pieces(air & ~at_edge, 0.01)
+    min_edge_piece = 0.01 * np.count_nonzero(air)
     edge_pieces, _ = ndimage.label(at_edge)
     for index, box in enumerate(ndimage.find_objects(edge_pieces), start=1):
         piece = edge_pieces[box] == index
-        if piece.sum() >= 0.01 * air.sum() and np.median(hu[box][piece]) > EDGE_LUNG_MEDIAN_HU:
+        if piece.sum() >= min_edge_piece and np.median(hu[box][piece]) > EDGE_LUNG_MEDIAN_HU:
             lung[box] |= piece
     pieces, _ = ndimage.label(lung)
     total = np.count_nonzero(lung)
