@@ -19,7 +19,9 @@ the network only which lobe each lung voxel belongs to:
    the lung's interior (vessels), or in the network's dense core.
 3. Every lung voxel takes the lobe of the network: the argmax of its lobe probabilities
    interpolated trilinearly (exactly, and only in network cells whose corners disagree), where
-   the network said background the nearest lobe.
+   the network said background the nearest lobe. The nearest lobe can lie across the mediastinum
+   or a fissure: lung left apart from its lobe's main body then joins the lobe around it
+   (``postprocessing.merge_stray_pieces``).
 
 All functions take numpy arrays in (Z, Y, X) and spacings in mm; nothing here knows SimpleITK.
 """
@@ -33,7 +35,7 @@ from scipy import ndimage
 
 from algorithm.labels import LEFT_LOBES, LOBES
 from algorithm.report.density import _dilate_face_neighbours  # one source: six shifted ORs
-from algorithm.postprocessing import AIR_MAX_HU, EMPTY_AIR_MEDIAN_HU, bounding_box, slice_edge_pieces
+from algorithm.postprocessing import AIR_MAX_HU, EMPTY_AIR_MEDIAN_HU, bounding_box, merge_stray_pieces, slice_edge_pieces
 
 MIXED = 255  # a network cell whose corners carry different lobes: interpolate there
 
@@ -77,6 +79,7 @@ class LungExtent:
     network_unlabelled_share: float  # of that, the share the network had left background
     airway_ml: float  # trachea and main bronchi kept out (work grid)
     work_block_zyx: tuple[int, int, int]
+    stray_relabelled_ml: float = 0.0  # lung apart from its lobe's body, given to the lobe around it
 
 
 # ---------------------------------------------------------------- grids
@@ -506,12 +509,15 @@ def lung_extent(
         if mixed.size:
             where = np.unravel_index(mixed, slab.shape)
             slab.ravel()[mixed] = _interpolated_lobes(scores, axes, (where[0] + z0, where[1], where[2]))
+    voxel_ml = float(np.prod(spacing_mm_zyx)) / 1000.0
+    stray_voxels = merge_stray_pieces(labels)
     return LungExtent(
         labels=labels,
-        aerated_lung_ml=aerated * float(np.prod(spacing_mm_zyx)) / 1000.0,
+        aerated_lung_ml=aerated * voxel_ml,
         network_unlabelled_share=stats.unlabelled_voxels / stats.aerated_voxels if stats.aerated_voxels else 0.0,
         airway_ml=stats.airway_ml,
         work_block_zyx=block,
+        stray_relabelled_ml=stray_voxels * voxel_ml,
     )
 
 

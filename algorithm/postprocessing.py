@@ -27,6 +27,10 @@ from algorithm.preprocessing import (
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
 DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none, below this: not lung
+# Stray lobe pieces on the scan grid (merge_stray_pieces): a cluster this large (share of the lung)
+# is left as the network labelled it; smaller ones join the lobe they touch most.
+STRAY_CLUSTER_MAX_SHARE = 0.02
+SPECK_MAX_SHARE = 0.001  # a stray cluster touching no lobe and under this share of the lung: not lung
 # Air outside the body: below AIR_MAX_HU, connected within its axial slice to the slice's edge. A
 # lung piece whose median is below EMPTY_AIR_MEDIAN_HU holds no parenchyma (lung, even severely
 # emphysematous, has a median near -850...-930 HU from its vessels and walls).
@@ -161,6 +165,49 @@ def _merge_stray_pieces(labels: np.ndarray, rounds: int = 3) -> None:
                     changed = True
         if not changed:
             return
+
+
+def merge_stray_pieces(labels: np.ndarray, max_share: float = STRAY_CLUSTER_MAX_SHARE) -> int:
+    """In place, on the scan grid: lung that is not the main body of its lobe, taken in clusters
+    (26-connected, whatever their labels), joins the main lobe it shares the most surface with.
+
+    The lung step labels lung the network missed with the nearest network lobe, which can lie
+    across the mediastinum (retrocardiac left lung taking a right lobe's label) or across a
+    fissure; the fissure fit can cut a sliver off. Such pieces touch the lobe they belong to.
+    Taken one label at a time they would first merge into each other; as one cluster they go to
+    the lobe around them. Clusters over ``max_share`` of the lung, and clusters touching no main
+    lobe (lung cut apart by the field of view), keep their labels, except specks touching nothing
+    (under SPECK_MAX_SHARE of the lung), which are not lung. Returns the voxels changed.
+    """
+    box = bounding_box(labels > 0, margin=1)
+    if box is None:
+        return 0
+    sub = labels[box]
+    main = np.zeros(sub.shape, bool)
+    for lobe in LOBES:
+        main |= _largest_component(sub == lobe)
+    full = np.ones((3, 3, 3), bool)
+    clusters, count = ndimage.label((sub > 0) & ~main, structure=full)
+    if count == 0:
+        return 0
+    lung_voxels = np.count_nonzero(sub)
+    limit, speck = max_share * lung_voxels, SPECK_MAX_SHARE * lung_voxels
+    sizes = np.bincount(clusters.ravel())
+    changed = 0
+    for index, piece_box in enumerate(ndimage.find_objects(clusters), start=1):
+        if sizes[index] > limit:
+            continue
+        grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in piece_box)
+        piece = clusters[grown] == index
+        ring = ndimage.binary_dilation(piece, structure=full) & ~piece & main[grown]
+        if ring.any():
+            sub[grown][piece] = np.bincount(sub[grown][ring]).argmax()
+        elif sizes[index] < speck:
+            sub[grown][piece] = 0
+        else:
+            continue
+        changed += int(sizes[index])
+    return changed
 
 
 def _detached_small_pieces(unassigned: np.ndarray, lobes: np.ndarray, lung_voxels: int) -> np.ndarray:

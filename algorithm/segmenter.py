@@ -39,7 +39,7 @@ from algorithm.fissure_fit import refine_fissures
 from algorithm.io.validation import check_geometry, check_intensities, check_lungs_present, coverage_warnings
 from algorithm.network.checkpoint import InferenceSettings, load_checkpoint
 from algorithm.lung_extent import LungExtent, NetworkLobes, lung_extent
-from algorithm.postprocessing import clean_labels, outside_air
+from algorithm.postprocessing import clean_labels, merge_stray_pieces, outside_air
 from algorithm.preprocessing import PreprocessedScan, canonical_to_input_image, preprocess, skips_network_voxels, to_canonical
 from algorithm.report.lobe_report import LobeReport, NetworkRun, WeightsInfo, build_report, low_confidence_share
 
@@ -286,6 +286,7 @@ def fit_fissures(case: CaseState, segmenter: LobeSegmenter) -> None:
     case.canonical_labels, case.fissures = refine_fissures(
         hu, case.canonical_labels, case.scan.canonical_spacing_mm_zyx, mode=segmenter.options.fissures
     )
+    merge_stray_pieces(case.canonical_labels)  # slivers the refitted borders cut off
 
 
 def to_input_grid(case: CaseState) -> None:

@@ -10,7 +10,7 @@ from scipy import ndimage
 from algorithm.labels import Lobe
 from algorithm.report.volumes import volumes_ml
 from algorithm.segmenter import outside_air_removed_ml
-from algorithm.postprocessing import clean_labels
+from algorithm.postprocessing import clean_labels, merge_stray_pieces
 from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, skips_network_voxels
 
 
@@ -179,3 +179,40 @@ def test_lung_at_the_edge_of_the_field_of_view_and_empty_air_inside_the_body_are
     bulla_labels[bulla] = Lobe.RLL
     cleaned = clean_labels(bulla_labels, _normalized(bulla_hu))
     assert (cleaned[bulla] > 0).all()
+
+
+# -- merge_stray_pieces: the scan-grid pass after the lung step and the fissure fit ------------------
+
+
+def test_a_cluster_of_right_lobe_pieces_inside_the_left_lung_joins_the_left_lobe_around_it():
+    labels = _two_lobes()
+    # lung the network missed next to the mediastinum, labelled with the nearest network lobes
+    # across the gap: an RML piece and an RLL piece touching each other inside the left lung
+    labels[8:12, 8:12, 34:36] = Lobe.RLL
+    labels[8:12, 8:12, 36:38] = Lobe.RML
+    labels[2:6, 2:6, 20:24] = Lobe.RML  # the RML's main body, so the pieces above are strays
+    changed = merge_stray_pieces(labels)
+    assert changed == 64
+    assert (labels[8:12, 8:12, 34:38] == Lobe.LUL).all()
+    for lobe in (Lobe.RLL, Lobe.RML, Lobe.LUL):
+        assert ndimage.label(labels == lobe, structure=np.ones((3, 3, 3)))[1] == 1
+
+
+def test_stray_merge_leaves_large_detached_lung_and_drops_specks():
+    labels = _two_lobes()
+    labels[:, :, 14:28] = 0  # the RLL's place is background now ...
+    labels[2:18, 2:18, 20:28] = Lobe.RUL  # ... but for a second RUL piece apart from the first: lung cut apart
+    labels[19, 19, 30] = Lobe.LLL  # a one-voxel speck of lung touching nothing
+    before = labels.copy()
+    merge_stray_pieces(labels)
+    assert labels[19, 19, 30] == 0
+    before[19, 19, 30] = 0
+    np.testing.assert_array_equal(labels, before)
+
+
+def test_stray_cluster_over_the_size_limit_keeps_its_label():
+    labels = _two_lobes()
+    labels[8:12, 8:12, 34:38] = Lobe.RLL  # 64 voxels inside the LUL, a stray of the RLL
+    assert merge_stray_pieces(labels, max_share=32 / np.count_nonzero(labels)) == 0
+    assert (labels[8:12, 8:12, 34:38] == Lobe.RLL).all()
+    assert merge_stray_pieces(labels) == 64

@@ -139,6 +139,7 @@ def build_report(
             "aerated_lung_ml": round(extent.aerated_lung_ml, 1),
             "network_unlabelled_lung_share": round(unlabelled, 4),
             "airway_excluded_ml": round(extent.airway_ml, 1),
+            "stray_relabelled_ml": round(extent.stray_relabelled_ml, 1),
             "work_block_zyx": list(extent.work_block_zyx),
         },
         lobe_shares=share_report(measures, limits.lobe_share_range_percent),
