@@ -5,7 +5,8 @@ lobe; lung pieces far too small to be a lung are dropped, and so are pieces of a
 body that the network took for lung (given the scan's intensities). Runs on the network grid
 (cheaper than the input grid and the same for every scan), inside the lungs' bounding box, and
 once more on the input grid when that grid is coarser than the network's on some axis (thick
-slices), where nearest-neighbour resampling can cut a thin lobe tip off.
+slices), where nearest-neighbour resampling can cut a thin lobe tip off. ``merge_stray_pieces``
+runs on the scan grid after the lung step and the fissure fit.
 """
 
 from __future__ import annotations
