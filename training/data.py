@@ -31,6 +31,7 @@ from algorithm.io.atomic import atomic_path, atomic_write_bytes
 from algorithm.io.formats import IMAGE_SUFFIXES
 from algorithm.io.reading import case_name, is_image_file
 from algorithm.preprocessing import preprocess, preprocess_labels
+from training import scanner_sim
 from training.borders import lobe_borders
 from training.config import AugmentConfig, DataConfig
 from training.label_maps import LABEL_REMAPS, remap_labels, resolve_label_map  # noqa: F401  (remap_labels re-exported)
@@ -232,13 +233,18 @@ def case_index_for_step(step: int, rank: int, world_size: int, num_cases: int, s
 
 
 def augment(
-    image: torch.Tensor, labels: torch.Tensor, config: AugmentConfig, rng: np.random.Generator
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    config: AugmentConfig,
+    rng: np.random.Generator,
+    spacing_z_mm: float = 4.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random small rotation, isotropic scaling and translation (no mirroring: the affine's
-    determinant is always positive, so left stays left), then intensity scale, shift and noise.
+    determinant is always positive, so left stays left), the scanner's effects where configured
+    (``simulate_scanner``), then intensity scale, shift and noise.
 
     image: float32 (Z, Y, X) in [0, 1]; labels: uint8 (Z, Y, X). Voxels coming from outside are
-    air (0) and background.
+    air (0) and background. ``spacing_z_mm``: the grid's slice spacing (for the slab thickness).
     """
     if not config.enabled:
         return image, labels
@@ -248,12 +254,31 @@ def augment(
         image = F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
         labels = F.grid_sample(labels[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
         labels = labels.round().to(torch.uint8)
+    image = simulate_scanner(image, config, rng, spacing_z_mm)
     scale = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale)
     shift = rng.uniform(-config.intensity_shift, config.intensity_shift)
     noise_std = rng.uniform(0.0, config.noise_std_max)
     noise = torch.from_numpy(rng.standard_normal(image.shape).astype(np.float32)) * noise_std
     image = (image * scale + shift + noise).clamp(0.0, 1.0)
     return image, labels
+
+
+def simulate_scanner(
+    image: torch.Tensor, config: AugmentConfig, rng: np.random.Generator, spacing_z_mm: float
+) -> torch.Tensor:
+    """Thick slices, a smooth or sharp kernel and a random tissue-intensity curve, each with
+    ``config.scanner_probability``; an effect configured 0 draws nothing from ``rng``."""
+    p = config.scanner_probability
+    if config.slice_thickness_mm_max > 0.0 and rng.random() < p:
+        thickness_mm = rng.uniform(spacing_z_mm, max(spacing_z_mm, config.slice_thickness_mm_max))
+        image = scanner_sim.thick_slices(image, spacing_z_mm, thickness_mm)
+    if config.kernel_sigma_vox_max > 0.0 and rng.random() < p:
+        sigma_vox = rng.uniform(0.3, max(0.3, config.kernel_sigma_vox_max))
+        sharpen = rng.uniform(0.0, config.sharpen_max) if rng.random() < 0.5 else 0.0
+        image = scanner_sim.kernel(image, sigma_vox, sharpen).clamp(0.0, 1.0)
+    if config.intensity_curve_hu > 0.0 and rng.random() < p:
+        image = scanner_sim.intensity_curve(image, rng, config.intensity_curve_hu)
+    return image
 
 
 def _random_affine(config: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
@@ -307,7 +332,8 @@ class TrainSamples(Dataset):
         scan = self.cache.open(self.keys[case_index])
         image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))
         labels = torch.from_numpy(np.array(scan.labels, dtype=np.uint8))
-        image, labels = augment(image, labels, self.augment_config, step_generator(self.seed, step, self.rank, 1))
+        rng = step_generator(self.seed, step, self.rank, 1)
+        image, labels = augment(image, labels, self.augment_config, rng, spacing_z_mm=scan.spacing_mm_zyx[0])
         border = lobe_borders(labels, self.border_include_background)
         return {"step": step, "name": scan.name, "image": image[None], "labels": labels, "border": border}
 
