@@ -51,7 +51,7 @@ class AugmentConfig:
     # What scanners do (training/scanner_sim.py, issue 33); 0 turns each off and draws nothing,
     # so configs without them keep their exact sample stream.
     slice_thickness_mm_max: float = 0.0  # slab thickness drawn in [grid spacing, this]
-    kernel_sigma_vox_max: float = 0.0  # in-plane blur drawn in [0, this] (network voxels)
+    kernel_sigma_vox_max: float = 0.0  # in-plane blur drawn in [0.3, this] (network voxels; below 0.3 a blur does nothing)
     sharpen_max: float = 0.0  # unsharp-mask amount drawn in [0, this] on half the blurred samples
     intensity_curve_hu: float = 0.0  # max shift of the monotone intensity curve's knots (HU)
     scanner_probability: float = 0.5  # chance of each scanner effect per sample

@@ -244,7 +244,8 @@ def augment(
     (``simulate_scanner``), then intensity scale, shift and noise.
 
     image: float32 (Z, Y, X) in [0, 1]; labels: uint8 (Z, Y, X). Voxels coming from outside are
-    air (0) and background. ``spacing_z_mm``: the grid's slice spacing (for the slab thickness).
+    air (0) and background. ``spacing_z_mm``: the grid's slice spacing (for the slab thickness;
+    the default is about the 96-in-plane grid's, which training always passes explicitly).
     """
     if not config.enabled:
         return image, labels
