@@ -31,7 +31,7 @@ from algorithm.boxes import bounding_box
 VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (valid convs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TilingSettings:
     tile_out: int | None = None  # fixed cubic output tile (8k - 28; the paper: 28); None: planned
     max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of one planned tile's input
@@ -51,7 +51,7 @@ class TilePlan:
         return tuple(s + 2 * VALID_CONTEXT for s in self.size_out_zyx)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetworkPrediction:
     labels: np.ndarray  # uint8 (Z, Y, X) argmax on the network grid
     confidence: np.ndarray  # float16 (Z, Y, X): winning softmax probability

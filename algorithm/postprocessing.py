@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.boxes import bounding_box
+from algorithm.boxes import bounding_box, grown_by_one
 from algorithm.constants import AIR_LUNG_CUT_HU
 from algorithm.labels import LOBES
 from algorithm.preprocessing import (
@@ -156,7 +156,7 @@ def _merge_stray_pieces(labels: np.ndarray, rounds: int = 3) -> None:
             for index, box in enumerate(ndimage.find_objects(components), start=1):
                 if index == main or box is None:
                     continue
-                grown = _grown_by_one(box)
+                grown = grown_by_one(box)
                 piece = components[grown] == index
                 ring = ndimage.binary_dilation(piece, structure=full) & ~piece
                 around = labels[grown][ring]
@@ -198,7 +198,7 @@ def merge_stray_pieces(labels: np.ndarray, max_share: float = STRAY_CLUSTER_MAX_
     for index, piece_box in enumerate(ndimage.find_objects(clusters), start=1):
         if sizes[index] > limit:
             continue
-        grown = _grown_by_one(piece_box)
+        grown = grown_by_one(piece_box)
         piece = clusters[grown] == index
         ring = ndimage.binary_dilation(piece, structure=full) & ~piece & main[grown]
         if ring.any():
@@ -209,12 +209,6 @@ def merge_stray_pieces(labels: np.ndarray, max_share: float = STRAY_CLUSTER_MAX_
             continue
         changed += int(sizes[index])
     return changed
-
-
-def _grown_by_one(box: tuple[slice, ...]) -> tuple[slice, ...]:
-    """A find_objects box grown by one voxel on every side (room for the piece's ring); numpy
-    clips the upper ends."""
-    return tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
 
 
 def _detached_small_pieces(unassigned: np.ndarray, lobes: np.ndarray, lung_voxels: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm import __version__
+from algorithm.version import __version__
 from algorithm.labels import label_map
 from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
