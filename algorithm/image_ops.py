@@ -69,7 +69,7 @@ def analysis_lattice(spacing_mm: tuple[float, ...], cell_mm: float = CELL_MM) ->
 @dataclass(frozen=True)
 class VesselSettings:
     """What a vessel is and which lung is analysed (``vessel_mask``); the border vessel index's
-    ``BorderIndexSettings`` carries the same fields and may be passed instead."""
+    ``BorderIndexSettings`` extends it with the band's fields."""
 
     vessel_hu: float = VESSEL_HU
     pleura_margin_mm: float = PLEURA_MARGIN_MM

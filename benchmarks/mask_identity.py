@@ -25,16 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
-# the real scans of the issue: a DICOM folder, .mha, .nrrd and two .nii.gz
-REAL_SCANS = (
-    "lung-pet-ct-dx-A0001-dicom",
-    "lung-pet-ct-dx-A0002-apex-cut-8mm.mha",
-    "copdgene-10002K-ct64.nrrd",
-    "totalseg-chest-cta-1.5mm.nii.gz",
-    "totalseg-heart-crop-partial-lungs.nii.gz",
-)
+from benchmarks.lung_extent import REAL_SCANS  # every real scan once: a DICOM folder, .mha, .nrrd, two .nii.gz
+from benchmarks.real_scans import REAL_DIR, REPO_ROOT
 
 
 def cases() -> dict[str, Path]:

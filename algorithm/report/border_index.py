@@ -55,17 +55,17 @@ from scipy import ndimage
 from algorithm.boxes import bounding_box
 from algorithm.image_ops import (  # the vessel mask and the lattice are shared with the fissure fit
     CELL_MM,
-    HAZE_BOX_MM,
-    HAZE_HU,
-    HILUM_MARGIN_MM,
-    PLEURA_MARGIN_MM,
-    THICK_MM,
-    VESSEL_HU,
-    Lattice,
+    HAZE_BOX_MM,  # noqa: F401  (re-exported: the index's definition)
+    HAZE_HU,  # noqa: F401
+    HILUM_MARGIN_MM,  # noqa: F401
+    PLEURA_MARGIN_MM,  # noqa: F401
+    THICK_MM,  # noqa: F401
+    VESSEL_HU,  # noqa: F401
+    Lattice,  # noqa: F401
     VesselMask,
     VesselSettings,
     analysis_lattice,
-    lattice_steps,
+    lattice_steps,  # noqa: F401
     vessel_mask,
 )
 from algorithm.labels import Lobe
@@ -95,26 +95,14 @@ BORDERS: tuple[Border, ...] = (
 
 
 @dataclass(frozen=True)
-class BorderIndexSettings:
-    """The definition of the index; recorded in every output."""
+class BorderIndexSettings(VesselSettings):
+    """The definition of the index (the vessel mask's fields, then the band's); recorded in every output."""
 
     band_mm: float = BAND_MM
-    vessel_hu: float = VESSEL_HU
-    pleura_margin_mm: float = PLEURA_MARGIN_MM
-    thick_mm: float = THICK_MM
-    hilum_margin_mm: float = HILUM_MARGIN_MM
-    haze_hu: float = HAZE_HU
-    haze_box_mm: float = HAZE_BOX_MM
     cell_mm: float = CELL_MM
     min_band_ml: float = MIN_BAND_ML
     high_index: float = HIGH_INDEX
     max_slice_mm: float = MAX_SLICE_MM
-
-    @property
-    def vessels(self) -> VesselSettings:
-        """The fields that define the vessel mask (image_ops.vessel_mask)."""
-        return VesselSettings(self.vessel_hu, self.pleura_margin_mm, self.thick_mm, self.hilum_margin_mm,
-                              self.haze_hu, self.haze_box_mm)
 
 
 @dataclass
@@ -237,7 +225,7 @@ def border_vessel_index(
     lattice_mm = lattice.spacing_mm
     labels_s = np.asarray(labels[lattice.sample])
     lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
-    vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice_mm, settings.vessels)
+    vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice_mm, settings)
     reliable = max(spacing_mm) <= settings.max_slice_mm
     borders = {}
     results = border_indices(vessels, labels_s, lattice_mm, settings)
