@@ -57,7 +57,7 @@ class SegmenterOptions:
     max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of a planned stage-II tile's input
     batch_size: int = 1  # stage-II tiles per forward pass
     crop_to_lungs: bool = True  # False: stage II tiles the whole scan (the paper-faithful reference)
-    fissures: str = DEFAULT_FISSURES  # "fit": refit each fissure to the scan (fissure_fit.py); "network": the paper's
+    fissures: str = DEFAULT_FISSURES  # "fit": refit each fissure to the scan (fissure_fit/); "network": the paper's
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@
 
 ``record`` runs ``python -m algorithm predict`` (the shipped weights, CPU, default options) with the
 code of ``ROOT`` (default: this checkout; for "before", an export of the old commit, e.g.
-``git archive HEAD | tar -x -C /tmp/base``) on the sample CTs (samples/ct/*.mha) and the real scans
-of ../shared/data/real/, one at a time under ``nice``, and writes ``OUT_DIR/hashes.json``: per case
+``git archive HEAD | tar -x -C /tmp/base``) on the sample CTs (samples/ct/*.mha), the same
+reoriented to RAI, and the real scans of ../shared/data/real/, one at a time under ``nice``, and writes ``OUT_DIR/hashes.json``: per case
 the sha256 of the mask's voxel array (uint8, (Z, Y, X) C order; the file's bytes carry a header and
 compression that may change without the mask changing) and its geometry. ``compare`` prints one
 line per case and exits 1 when any mask or geometry differs or a case is missing.
@@ -29,9 +29,20 @@ from benchmarks.lung_extent import REAL_SCANS  # every real scan once: a DICOM f
 from benchmarks.real_scans import REAL_DIR, REPO_ROOT
 
 
-def cases() -> dict[str, Path]:
-    """Case name -> input path: the sample CTs, then the real scans that are present."""
-    found = {p.name: p for p in sorted((REPO_ROOT / "samples" / "ct").glob("*.mha"))}
+REORIENTED = "RAI"  # every scan here is LPS: the samples again in another orientation test the way back
+
+
+def cases(out_dir: Path) -> dict[str, Path]:
+    """Case name -> input path: the sample CTs, each again reoriented to REORIENTED (written into
+    ``out_dir/inputs``), then the real scans that are present."""
+    samples = sorted((REPO_ROOT / "samples" / "ct").glob("*.mha"))
+    found = {p.name: p for p in samples}
+    (out_dir / "inputs").mkdir(parents=True, exist_ok=True)
+    for path in samples:
+        reoriented = out_dir / "inputs" / f"{path.stem}-{REORIENTED}.mha"
+        if not reoriented.is_file():
+            sitk.WriteImage(sitk.DICOMOrient(sitk.ReadImage(str(path)), REORIENTED), str(reoriented))
+        found[reoriented.name] = reoriented
     found.update({name: REAL_DIR / name for name in REAL_SCANS if (REAL_DIR / name).exists()})
     return found
 
@@ -53,8 +64,7 @@ def mask_digest(path: Path) -> dict:
 def record(out_dir: Path, code_root: Path, only: list[str] | None, fissures: str | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     hashes_path = out_dir / "hashes.json"
-    hashes = json.loads(hashes_path.read_text()) if hashes_path.is_file() else {}
-    for name, source in cases().items():
+    for name, source in cases(out_dir).items():
         if only and name not in only:
             continue
         key = name if fissures is None else f"{name} --fissures {fissures}"
@@ -67,11 +77,13 @@ def record(out_dir: Path, code_root: Path, only: list[str] | None, fissures: str
         seconds = time.perf_counter() - started
         masks = sorted(case_dir.glob("*_lobes.mha"))
         if run.returncode != 0 or len(masks) != 1:
-            hashes[key] = {"error": (run.stderr or run.stdout).strip().splitlines()[-1:]}
+            entry = {"error": (run.stderr or run.stdout).strip().splitlines()[-1:]}
         else:
-            hashes[key] = mask_digest(masks[0]) | {"seconds": round(seconds, 1)}
-        print(f"{key}: {hashes[key].get('sha256', hashes[key].get('error'))} ({seconds:.0f} s)", flush=True)
-        hashes_path.write_text(json.dumps(hashes, indent=1) + "\n")
+            entry = mask_digest(masks[0]) | {"seconds": round(seconds, 1)}
+        print(f"{key}: {entry.get('sha256', entry.get('error'))} ({seconds:.0f} s)", flush=True)
+        # read again just before writing: another record run may have added cases meanwhile
+        hashes = json.loads(hashes_path.read_text()) if hashes_path.is_file() else {}
+        hashes_path.write_text(json.dumps(hashes | {key: entry}, indent=1) + "\n")
     return 0
 
 

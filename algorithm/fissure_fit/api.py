@@ -157,7 +157,9 @@ def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURE
 
     The surfaces are height fields over the patient's axial plane, so the arrays are taken in the
     canonical LPS orientation (an exact axis permutation, a copy only when the scan is not LPS
-    already) and the relabelled mask goes back to the input's orientation and geometry.
+    already) and the relabelled mask goes back to the input's orientation and geometry. The fit
+    alone: the pipeline's fissure step (algorithm/pipeline/fissures.py) also merges the stray
+    pieces the refitted borders cut off, so measurements of the shipped step call that one.
     """
     if _check_mode(mode) == "network":
         return mask, NETWORK_SECTION

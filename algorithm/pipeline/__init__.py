@@ -15,5 +15,5 @@ arrays themselves) and returns what it made; none keeps state or changes its inp
 The methods the steps run live beside this package, one module or package each
 (``preprocessing``, ``inference``, ``postprocessing``, ``lung_extent``, ``fissure_fit``,
 ``report/``); the image operations they share in ``image_ops`` and ``boxes``. Benchmarks call these
-steps (or the segmenter), never copies of them: tests/test_benchmarks_run_shipped_steps.py.
+steps (or the segmenter), never copies of them: tests/test_benchmark_steps.py.
 """
