@@ -7,7 +7,8 @@ This package never imports ``training``; it owns the network, the label map and 
 preprocessing constants that training reuses.
 """
 
-__version__ = "0.1.0"
+from algorithm.version import __version__
+
 __all__ = ["LobeSegmenter", "SegmentationResult", "__version__"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from algorithm import __version__
+from algorithm.version import __version__
 from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.container.contract import GC_DESCRIPTION
 from algorithm.errors import InputError, OutputError, ResourceError, SettingsError

@@ -1,6 +1,11 @@
 """Two-stage inference on the network grid: stage I on the whole scan, stage II tiled over the
 stage-I lung bounding box (valid-conv tiles without overlap, as in the paper, batched).
 
+Out of memory, the one policy (every front end, the container included, relies on it): stage II
+halves its tile batch and, at one tile, a GPU run continues on the CPU (``_shrink_or_fall_back``);
+stage I, which has no smaller unit to retry with, and stage II on the CPU with one tile raise
+``ResourceError`` with what to do.
+
 Tiles: the paper tiles 28^3 outputs (116^3 inputs). Valid convolutions spend most of a small
 tile's work on its 44-voxel context margin, so by default the tile plan picks, per axis, the
 fewest tiles of valid size (8k - 28) that cover the box within a memory budget: the same
@@ -31,7 +36,7 @@ from algorithm.boxes import bounding_box
 VALID_CONTEXT = 44  # stage-II input margin on each side of the output tile (valid convs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TilingSettings:
     tile_out: int | None = None  # fixed cubic output tile (8k - 28; the paper: 28); None: planned
     max_tile_in_voxels: int = MAX_TILE_IN_VOXELS  # memory budget of one planned tile's input
@@ -51,7 +56,7 @@ class TilePlan:
         return tuple(s + 2 * VALID_CONTEXT for s in self.size_out_zyx)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetworkPrediction:
     labels: np.ndarray  # uint8 (Z, Y, X) argmax on the network grid
     confidence: np.ndarray  # float16 (Z, Y, X): winning softmax probability
@@ -113,8 +118,13 @@ def predict_network_grid(
     started = time.perf_counter()
     scan = torch.from_numpy(scan_zyx)[None, None].to(device)
     warnings = _precision_warnings(device, compute_dtype(device, tiling.precision))  # a bad choice fails here
-    with autocast_for(device, tiling.precision):
-        stage1 = model.forward_stage1(scan)
+    try:
+        with autocast_for(device, tiling.precision):
+            stage1 = model.forward_stage1(scan)
+    except torch.OutOfMemoryError as exc:  # the whole scan at once: no smaller batch to retry with
+        _release_cuda_cache()
+        raise ResourceError(f"out of memory on {device} in stage I (the whole scan at half resolution): "
+                            "run on the CPU (--device cpu) or free memory") from exc
     stage1_labels = stage1.lobe_logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
     timings = {"stage1": round(time.perf_counter() - started, 3)}
     labels = np.zeros(scan_zyx.shape, np.uint8)

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from algorithm.labels import LEFT_LOBES, LOBES
-from algorithm.report.density import _dilate_face_neighbours  # one source: six shifted ORs
+from algorithm.image_ops import dilate_face_neighbours as _dilate_face_neighbours  # one source: six shifted ORs
 from algorithm.postprocessing import AIR_MAX_HU, EMPTY_AIR_MEDIAN_HU, bounding_box, merge_stray_pieces, slice_edge_pieces
 
 MIXED = 255  # a network cell whose corners carry different lobes: interpolate there

@@ -2,29 +2,22 @@
 
 One connected component per lobe; islands and holes inside the lungs are given to the nearest
 lobe; lung pieces far too small to be a lung are dropped, and so are pieces of air around the
-body that the network took for lung (given the scan's intensities). Runs on the network grid
-(cheaper than the input grid and the same for every scan), inside the lungs' bounding box, and
-once more on the input grid when that grid is coarser than the network's on some axis (thick
-slices), where nearest-neighbour resampling can cut a thin lobe tip off. ``merge_stray_pieces``
-runs on the scan grid after the lung step and the fissure fit.
+body that the network took for lung (given the scan's intensities). The rules only: where the
+pipeline applies them is algorithm/pipeline/clean_up.py (on the network grid, cheaper than the
+input grid and the same for every scan, inside the lungs' bounding box; once more on the input
+grid when that grid is coarser than the network's on some axis; ``merge_stray_pieces`` on the
+scan grid after the lung step and the fissure fit).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.boxes import bounding_box
+from algorithm.boxes import bounding_box, grown_by_one
 from algorithm.constants import AIR_LUNG_CUT_HU
 from algorithm.labels import LOBES
-from algorithm.preprocessing import (
-    PreprocessedScan,
-    canonical_to_input_image,
-    labels_to_canonical,
-    normalize_hu,
-    skips_network_voxels,
-)
+from algorithm.preprocessing import normalize_hu
 
 MIN_LUNG_PIECE_SHARE = 0.01  # of all lung voxels: smaller detached lung pieces are noise
 DETACHED_PIECE_MAX_SHARE = 0.05  # a piece of no lobe's main body, touching none, below this: not lung
@@ -56,18 +49,6 @@ def clean_labels(labels: np.ndarray, scan_normalized: np.ndarray | None = None) 
     box = bounding_box(lung, margin=1)
     out[box] = _clean_box(labels[box])
     return out
-
-
-def to_input_mask(cleaned_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
-    """Cleaned network-grid labels -> the lobe mask with the geometry of ``reference``."""
-    return canonical_to_input_mask(labels_to_canonical(cleaned_zyx, scan), scan, reference)
-
-
-def canonical_to_input_mask(canonical: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
-    """Lobe labels on the reoriented input grid -> the lobe mask with the geometry of ``reference``."""
-    if skips_network_voxels(scan):  # a lobe can come apart on a coarser input grid: clean again there
-        canonical = clean_labels(canonical)
-    return canonical_to_input_image(canonical, scan, reference)
 
 
 def _clean_box(labels: np.ndarray) -> np.ndarray:
@@ -156,7 +137,7 @@ def _merge_stray_pieces(labels: np.ndarray, rounds: int = 3) -> None:
             for index, box in enumerate(ndimage.find_objects(components), start=1):
                 if index == main or box is None:
                     continue
-                grown = _grown_by_one(box)
+                grown = grown_by_one(box)
                 piece = components[grown] == index
                 ring = ndimage.binary_dilation(piece, structure=full) & ~piece
                 around = labels[grown][ring]
@@ -198,7 +179,7 @@ def merge_stray_pieces(labels: np.ndarray, max_share: float = STRAY_CLUSTER_MAX_
     for index, piece_box in enumerate(ndimage.find_objects(clusters), start=1):
         if sizes[index] > limit:
             continue
-        grown = _grown_by_one(piece_box)
+        grown = grown_by_one(piece_box)
         piece = clusters[grown] == index
         ring = ndimage.binary_dilation(piece, structure=full) & ~piece & main[grown]
         if ring.any():
@@ -209,12 +190,6 @@ def merge_stray_pieces(labels: np.ndarray, max_share: float = STRAY_CLUSTER_MAX_
             continue
         changed += int(sizes[index])
     return changed
-
-
-def _grown_by_one(box: tuple[slice, ...]) -> tuple[slice, ...]:
-    """A find_objects box grown by one voxel on every side (room for the piece's ring); numpy
-    clips the upper ends."""
-    return tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
 
 
 def _detached_small_pieces(unassigned: np.ndarray, lobes: np.ndarray, lung_voxels: int) -> np.ndarray:

@@ -10,7 +10,7 @@ the input image's exact size, spacing, origin and direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,15 +22,23 @@ from algorithm.constants import HU_MAX, HU_MIN, INPLANE_SIZE
 CANONICAL_ORIENTATION = "LPS"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreprocessedScan:
-    """A CT on the network grid, and what is needed to go back to the input grid."""
+    """A CT on the network grid, the input reoriented to LPS, and what is needed to go back to the
+    input grid."""
 
     array: np.ndarray  # float32 (Z, Y, X) in [0, 1]
     spacing_mm_zyx: tuple[float, float, float]  # spacing of ``array``
     canonical_shape_zyx: tuple[int, int, int]  # input after reorientation
     canonical_spacing_mm_zyx: tuple[float, float, float]
     input_orientation: str  # e.g. "LPS", "LAS", "RAI": to undo the reorientation
+    # the input in HU reoriented to LPS, read by the lung and fissure steps (the input image itself
+    # when it is LPS already: never written to); None once those steps are done
+    canonical: sitk.Image | None = None
+
+    def without_canonical(self) -> PreprocessedScan:
+        """The same scan without its canonical image (so that a result does not keep it alive)."""
+        return replace(self, canonical=None)
 
 
 def orientation_of(image: sitk.Image) -> str:
@@ -91,9 +99,9 @@ def resample_array(
 
 
 def preprocess(image: sitk.Image, inplane_size: int = INPLANE_SIZE) -> PreprocessedScan:
-    """CT image in HU -> network input grid."""
+    """CT image in HU -> network input grid; the scan's one reorientation (kept in ``canonical``)."""
     orientation = orientation_of(image)
-    canonical = to_canonical(image)
+    canonical = image if orientation == CANONICAL_ORIENTATION else to_canonical(image)
     hu = sitk.GetArrayViewFromImage(canonical)
     shape = tuple(int(s) for s in hu.shape)
     spacing = tuple(float(s) for s in reversed(canonical.GetSpacing()))
@@ -106,6 +114,7 @@ def preprocess(image: sitk.Image, inplane_size: int = INPLANE_SIZE) -> Preproces
         canonical_shape_zyx=shape,
         canonical_spacing_mm_zyx=spacing,
         input_orientation=orientation,
+        canonical=canonical,
     )
 
 
@@ -130,11 +139,6 @@ def skips_network_voxels(scan: PreprocessedScan) -> bool:
     network planes are never sampled and a thin lobe tip can come apart.
     """
     return any(c < n for c, n in zip(scan.canonical_shape_zyx, scan.array.shape))
-
-
-def labels_to_input_grid(labels_zyx: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:
-    """Network-grid labels -> a uint8 image with the exact geometry of ``reference``."""
-    return canonical_to_input_image(labels_to_canonical(labels_zyx, scan), scan, reference)
 
 
 def canonical_to_input_image(canonical: np.ndarray, scan: PreprocessedScan, reference: sitk.Image) -> sitk.Image:

@@ -5,8 +5,9 @@
 DIR holds ``images/``, ``labels/`` and ``cases.csv`` from ``python -m training phantoms`` (each lobe
 there has its own vessel tree that never leaves it; some fissures are incomplete); PRED_DIR the
 ``NAME_lobes.mha`` of ``python -m algorithm predict DIR/images -o PRED_DIR --fissures network`` (the
-paper's path). Each prediction is refined with ``algorithm.fissure_fit.refine_fissures`` exactly as
-the pipeline does it (canonical orientation, the input grid) and both are scored against the truth:
+paper's path). Each prediction goes through the shipped fissure step
+(``algorithm.pipeline.fissures.refine_lobes`` in mode "fit": canonical orientation, the input grid,
+the stray-piece merge) and both are scored against the truth:
 per lobe IoU and HD95, the decision per fissure, the fit's time. Tables per pathology and for the
 cases with an incomplete fissure (a visible share under ``INCOMPLETE`` in cases.csv).
 """
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm.fissure_fit import FISSURES, refine_fissures
+from algorithm.fissure_fit import FISSURES
 from algorithm.labels import LOBES
+from algorithm.pipeline.fissures import FittedLobes, refine_lobes
 from algorithm.preprocessing import to_canonical
 from training.metrics import lobe_scores
 from benchmarks.harness import phantom_benchmark_parser, phantoms_with_predictions, write_report
@@ -35,16 +37,21 @@ FISSURE_COLUMNS = {
 }
 
 
-def case_rows(name: str, image: sitk.Image, truth: sitk.Image, pred: sitk.Image, meta: dict) -> list[dict]:
-    """One row per lobe and variant ("network", "fit") with IoU, HD95 and the case's facts."""
-    canonical = to_canonical(image)
-    hu = sitk.GetArrayViewFromImage(canonical)
-    spacing = tuple(float(s) for s in canonical.GetSpacing()[::-1])
-    ref = sitk.GetArrayFromImage(to_canonical(truth))
+def refit(image: sitk.Image, pred: sitk.Image) -> tuple[np.ndarray, FittedLobes, float]:
+    """The shipped fissure step on a network-path mask: (its canonical labels, the step's result,
+    the step's seconds); the arrays in the canonical (LPS) orientation."""
     network = sitk.GetArrayFromImage(to_canonical(pred))
     start = time.perf_counter()
-    fitted, section = refine_fissures(hu, network, spacing)
-    seconds = time.perf_counter() - start
+    fitted = refine_lobes(to_canonical(image), network, "fit")
+    return network, fitted, time.perf_counter() - start
+
+
+def case_rows(name: str, image: sitk.Image, truth: sitk.Image, pred: sitk.Image, meta: dict) -> list[dict]:
+    """One row per lobe and variant ("network", "fit") with IoU, HD95 and the case's facts."""
+    spacing = tuple(float(s) for s in to_canonical(image).GetSpacing()[::-1])
+    ref = sitk.GetArrayFromImage(to_canonical(truth))
+    network, step, seconds = refit(image, pred)
+    fitted, section = step.labels, step.section
     decisions = {f: section["fissures"][f]["decision"] for f in FISSURES}
     incomplete = [f for f, col in FISSURE_COLUMNS.items() if col in meta and float(meta[col]) < INCOMPLETE]
     rows = []

@@ -1,5 +1,7 @@
-"""Shared by the benchmark scripts: timing one post-network step against the whole prediction,
-the phantom benchmarks' command line, and writing a report with its rows."""
+"""Shared by the benchmark scripts: the shipped steps up to the fissure step and the fissure step in
+both modes (the very functions ``LobeSegmenter.__call__`` runs, in its order:
+tests/test_benchmark_steps.py holds the masks equal), timing one post-network step against the
+whole prediction, the phantom benchmarks' command line, and writing a report with its rows."""
 
 from __future__ import annotations
 
@@ -14,8 +16,79 @@ from typing import Callable
 import SimpleITK as sitk
 import torch
 
+from algorithm.inference import NetworkPrediction
 from algorithm.io.reading import read_image
+from algorithm.lung_extent import LungExtentSettings
+from algorithm.pipeline.clean_up import CleanLobes, clean_up
+from algorithm.pipeline.fissures import FittedLobes, refine_lobes
+from algorithm.pipeline.input_grid import to_input_grid
+from algorithm.pipeline.lung import ScanLobes, lung_from_scan
+from algorithm.pipeline.network import run_network
+from algorithm.pipeline.preprocess import PreprocessedScan, check_input, preprocess
 from algorithm.segmenter import LobeSegmenter
+
+
+@dataclass(frozen=True)
+class BeforeFissures:
+    """What the shipped steps 1-4 hand to the fissure step, and their wall times."""
+
+    scan: PreprocessedScan  # with its canonical image
+    prediction: NetworkPrediction
+    cleaned: CleanLobes
+    lobes: ScanLobes
+    network_s: float  # checks, preprocessing and the network
+    lung_s: float  # clean-up and the lung step
+
+
+def before_fissures(
+    segmenter: LobeSegmenter, image: sitk.Image, lung_settings: LungExtentSettings | None = None
+) -> BeforeFissures:
+    """Steps 1-4 of ``LobeSegmenter.__call__`` on ``image``: the same functions in the same order
+    (``lung_settings``: a variant of the lung step's, default the shipped ones)."""
+    started = time.perf_counter()
+    check_input(image)
+    scan = preprocess(image, segmenter.settings.inplane_size)
+    prediction = run_network(scan, segmenter.predict_grid, _quiet)
+    middle = time.perf_counter()
+    cleaned = clean_up(prediction, scan)
+    lobes = lung_from_scan(scan, prediction, cleaned, lung_settings)
+    return BeforeFissures(scan, prediction, cleaned, lobes, middle - started, time.perf_counter() - middle)
+
+
+def fissure_step(case: BeforeFissures, mode: str) -> FittedLobes:
+    """The shipped fissure step (step 5) on what steps 1-4 handed on."""
+    return refine_lobes(case.scan.canonical, case.lobes.labels, mode)
+
+
+def on_input_grid(case: BeforeFissures, fitted: FittedLobes, image: sitk.Image) -> sitk.Image:
+    """The shipped step 6: the fissure step's lobes on ``image``'s grid."""
+    return to_input_grid(fitted.labels, case.scan, image).mask
+
+
+@dataclass(frozen=True)
+class FissureVariants:
+    """One scan's masks with the network's borders and with the refitted ones (shipped steps)."""
+
+    network: sitk.Image  # fissure step in mode "network" (the paper's path)
+    fit: sitk.Image  # fissure step in mode "fit" (the shipped default)
+    section: dict  # the fit's report section "fissures"
+    fit_s: float  # the fissure step in mode "fit"
+    before_s: float  # steps 1-4
+
+
+def fissure_variants(segmenter: LobeSegmenter, image: sitk.Image) -> FissureVariants:
+    """Steps 1-4 once, then the fissure step in both modes and each result on the input grid."""
+    case = before_fissures(segmenter, image)
+    network = fissure_step(case, "network")
+    started = time.perf_counter()
+    fitted = fissure_step(case, "fit")
+    fit_s = time.perf_counter() - started
+    return FissureVariants(on_input_grid(case, network, image), on_input_grid(case, fitted, image), fitted.section,
+                           fit_s, case.network_s + case.lung_s)
+
+
+def _quiet(stage: str, done: int = 0, total: int = 0) -> None:
+    pass
 
 
 @dataclass

@@ -4,9 +4,9 @@ reference and on the real scans without one.
     python -m benchmarks.lung_extent phantoms DATA_DIR [--out docs/lung-extent-phantoms.json]
     python -m benchmarks.lung_extent real [--out docs/lung-extent-real.json] [--images docs/img/lung-extent]
 
-Both run the network once per case and derive two masks from the same cleaned network output:
-*before* (nearest-neighbour argmax on the input grid, the pipeline until issue 16) and *after*
-(``lung_extent``). Phantoms (DATA_DIR as written by ``python -m training phantoms``): lung IoU,
+Both run the shipped steps once per case up to the lung step (``benchmarks.harness.before_fissures``)
+and derive two masks from the same cleaned network output: *before* (nearest-neighbour argmax on the
+input grid, the pipeline until issue 16) and *after* (the lung step, ``lung_extent``). Phantoms (DATA_DIR as written by ``python -m training phantoms``): lung IoU,
 mean lobe IoU and HD95, the dense non-lung taken as lung (mL above -100 HU outside the reference
 lung: chest wall, fluid) and the reference's dense lung kept with its lobe (consolidation), per
 case and per pathology. Real scans: the lobes' volume against the air-filled lung inside the body
@@ -36,15 +36,17 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from algorithm.inference import TilingSettings, bbox_margin_voxels, predict_network_grid
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 from algorithm.labels import LOBES
-from algorithm.lung_extent import LungExtent, LungExtentSettings, NetworkLobes, below, lung_extent
-from algorithm.network.checkpoint import load_checkpoint
-from algorithm.postprocessing import AIR_MAX_HU, air_around_body, canonical_to_input_mask, clean_labels, to_input_mask
-from algorithm.preprocessing import preprocess, to_canonical
+from algorithm.lung_extent import LungExtent, LungExtentSettings, below
+from algorithm.pipeline.clean_up import on_scan_grid
+from algorithm.pipeline.input_grid import to_input_grid
+from algorithm.postprocessing import AIR_MAX_HU, air_around_body
+from algorithm.preprocessing import labels_to_canonical
 from algorithm.report.preview import render_preview
+from algorithm.segmenter import LobeSegmenter
+from benchmarks.harness import before_fissures
 from benchmarks.real_scans import REAL_DIR, SCANS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,23 +67,22 @@ GAS_MAX_SHARE = 0.05
 
 
 def before_and_after(
-    image: sitk.Image, checkpoint, device, settings: LungExtentSettings | None = None
+    image: sitk.Image, segmenter: LobeSegmenter, settings: LungExtentSettings | None = None
 ) -> tuple[sitk.Image, sitk.Image, LungExtent, dict]:
-    """The two masks from one network run, the step's findings and the seconds each way took."""
-    scan = preprocess(image, checkpoint.settings.inplane_size)
-    tiling = TilingSettings()
-    tiling.bbox_margin_vox = bbox_margin_voxels(checkpoint.settings.bbox_margin_mm, scan.spacing_mm_zyx)
-    prediction = predict_network_grid(checkpoint.model, scan.array, device, tiling)
-    labels = clean_labels(prediction.labels, scan.array)
+    """The two masks from one run of the shipped steps up to the lung step
+    (``benchmarks.harness.before_fissures``), the step's findings and the seconds each way took.
+
+    *after*: the lung step's lobes on the input grid; *before*: the cleaned network lobes, nearest
+    neighbour on the input grid (with the shipped scan-grid clean-up where that grid is coarser)."""
+    case = before_fissures(segmenter, image, settings)
     started = time.perf_counter()
-    before = to_input_mask(labels, scan, image)
+    nearest = on_scan_grid(labels_to_canonical(case.cleaned.labels, case.scan), case.scan)
+    before = to_input_grid(nearest, case.scan, image).mask
     middle = time.perf_counter()
-    hu = sitk.GetArrayViewFromImage(canonical := to_canonical(image))
-    extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, NetworkLobes(labels, prediction.probabilities), settings)
-    after = canonical_to_input_mask(extent.labels, scan, image)
-    del canonical
-    seconds = {"before_s": middle - started, "after_s": time.perf_counter() - middle, **prediction.timings_s}
-    return before, after, extent, seconds
+    after = to_input_grid(case.lobes.labels, case.scan, image).mask
+    seconds = {"before_s": middle - started, "after_s": case.lung_s + time.perf_counter() - middle,
+               **case.prediction.timings_s}
+    return before, after, case.lobes.extent, seconds
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,14 +127,14 @@ def _kept_share(mask: np.ndarray, ref: np.ndarray, where: np.ndarray) -> float |
     return float(np.mean(mask[where] == ref[where])) if where.any() else None
 
 
-def run_phantoms(data: Path, checkpoint, device, settings: LungExtentSettings | None = None) -> list[dict]:
+def run_phantoms(data: Path, segmenter: LobeSegmenter, settings: LungExtentSettings | None = None) -> list[dict]:
     with open(data / "cases.csv") as handle:
         cases = {row["name"]: row for row in csv.DictReader(handle)}
     rows = []
     for name, meta in sorted(cases.items()):
         image = sitk.ReadImage(str(next((data / "images").glob(f"{name}.*"))))
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(next((data / "labels").glob(f"{name}.*")))))
-        before, after, extent, seconds = before_and_after(image, checkpoint, device, settings)
+        before, after, extent, seconds = before_and_after(image, segmenter, settings)
         hu = sitk.GetArrayViewFromImage(image)
         spacing = tuple(reversed(image.GetSpacing()))
         voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -187,12 +188,12 @@ def _large_pieces(mask: np.ndarray, min_share: float) -> np.ndarray:
     return (size >= min_share * size.sum())[pieces]
 
 
-def run_real(checkpoint, device, image_dir: Path) -> list[dict]:
+def run_real(segmenter: LobeSegmenter, image_dir: Path) -> list[dict]:
     rows = []
     image_dir.mkdir(parents=True, exist_ok=True)
     for name in REAL_SCANS:
         image = read_image(REAL_DIR / name).image
-        before, after, extent, seconds = before_and_after(image, checkpoint, device)
+        before, after, extent, seconds = before_and_after(image, segmenter)
         hu = sitk.GetArrayViewFromImage(image)
         reference = aerated_lung(hu)
         voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
@@ -222,18 +223,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="phantoms: LungExtentSettings.dense_thick_blocks (99: the rim rule before it existed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    checkpoint = load_checkpoint(None, device)
+    segmenter = LobeSegmenter(None, torch.device("cpu"))
     if args.what == "phantoms":
         if args.data is None or not (args.data / "cases.csv").is_file():
             print("error: give a phantom folder with cases.csv, images/ and labels/", file=sys.stderr)
             return 1
-        rows = run_phantoms(args.data, checkpoint, device, LungExtentSettings(dense_thick_blocks=args.dense_thick_blocks))
+        rows = run_phantoms(args.data, segmenter, LungExtentSettings(dense_thick_blocks=args.dense_thick_blocks))
     else:
         if not REAL_DIR.is_dir():
             print(f"error: {REAL_DIR} not found", file=sys.stderr)
             return 1
-        rows = run_real(checkpoint, device, args.images)
+        rows = run_real(segmenter, args.images)
     out = args.out or REPO_ROOT / "docs" / f"lung-extent-{args.what}.json"
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -173,6 +173,18 @@ def test_out_of_memory_with_one_tile_on_the_cpu_is_an_error():
         _predict_with(_TileModel(lambda n, call: True), 2)
 
 
+def test_out_of_memory_in_stage_one_is_a_resource_error():
+    """Stage I sees the whole scan: there is no smaller batch, so it says what to do instead."""
+    from algorithm.errors import ResourceError
+
+    class Stage1Fails(_TileModel):
+        def forward_stage1(self, scan):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(ResourceError, match="out of memory on cpu in stage I"):
+        _predict_with(Stage1Fails(lambda n, call: False), 1)
+
+
 def test_out_of_memory_on_a_gpu_with_one_tile_moves_to_the_cpu():
     """The fallback step itself (no GPU needed): state moves to the CPU, and says so."""
     model = _TileModel(lambda n, call: False)

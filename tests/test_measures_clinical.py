@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES, Lobe
-from algorithm.report.density import DISCLAIMER, DensityParameters, _bin_majority, _dilate_face_neighbours, lobe_measures, opening_mm, severity_band
+from algorithm.image_ops import dilate_face_neighbours as _dilate_face_neighbours
+from algorithm.report.density import DISCLAIMER, DensityParameters, _bin_majority, lobe_measures, opening_mm, severity_band
 
 NO_FILTER = DensityParameters(thin_structure_radius_mm=0.0, vessel_radius_mm=0.0)
 SPACING_MM = (1.5, 1.5, 1.5)

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from algorithm.labels import Lobe
 from algorithm.report.volumes import volumes_ml
-from algorithm.segmenter import outside_air_removed_ml
+from algorithm.pipeline.clean_up import outside_air_removed_ml
 from algorithm.postprocessing import clean_labels, merge_stray_pieces
 from algorithm.preprocessing import PreprocessedScan, labels_to_canonical, skips_network_voxels
 

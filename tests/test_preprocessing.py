@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.constants import HU_MAX, HU_MIN
-from algorithm.preprocessing import labels_to_input_grid, network_grid, normalize_hu, preprocess, preprocess_labels
+from algorithm.pipeline.input_grid import to_input_grid
+from algorithm.preprocessing import labels_to_canonical, network_grid, normalize_hu, preprocess, preprocess_labels, to_canonical
 
 
 def test_hu_window_and_rescale():
@@ -48,7 +49,9 @@ def test_orientation_round_trip_keeps_geometry_and_content(direction):
     # in-plane size 24 at isotropic 1 mm: the network grid is the reoriented input grid
     scan = preprocess(image, inplane_size=24)
     labels = (scan.array > 0.5).astype(np.uint8)
-    back = labels_to_input_grid(labels, scan, image)
+    # the scan carries its one reorientation: the lung and fissure steps read it, nothing reorients again
+    assert np.array_equal(sitk.GetArrayViewFromImage(scan.canonical), sitk.GetArrayViewFromImage(to_canonical(image)))
+    back = to_input_grid(labels_to_canonical(labels, scan), scan, image).mask
     assert back.GetSize() == image.GetSize()
     assert back.GetSpacing() == image.GetSpacing()
     assert back.GetOrigin() == image.GetOrigin()

@@ -224,22 +224,16 @@ def process_case(
 
 
 def segment_within_memory(segmenter: LobeSegmenter, plan: MemoryPlan) -> Callable[..., SegmentationResult]:
-    """The segmenter within the memory plan; on a CUDA out-of-memory it retries once with one tile per pass."""
-    batches = (plan.batch_size, 1) if plan.batch_size > 1 else (1,)
+    """The segmenter within the memory plan. Out of GPU memory, the network step's own policy
+    applies (algorithm/inference.py: smaller tile batches, then the CPU); out of host memory is the
+    container's limit, and says so."""
+    planned = segmenter.with_options(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=plan.batch_size)
 
     def segment(image: sitk.Image, progress=None) -> SegmentationResult:
-        for attempt, batch in enumerate(batches, start=1):
-            planned = segmenter.with_options(max_tile_in_voxels=plan.max_tile_in_voxels, batch_size=batch)
-            try:
-                return planned(image, progress)
-            except torch.cuda.OutOfMemoryError as exc:
-                if attempt == len(batches):
-                    raise ResourceError(f"the GPU ran out of memory even with one tile per pass ({exc})") from exc
-                torch.cuda.empty_cache()
-                print("warning: GPU out of memory; retrying with one tile per pass", file=sys.stderr)
-            except MemoryError as exc:
-                raise ResourceError("the container ran out of memory: raise the algorithm's memory limit") from exc
-        raise AssertionError("unreachable")
+        try:
+            return planned(image, progress)
+        except MemoryError as exc:
+            raise ResourceError("the container ran out of memory: raise the algorithm's memory limit") from exc
 
     return segment
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm import __version__
+from algorithm.version import __version__
 from algorithm.errors import InputError, OutputError
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from algorithm import __version__
+from algorithm.version import __version__
 from algorithm.constants import INPLANE_SIZE, STAGE2_TRAIN_PATCH_IN, STAGE2_TRAIN_PATCH_OUT
 from algorithm.io.atomic import atomic_path
 from algorithm.labels import label_map

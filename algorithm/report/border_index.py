@@ -53,16 +53,24 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.boxes import bounding_box
+from algorithm.image_ops import (  # the vessel mask and the lattice are shared with the fissure fit
+    CELL_MM,
+    HAZE_BOX_MM,  # noqa: F401  (re-exported: the index's definition)
+    HAZE_HU,  # noqa: F401
+    HILUM_MARGIN_MM,  # noqa: F401
+    PLEURA_MARGIN_MM,  # noqa: F401
+    THICK_MM,  # noqa: F401
+    VESSEL_HU,  # noqa: F401
+    Lattice,  # noqa: F401
+    VesselMask,
+    VesselSettings,
+    analysis_lattice,
+    lattice_steps,  # noqa: F401
+    vessel_mask,
+)
 from algorithm.labels import Lobe
 
 BAND_MM = 4.0  # half-width of the band along a border (mm)
-VESSEL_HU = -500.0  # lung voxels above this are vessel (or bronchial wall)
-PLEURA_MARGIN_MM = 5.0  # lung this close to non-lung is not analysed
-THICK_MM = 5.0  # dense structures holding an all-dense cube of this side are not vessels
-HILUM_MARGIN_MM = 10.0  # lung this close to such a thick structure is not analysed
-HAZE_HU = -700.0  # lung whose local parenchyma is this dense (ground glass) is not analysed ...
-HAZE_BOX_MM = 10.0  # ... measured as the mean over a box of this side
-CELL_MM = 2.5  # largest step of the analysis lattice (mm)
 MIN_BAND_ML = 3.0  # analysed band volume under which a border is "tiny"
 HIGH_INDEX = 0.5  # a border index above this raises a quality warning
 MAX_SLICE_MM = 3.0  # coarser voxels: index marked unreliable, no warning (as quality's thick_slices)
@@ -87,33 +95,14 @@ BORDERS: tuple[Border, ...] = (
 
 
 @dataclass(frozen=True)
-class BorderIndexSettings:
-    """The definition of the index; recorded in every output."""
+class BorderIndexSettings(VesselSettings):
+    """The definition of the index (the vessel mask's fields, then the band's); recorded in every output."""
 
     band_mm: float = BAND_MM
-    vessel_hu: float = VESSEL_HU
-    pleura_margin_mm: float = PLEURA_MARGIN_MM
-    thick_mm: float = THICK_MM
-    hilum_margin_mm: float = HILUM_MARGIN_MM
-    haze_hu: float = HAZE_HU
-    haze_box_mm: float = HAZE_BOX_MM
     cell_mm: float = CELL_MM
     min_band_ml: float = MIN_BAND_ML
     high_index: float = HIGH_INDEX
     max_slice_mm: float = MAX_SLICE_MM
-
-
-@dataclass
-class VesselMask:
-    """Vessel voxels and the analysed lung (``domain``) on one grid; ``vessel`` lies in ``domain``."""
-
-    vessel: np.ndarray
-    domain: np.ndarray
-
-    @property
-    def lung_vessel_share(self) -> float | None:
-        n = int(np.count_nonzero(self.domain))
-        return None if n == 0 else int(np.count_nonzero(self.vessel)) / n
 
 
 @dataclass
@@ -125,81 +114,6 @@ class BandIndex:
     band_ml: float
     band_vessel_share: float | None
 
-
-def _box_sizes(half_mm: float, spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
-    """Odd per-axis sizes (voxels) of a box reaching ``half_mm`` from its centre, rounded to voxels."""
-    return tuple(2 * int(np.floor(half_mm / s + 0.5)) + 1 for s in spacing_mm)
-
-
-def _erode_box(mask: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
-    """Voxels whose whole box of ``sizes`` voxels lies in ``mask`` (outside the array: not)."""
-    return ndimage.minimum_filter(mask.view(np.uint8), size=sizes, mode="constant", cval=0) > 0
-
-
-def _thick_box_sizes(side_mm: float, spacing_mm: tuple[float, ...]) -> tuple[int, ...]:
-    """The cube that makes a dense structure thick: side ``side_mm`` rounded to whole voxels, at
-    least two (one voxel is any vessel)."""
-    return tuple(max(2, int(np.floor(side_mm / s + 0.5))) for s in spacing_mm)
-
-
-def _dilate_box(mask: np.ndarray, half_mm: float, spacing_mm: tuple[float, ...]) -> np.ndarray:
-    """Voxels with a ``mask`` voxel within the box of half-width ``half_mm`` around them."""
-    return ndimage.maximum_filter(mask.view(np.uint8), size=_box_sizes(half_mm, spacing_mm), mode="constant", cval=0) > 0
-
-
-def vessel_mask(
-    hu: np.ndarray, lung: np.ndarray, spacing_mm: tuple[float, ...], settings: BorderIndexSettings | None = None
-) -> VesselMask:
-    """Vessel voxels and the analysed lung on any grid (``spacing_mm`` in array axis order).
-
-    The domain is the lung whose box of half-width ``pleura_margin_mm`` is all lung, without
-    - thick dense structures (dense voxels whose cube of side ``thick_mm``, rounded to whole
-      voxels, is all dense lung: vessels under about 7 mm across stay vessels) and the box of
-      half-width ``hilum_margin_mm`` around them;
-    - hazy lung: where the mean HU of the lung within ``haze_box_mm``, each voxel clipped at
-      ``vessel_hu`` so that vessels weigh as little as possible, is at or above ``haze_hu``
-      (ground glass, the compressed lung next to an effusion: noise there crosses
-      ``vessel_hu`` like speckle vessels).
-    Vessels are the domain's voxels above ``vessel_hu``. Boxes, not balls: separable filters
-    cost a fraction of a distance transform, and these margins are rules of thumb.
-    """
-    settings = settings or BorderIndexSettings()
-    vessel = np.zeros(lung.shape, dtype=bool)
-    domain = np.zeros(lung.shape, dtype=bool)
-    box = bounding_box(lung, margin=1)
-    if box is None:
-        return VesselMask(vessel, domain)
-    lung_box = np.ascontiguousarray(lung[box], dtype=bool)
-    dense = lung_box & (np.asarray(hu[box]) > settings.vessel_hu)
-    inner = _erode_box(lung_box, _box_sizes(settings.pleura_margin_mm, spacing_mm))
-    thick = _erode_box(dense, _thick_box_sizes(settings.thick_mm, spacing_mm))
-    if thick.any():
-        reach_mm = settings.thick_mm / 2 + settings.hilum_margin_mm
-        inner &= ~_dilate_box(thick, reach_mm, spacing_mm)
-    inner &= ~_hazy(np.asarray(hu[box]), lung_box, spacing_mm, settings)
-    domain[box] = inner
-    vessel[box] = inner & dense
-    return VesselMask(vessel, domain)
-
-
-def _hazy(hu: np.ndarray, lung: np.ndarray, spacing_mm: tuple[float, ...], settings: BorderIndexSettings) -> np.ndarray:
-    """Lung whose local parenchyma is at ground-glass density or above (see ``vessel_mask``).
-
-    The box mean is taken on every second voxel along axes finer than a quarter of the box (the
-    mean over a 10 mm box hardly changes within 2.5 mm) and spread back, at an eighth of the cost.
-    """
-    steps = tuple(2 if s < settings.haze_box_mm / 4 else 1 for s in spacing_mm)
-    sub = tuple(slice(None, None, k) for k in steps)
-    lung_sub = lung[sub]
-    level = np.clip(hu[sub], -1000.0, settings.vessel_hu).astype(np.float32)
-    level[~lung_sub] = 0.0
-    sizes = _box_sizes(settings.haze_box_mm / 2, tuple(s * k for s, k in zip(spacing_mm, steps)))
-    total = ndimage.uniform_filter(level, sizes, mode="constant")
-    count = ndimage.uniform_filter(lung_sub.astype(np.float32), sizes, mode="constant")
-    hazy = total >= settings.haze_hu * np.maximum(count, 1e-6)
-    for axis, k in enumerate(steps):
-        hazy = np.repeat(hazy, k, axis=axis)
-    return lung & hazy[tuple(slice(0, n) for n in lung.shape)]
 
 
 def border_interfaces(labels: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
@@ -275,28 +189,6 @@ def band_index(vessels: VesselMask, band: np.ndarray | None, voxel_ml: float, mi
         return BandIndex("no_vessels", None, band_ml, band_share)
     return BandIndex("ok", band_share / lung_share, band_ml, band_share)
 
-
-def lattice_steps(spacing_mm: tuple[float, ...], cell_mm: float = CELL_MM) -> tuple[int, ...]:
-    """Per-axis voxel step of the analysis lattice: the largest whose step stays within ``cell_mm``."""
-    return tuple(max(1, int(np.floor(cell_mm / s + 1e-6))) for s in spacing_mm)
-
-
-@dataclass(frozen=True)
-class Lattice:
-    """The analysis lattice: ``sample`` indexes it out of an input-grid array."""
-
-    sample: tuple[slice, ...]
-    spacing_mm: tuple[float, ...]
-
-    @property
-    def voxel_ml(self) -> float:
-        return float(np.prod(self.spacing_mm)) / 1000.0
-
-
-def analysis_lattice(spacing_mm: tuple[float, ...], cell_mm: float = CELL_MM) -> Lattice:
-    """Every k-th input voxel per axis (``lattice_steps``)."""
-    steps = lattice_steps(spacing_mm, cell_mm)
-    return Lattice(tuple(slice(None, None, k) for k in steps), tuple(float(s * k) for s, k in zip(spacing_mm, steps)))
 
 
 def border_indices(

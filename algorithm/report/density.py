@@ -36,6 +36,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.boxes import bounding_box
+from algorithm.image_ops import dilate_face_neighbours
 from algorithm.labels import LEFT_LOBES, LOBES, RIGHT_LOBES, Lobe
 from algorithm.report.volumes import voxel_volume_ml
 
@@ -143,7 +144,7 @@ def _count(hu: np.ndarray, labels: np.ndarray, spacing_zyx_mm, params: DensityPa
     values = hu[lung]
     bright = (hu > params.consolidation_min_hu) & lung
     consolidation = opening_mm(bright, params.vessel_radius_mm, spacing_zyx_mm)
-    vessel_rim = _dilate_face_neighbours(bright & ~consolidation)  # vessels and their 1-voxel rim
+    vessel_rim = dilate_face_neighbours(bright & ~consolidation)  # vessels and their 1-voxel rim
     dense = (hu >= params.ground_glass_min_hu) & lung
     ground_glass = opening_mm(dense, params.thin_structure_radius_mm, spacing_zyx_mm) & ~bright & ~vessel_rim
     n = len(Lobe)
@@ -159,19 +160,6 @@ def _count(hu: np.ndarray, labels: np.ndarray, spacing_zyx_mm, params: DensityPa
         consolidation=per_label(consolidation[lung]),
         raw_high_attenuation=per_label((dense & ~bright)[lung]),
     )
-
-
-def _dilate_face_neighbours(mask: np.ndarray) -> np.ndarray:
-    """Binary dilation by the 6-neighbour cross (scipy's default), as six shifted ORs: same
-    result as ``ndimage.binary_dilation`` at about a fifth of its time on a whole lung box."""
-    out = mask.copy()
-    for axis in range(mask.ndim):
-        lower = [slice(None)] * mask.ndim
-        upper = [slice(None)] * mask.ndim
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        out[tuple(lower)] |= mask[tuple(upper)]
-        out[tuple(upper)] |= mask[tuple(lower)]
-    return out
 
 
 def _percentiles(hu: np.ndarray, labels: np.ndarray, lobes: tuple[Lobe, ...], params) -> tuple[float, float] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm import __version__
+from algorithm.version import __version__
 from algorithm.labels import label_map
 from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
@@ -61,7 +61,7 @@ class LobeReport:
     quality_flags: list[dict]
     quality_estimates: dict
     border_vessel_index: dict  # the vessel-sparse band along each fissure (report/border_index.py)
-    fissures: dict | None = None  # what the fissure step did (fissure_fit.py; docs/outputs.md)
+    fissures: dict | None = None  # what the fissure step did (fissure_fit/; docs/outputs.md)
     network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
     lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
     lobe_shares: dict | None = None  # each lobe's share beside the published population (lobe_shares.py)

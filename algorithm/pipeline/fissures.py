@@ -1,0 +1,34 @@
+"""Step 5: each fissure refitted to the vessel-sparse band of the scan where the evidence is clear
+(algorithm/fissure_fit/, after the lung's extent is settled), then the stray pieces the refitted
+borders cut off merged (``clean_up.merge_strays``). ``mode="network"`` keeps the network's
+borders (the paper's path); the merge runs in both modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from algorithm.constants import DEFAULT_FISSURES
+from algorithm.fissure_fit import refine_fissures
+from algorithm.pipeline.clean_up import merge_strays
+
+
+@dataclass(frozen=True)
+class FittedLobes:
+    """The lobes after the fissure step, and what it did (the report's "fissures" section)."""
+
+    labels: np.ndarray  # uint8 (Z, Y, X) on the canonical grid
+    section: dict
+
+
+def refine_lobes(canonical: sitk.Image, labels: np.ndarray, mode: str = DEFAULT_FISSURES) -> FittedLobes:
+    """The fissure step on a canonical (LPS) scan in HU and its lobes on the same grid."""
+    hu = sitk.GetArrayViewFromImage(canonical)
+    spacing_mm_zyx = tuple(float(s) for s in reversed(canonical.GetSpacing()))
+    refined, section = refine_fissures(hu, labels, spacing_mm_zyx, mode=mode)
+    if refined is labels:  # nothing was refitted: the merge works on a copy, never on its input
+        refined = labels.copy()
+    merge_strays(refined)
+    return FittedLobes(refined, section)

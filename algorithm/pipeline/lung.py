@@ -1,0 +1,36 @@
+"""Step 4: the lung's extent from the scan on the scan's own (reoriented) grid, each lung voxel's
+lobe from the network (algorithm/lung_extent.py), then the scan-grid clean-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from algorithm.inference import NetworkPrediction
+from algorithm.lung_extent import LungExtent, LungExtentSettings, NetworkLobes, lung_extent
+from algorithm.pipeline.clean_up import CleanLobes, on_scan_grid
+from algorithm.preprocessing import PreprocessedScan
+
+
+@dataclass(frozen=True)
+class ScanLobes:
+    """The lobes on the canonical (LPS) input grid, and what the lung step found."""
+
+    labels: np.ndarray  # uint8 (Z, Y, X), cleaned
+    extent: LungExtent  # the step's findings (the report's "lung_extent" section)
+
+
+def lung_from_scan(
+    scan: PreprocessedScan,
+    prediction: NetworkPrediction,
+    cleaned: CleanLobes,
+    settings: LungExtentSettings | None = None,
+) -> ScanLobes:
+    """The lung from ``scan.canonical`` (in HU), the lobes from the cleaned network labels and the
+    network's probabilities; ``settings`` default to the shipped ``LungExtentSettings()``."""
+    hu = sitk.GetArrayViewFromImage(scan.canonical)
+    network = NetworkLobes(cleaned.labels, prediction.probabilities)
+    extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, network, settings)
+    return ScanLobes(on_scan_grid(extent.labels, scan), extent)
