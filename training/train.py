@@ -41,11 +41,9 @@ from algorithm.io.atomic import atomic_path, atomic_write_bytes
 from algorithm.network.checkpoint import TRAINING_FORMAT, CheckpointError, load_checkpoint, read_training_checkpoint
 from algorithm.network.checkpoint import build_model as build_network
 from algorithm.labels import LOBES
-from algorithm.segmenter import LobeSegmenter
 from training import data as data_mod
 from training.config import TrainConfig, load_config
-from training.export import inference_settings
-from training.infer import predict_unet, upsample_stage1_labels
+from training.infer import segmenter_for, validation_labels
 from training.metrics import lobe_scores
 from training.steps import CascadeStep, StepInputs, UNetStep
 from training.cli_help import command_parser
@@ -304,27 +302,16 @@ class Trainer:
         self.model.eval()
         per_lobe: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         per_lobe_s1: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
-        tile = self.config.run.val_tile_out
         # the shipped network step around the model in memory: same tiling rule and 10 mm lung-box margin
-        segmenter = LobeSegmenter.from_model(self.model, inference_settings(self.config), self.device, tile_out=tile)
+        segmenter = segmenter_for(self.model, self.config, self.device, tile_out=self.config.run.val_tile_out)
+        stage1_only = self.config.model.kind != "unet3d" and self.step <= self.config.run.stage1_only_iters
         for key in keys:
             scan = cache.open(key)
-            image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None].to(self.device)
             ref = np.asarray(scan.labels)
-            if self.config.model.kind == "unet3d":
-                pred = predict_unet(self.model, image, tile).cpu().numpy()
-            elif self.step <= self.config.run.stage1_only_iters:  # stage II not trained yet: skip its tiles
-                stage1 = self.model.forward_stage1(image)
-                s1_half = stage1.lobe_logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
-                pred = upsample_stage1_labels(s1_half, ref.shape)
-                for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
+            pred, stage1 = validation_labels(segmenter, scan.image, scan.spacing_mm_zyx, stage1_only)
+            if stage1 is not None:
+                for name, score in lobe_scores(stage1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
-            else:
-                prediction = segmenter.predict_grid(image[0, 0].cpu().numpy(), scan.spacing_mm_zyx)
-                s1 = upsample_stage1_labels(prediction.stage1_labels, ref.shape)
-                for name, score in lobe_scores(s1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
-                    per_lobe_s1[name].append(score.iou)
-                pred = prediction.labels
             for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                 per_lobe[name].append(score.iou)
         self.model.train()
