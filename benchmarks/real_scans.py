@@ -34,9 +34,9 @@ from algorithm.report.preview import render_preview
 from algorithm.io.formats import strip_image_suffix
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
+from training.real_scans import REAL_DIR  # one definition of where the real scans live
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
 SCANS = (
     "lung-pet-ct-dx-A0001-dicom",
     "lung-pet-ct-dx-A0002-apex-cut-8mm.mha",

@@ -14,7 +14,8 @@ from scipy import ndimage
 from algorithm.labels import LOBES, Lobe
 from training.phantoms import PhantomOptions, generate_case
 from training.phantoms.body import Thorax, render_body
-from training.phantoms.config import fit_to_fov, sample_case, stream
+from training.phantoms.config import fit_to_fov, stream
+from training.phantoms.sampling import sample_case
 from training.phantoms.config_v2 import ARM_POSES, PAD_VALUES, sample_surroundings
 from training.phantoms.generate import _thorax, model_grid, output_grid, patient_frame
 from training.phantoms.lungs_v2 import LOBULAR_TEXTURE_HU, lobular_texture_hu

@@ -1,8 +1,8 @@
 """Phantoms beside real scans: ``python -m training.realism`` writes docs/realism.md and
 docs/img/phantoms.png.
 
-Real scans are read from ``../shared/data/real`` (relative to the repository root; never copied
-into the repository). Each real scan gets phantoms at its own size and spacing, and both go through
+Real scans are read from ``training.real_scans.REAL_DIR`` (``../shared/data/real`` beside the
+repository; never copied into it). Each real scan gets phantoms at its own size and spacing, and both go through
 the same threshold-based measurements, so the numbers compare like with like.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ from algorithm.constants import AIR_LUNG_CUT_HU
 from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
+from training.real_scans import REAL_DIR, Scan, load_real_scans
+from training.realism_classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
 
-REAL_DIR = Path("../shared/data/real")
 COMMAND = "python -m training.realism"
 PHANTOMS_PER_SCAN = 3
 PHANTOM_PATHOLOGIES = ("none", "none", "copd")
@@ -129,42 +129,6 @@ INTERPRETATION = """\
 - Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
   fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
-
-
-@dataclass
-class Scan:
-    name: str
-    image: sitk.Image
-
-
-def load_real_scans(folder: Path = REAL_DIR) -> list[Scan]:
-    """Every scan in the folder (files and DICOM series), dropping exact duplicates."""
-    if not folder.is_dir():
-        return []
-    scans, seen = [], set()
-    for path in sorted(folder.iterdir()):
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                continue
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        elif path.suffix in {".mha", ".mhd", ".nrrd", ".gz", ".nii"}:
-            image = sitk.ReadImage(str(path))
-        else:
-            continue
-        key = (image.GetSize(), tuple(round(s, 3) for s in image.GetSpacing()))
-        if key in seen:  # the same scan as DICOM and as a single file
-            continue
-        seen.add(key)
-        name = path.name
-        for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".gz"):
-            name = name.removesuffix(suffix)
-        # Identity directions (x to the patient's left, y posterior, z superior): the dome measures
-        # tell right from left and up from down by voxel index.
-        scans.append(Scan(name, sitk.DICOMOrient(sitk.Cast(image, sitk.sitkInt16), "LPS")))
-    return scans
 
 
 def _fill_2d(mask: np.ndarray) -> np.ndarray:
@@ -436,8 +400,6 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "",
     ]
     if classifier and len(scans) >= 3:
-        from training.realism_classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
-
         versions = tuple(sorted({1, version}))
         draws = [measure_realism(scans, versions, seed=d, log=lambda m: print(m, file=sys.stderr)) for d in range(DRAWS)]
         lines += markdown(draws[0], draws)

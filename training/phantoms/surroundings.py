@@ -10,15 +10,29 @@ air wedges between the flanks and the mattress. The table and cushion lie in the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from .config import stream
+from .config import BodyParams, stream
+from .config_v2 import V2Params
 from .grid import Grid, PatientFrame
 
-if TYPE_CHECKING:
-    from .torso import ThoraxV2
+
+class ThoraxV2(Protocol):
+    """What the surroundings read of ``torso.ThoraxV2``: its outline and its parameters. A
+    protocol, so that this module does not import ``torso`` (which imports this one)."""
+
+    p: BodyParams
+    v2: V2Params
+    seed: int
+    cy: float
+    cage_half_width: float
+    cage_half_depth: float
+
+    def torso(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, inset_mm, widen_mm: float = 0.0) -> np.ndarray: ...
+
+    def torso_half_width_mm(self, z: np.ndarray) -> np.ndarray: ...
 
 COVER_HU = -100.0  # cushion cover (vinyl)
 TABLE_SHELL_HU = 250.0  # carbon-fibre skin of the table
