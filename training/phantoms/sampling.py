@@ -7,7 +7,7 @@ Apart from ``config`` so that ``config_v2`` (which builds on ``config``'s parame
 
 from __future__ import annotations
 
-from . import config_v2
+from .config_v2 import adjust_body, adjust_lungs, adjust_scan, hyperinflate, sample_v2
 from .config import CaseParams, PhantomOptions, fit_to_fov, sample_body, sample_lungs, sample_pathology, sample_scan
 
 
@@ -18,13 +18,13 @@ def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
     pathology = sample_pathology(seed, options)
     v2 = None
     if options.version == 2:
-        v2 = config_v2.sample_v2(seed, pathology)
-        body = config_v2.adjust_body(seed, body, v2.anatomy)
-        body = config_v2.hyperinflate(body, v2.hyperinflation)
-        lungs = config_v2.adjust_lungs(seed, lungs, v2.anatomy)
+        v2 = sample_v2(seed, pathology)
+        body = adjust_body(seed, body, v2.anatomy)
+        body = hyperinflate(body, v2.hyperinflation)
+        lungs = adjust_lungs(seed, lungs, v2.anatomy)
     scan = sample_scan(seed, options, body)
     if v2 is not None:
-        scan = config_v2.adjust_scan(seed, scan, body)
+        scan = adjust_scan(seed, scan, body)
     fov_x_mm, fov_y_mm = scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]
     if options.version == 1:
         body = fit_to_fov(body, min(fov_x_mm, fov_y_mm))
