@@ -26,7 +26,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -96,7 +96,7 @@ def phantom_scores(
     """Lung and lobe agreement with the reference; dense lung kept in the reference's rim and
     interior; with ``network`` (the nearest-neighbour argmax), the share of the dense lung it gave a
     lobe that ``mask`` keeps with that lobe."""
-    from training.metrics import lobe_scores  # benchmarks may use training/; algorithm/ never does
+    from training.evaluation.metrics import lobe_scores  # benchmarks may use training/; algorithm/ never does
 
     scores = lobe_scores(mask, ref, spacing_zyx)
     dense = ~below(hu, DENSE_HU)

@@ -34,7 +34,7 @@ from algorithm.report.preview import render_preview
 from algorithm.io.formats import strip_image_suffix
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
-from training.real_scans import REAL_DIR  # one definition of where the real scans live
+from training.realism.real_scans import REAL_DIR  # one definition of where the real scans live
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCANS = (

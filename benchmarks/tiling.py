@@ -29,7 +29,7 @@ from scipy import stats
 from algorithm.constants import STAGE2_TRAIN_PATCH_IN
 from algorithm.preprocessing import preprocess_labels
 from algorithm.segmenter import LobeSegmenter
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -409,7 +409,7 @@ def test_hyperinflation_draws_follow_the_cited_ranges():
 def _lung_and_domes(seed: int, pathology: str):
     """Lung volume (ml) and (right, left) dome heights above the recesses (mm) of a case at 6 mm,
     a field of view tall enough for any chest."""
-    from training.realism import _dome_tops
+    from training.realism.report import _dome_tops
 
     case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 84), spacing_mm=(6.0, 6.0, 6.0), pathology=pathology, noise_sigma_hu=5.0))
     image, label = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)

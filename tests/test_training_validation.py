@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from algorithm.segmenter import LobeSegmenter
-from training import train as train_mod
+from training.loop import train as train_mod
 from training.config import load_config
-from training.export import inference_settings
-from training.infer import UNetSegmenter, upsample_stage1_labels
-from training.toy import write_toy_dataset
+from training.loop.export import inference_settings
+from training.loop.infer import UNetSegmenter, upsample_stage1_labels
+from training.data.toy import write_toy_dataset
 
 TINY = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml"
 

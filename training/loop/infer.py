@@ -20,9 +20,9 @@ from algorithm.network import CTSUNet, UNet3D
 from algorithm.network.cunet import valid_input_size
 from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig
-from training.export import inference_settings
-from training.ohem import window_grid
-from training.steps import crop_padded
+from training.loop.export import inference_settings
+from training.loop.ohem import window_grid
+from training.loop.steps import crop_padded
 
 
 def upsample_stage1_labels(stage1_labels: np.ndarray, full_shape_zyx: tuple[int, int, int]) -> np.ndarray:

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scan:
+    """One real scan: its name (the file or folder name without suffix) and its image, LPS."""
+
     name: str
     image: sitk.Image
 

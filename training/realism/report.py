@@ -1,7 +1,7 @@
 """Phantoms beside real scans: ``python -m training.realism`` writes docs/realism.md and
-docs/img/phantoms.png.
+results/realism/phantoms.png.
 
-Real scans are read from ``training.real_scans.REAL_DIR`` (``../shared/data/real`` beside the
+Real scans are read from ``training.realism.real_scans.REAL_DIR`` (``../shared/data/real`` beside the
 repository; never copied into it). Each real scan gets phantoms at its own size and spacing, and both go through
 the same threshold-based measurements, so the numbers compare like with like.
 """
@@ -20,8 +20,8 @@ from algorithm.constants import AIR_LUNG_CUT_HU
 from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
-from training.real_scans import REAL_DIR, Scan, load_real_scans
-from training.realism_classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
+from training.realism.real_scans import REAL_DIR, Scan, load_real_scans
+from training.realism.classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
 
 COMMAND = "python -m training.realism"
 PHANTOMS_PER_SCAN = 3
@@ -80,14 +80,14 @@ INTERPRETATION = """\
   at f3b20ff 0.63 (0.60-0.66) over three draws (0.68 and 0.65 at fc2aa59, one draw): both
   sat 0.1 below that set's floor, which therefore could not show a difference; the floor study
   above chose the new set, and the gradient (each scanner's kernel and noise) is what raised the
-  floor. What still separates v2 (`python -m training.realism_classifier --explain 2`, fine
+  floor. What still separates v2 (`python -m training.realism.classifier --explain 2`, fine
   features at 2 mm, standardised mean differences, real minus phantom, copdgene- and CTA-geometry
   phantoms): moderate gradients (10-80 HU/mm, +0.64 to +0.81) against flat voxels (below 5 HU/mm,
   -0.51): real soft tissue has more edges; lung at -900 to -850 HU (-0.58) against -950 to -900
   (+0.53); voxels above 400 HU (+0.49: the contrast blood of the two contrast scans, 440-560 HU,
   which non-contrast phantoms lack). Gone from the list since the dense-tissue commit f3b20ff:
   too few voxels at 100-200 HU (+1.56 before, at 4 mm). Voxels in and near the body at 4 mm (`python -m
-  training.realism_classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
+  training.realism.classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
   the non-contrast real scans hold 2.7-3.2 % at 100-200 HU and 0.4-0.5 % above 400 HU; the
   non-contrast phantoms at the whole-chest geometries held 0.6-1.8 % and 0.8-2.1 %, now 1.6-3.1 %
   and 0.0-0.4 % (v2 at c526f02).

@@ -1,6 +1,6 @@
 """A realism number for phantoms (issue 17): how well a small classifier tells real from phantom.
 
-``python -m training.realism_classifier`` prints a markdown section (it is also part of
+``python -m training.realism.classifier`` prints a markdown section (it is also part of
 ``python -m training.realism``). CPU-cheap on purpose: a few hundred 32^3 patches and logistic
 regression on 7 intensity features (tissue shares, mean, spread).
 
@@ -34,9 +34,9 @@ from sklearn.preprocessing import StandardScaler
 
 from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
-from training.real_scans import REAL_DIR, load_real_scans
+from training.realism.real_scans import REAL_DIR, load_real_scans
 
-COMMAND = "python -m training.realism_classifier"
+COMMAND = "python -m training.realism.classifier"
 # 2 mm and no gradient feature: the lowest real-against-real floor of the spacings and feature
 # sets tried (`--floor-study`: 0.68 against 0.75 for the earlier 4 mm set with a mean gradient;
 # gradients pick up each scanner's kernel and noise). 32^3 patches are 64 mm cubes.

@@ -23,9 +23,9 @@ from algorithm.io.writing import write_mask
 from algorithm.network.checkpoint import build_model, read_training_checkpoint
 from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig, config_from_dict
-from training.data import read_case_csv
-from training.export import resolve_checkpoint
-from training.infer import segmenter_for
+from training.data.cases import read_case_csv
+from training.loop.export import resolve_checkpoint
+from training.loop.infer import segmenter_for
 from training.cli_help import command_parser
 
 
