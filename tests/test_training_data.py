@@ -8,7 +8,8 @@ import SimpleITK as sitk
 import torch
 
 from algorithm.labels import Lobe
-from training.data import cases, label_maps, samples
+from training.data import label_maps, samples
+from training.data.cases import discover_folder, load_cases
 from training.config import AugmentConfig, DataConfig
 from training.data.toy import toy_case, write_toy_dataset
 
@@ -30,35 +31,35 @@ def test_folder_pairs_by_name_across_suffixes(tmp_path):
     sitk.WriteImage(label, str(tmp_path / "labels" / "a.mha"))
     sitk.WriteImage(image, str(tmp_path / "images" / "b.nrrd"))
     sitk.WriteImage(label, str(tmp_path / "labels" / "b.nii.gz"))
-    cases = cases.discover_folder(tmp_path)
+    cases = discover_folder(tmp_path)
     assert [c.name for c in cases] == ["a", "b"]
     assert cases[0].label.name == "a.mha" and cases[1].image.name == "b.nrrd"
     sitk.WriteImage(image, str(tmp_path / "images" / "c.mha"))
     with pytest.raises(FileNotFoundError):
-        cases.discover_folder(tmp_path)
+        discover_folder(tmp_path)
 
 
 def test_splits_are_reproducible_written_and_respect_csv(tmp_path):
     root = write_toy_dataset(tmp_path / "toy", range(10), size_zyx=(8, 8, 8))
     config = DataConfig(root=str(root), val_fraction=0.2, test_fraction=0.2, split_seed=3)
-    first = cases.load_cases(config, tmp_path / "run1" / "splits.csv")
-    second = cases.load_cases(config, tmp_path / "run2" / "splits.csv")
+    first = load_cases(config, tmp_path / "run1" / "splits.csv")
+    second = load_cases(config, tmp_path / "run2" / "splits.csv")
     assert [(c.name, c.split) for c in first] == [(c.name, c.split) for c in second]
     assert sorted(c.split for c in first).count("test") == 2 and sorted(c.split for c in first).count("val") == 2
     # an existing splits.csv wins over the config (the experiment's split never changes)
-    again = cases.load_cases(DataConfig(root=str(root), split_seed=99), tmp_path / "run1" / "splits.csv")
+    again = load_cases(DataConfig(root=str(root), split_seed=99), tmp_path / "run1" / "splits.csv")
     assert [(c.name, c.split) for c in again] == [(c.name, c.split) for c in first]
     # a CSV with a split column keeps it; relative paths are relative to the CSV
     csv_path = tmp_path / "toy" / "cases.csv"
     csv_path.write_text("image,label,split\nimages/toy-0000.mha,labels/toy-0000.mha,test\nimages/toy-0001.mha,labels/toy-0001.mha,\n")
-    cases = cases.load_cases(DataConfig(csv=str(csv_path), val_fraction=0.0, test_fraction=0.0), tmp_path / "run3" / "splits.csv")
+    cases = load_cases(DataConfig(csv=str(csv_path), val_fraction=0.0, test_fraction=0.0), tmp_path / "run3" / "splits.csv")
     assert [(c.name, c.split) for c in cases] == [("toy-0000", "test"), ("toy-0001", "train")]
     assert cases[0].image.is_file()
 
 
 def test_cache_is_keyed_by_content_and_settings(tmp_path):
     root = write_toy_dataset(tmp_path / "toy", [0, 1], size_zyx=(16, 20, 20))
-    cases = cases.discover_folder(root)
+    cases = discover_folder(root)
     cache = samples.PreprocessedCache(tmp_path / "cache", 16, "paper")
     key = cache.ensure(cases[0])
     assert cache.ensure(cases[0]) == key  # second call: cached
@@ -73,7 +74,7 @@ def test_cache_is_keyed_by_content_and_settings(tmp_path):
 def test_sample_stream_is_a_function_of_the_step(tmp_path):
     root = write_toy_dataset(tmp_path / "toy", range(3), size_zyx=(16, 20, 20))
     cache = samples.PreprocessedCache(tmp_path / "cache", 16, "paper")
-    keys = [cache.ensure(c) for c in cases.discover_folder(root)]
+    keys = [cache.ensure(c) for c in discover_folder(root)]
     full = samples.TrainSamples(cache, keys, AugmentConfig(), seed=5, rank=0, world_size=1, start_step=0, end_step=6)
     tail = samples.TrainSamples(cache, keys, AugmentConfig(), seed=5, rank=0, world_size=1, start_step=4, end_step=6)
     for i in range(2):
