@@ -9,6 +9,7 @@ the same threshold-based measurements, so the numbers compare like with like.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from algorithm.constants import AIR_LUNG_CUT_HU
 from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
-from training.realism.real_scans import REAL_DIR, Scan, load_real_scans
+from training.realism.real_scans import REAL_DIR, REPO_ROOT, Scan, load_real_scans
 from training.realism.classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
 
 COMMAND = "python -m training.realism"
@@ -376,18 +377,21 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
     rng = np.random.default_rng(0)
     scans = load_real_scans(real_dir)
     pair_png = out_png.with_name(f"phantoms-v{version}-vs-real.png")
+    # Links and paths as a reader of out_md follows them: the pictures relative to its folder.
+    png_dir = Path(os.path.relpath(out_png.resolve().parent, out_md.resolve().parent)).as_posix()
+    real_shown = os.path.relpath(real_dir.resolve(), REPO_ROOT)
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
         "",
-        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 10 minutes on one "
+        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_shown}`; about 10 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
+        f"`{Path(os.path.relpath(out_png.resolve().parent, REPO_ROOT)).as_posix()}/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
         "(paraspinal muscle; before it at f3b20ff: dense tissue, bone, cartilage, contrast; at 9737850: COPD hyperinflation, COPD cases only; at "
         "fc2aa59: tissue texture, lobular lung mottle, fat density, first landed in 3244403 with a stronger mottle, "
         "and a non-square field of view fitted side by side): phantoms v2 made before fc2aa59 are those of commit "
         "237d99e (the v2 test set), and published numbers should name the generator commit.",
         "",
-        f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
+        f"![real scans beside v{version} phantoms at the same size and spacing]({png_dir}/{pair_png.name})",
         "",
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
@@ -396,7 +400,7 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "whichever is larger; holes filled so vessels count), not through the phantom "
         "labels. **differs** marks a real value more than 15 % outside the phantoms' range.",
         "",
-        f"![phantoms beside a real scan](img/{out_png.name})",
+        f"![phantoms beside a real scan]({png_dir}/{out_png.name})",
         "",
     ]
     if classifier and len(scans) >= 3:
@@ -464,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     p = command_parser(COMMAND, __doc__)
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--out", default="docs/realism.md")
-    p.add_argument("--image", default="docs/img/phantoms.png")
+    p.add_argument("--image", default="results/realism/phantoms.png")
     p.add_argument("--version", type=int, choices=VERSIONS, default=2, help="phantom generator version")
     p.add_argument("--no-classifier", action="store_true", help="skip the realism classifier (saves ~10 minutes)")
     p.add_argument("--scan", help="only print the table of the real scan whose name starts with this (writes nothing)")
