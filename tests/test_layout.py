@@ -115,3 +115,28 @@ def test_no_module_is_over_600_lines():
     long = {str(path.relative_to(REPO_ROOT)): n for path in project_modules().values()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# What each phase of training/ may import of the others (docs/design.md, "Layout of training/ and
+# results/"): data <- evaluation <- loop, realism reads phantoms, nothing reads realism.
+TRAINING_PHASES_ALLOWED = {
+    "training.data": set(),
+    "training.evaluation": {"training.data"},
+    "training.loop": {"training.data", "training.evaluation"},
+    "training.phantoms": set(),
+    "training.realism": {"training.phantoms"},
+}
+
+
+def phase_of(module: str) -> str | None:
+    """The phase package of a training module (``training.loop.train`` -> ``training.loop``)."""
+    phase = ".".join(module.split(".")[:2])
+    return phase if phase in TRAINING_PHASES_ALLOWED else None
+
+
+def test_training_phases_depend_one_way():
+    graph = import_graph()
+    wrong = sorted((m, o) for m, others in graph.items() for o in others
+                   if (mine := phase_of(m)) and (theirs := phase_of(o)) and theirs != mine
+                   and theirs not in TRAINING_PHASES_ALLOWED[mine])
+    assert wrong == []
