@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from training.realism.real_scans import REAL_DIR, load_real_scans
-from training.realism.report import _dome_tops
+from training.realism.report import _dome_tops, link_from
 
 SPACING = (2.0, 2.0, 2.0)  # x, y, z mm
 
@@ -74,3 +74,10 @@ def test_real_dir_lies_beside_the_repository_whatever_the_working_directory(tmp_
     """The one REAL_DIR is ../shared/data/real of the repository root, not of the cwd."""
     monkeypatch.chdir(tmp_path)
     assert REAL_DIR == Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def test_picture_links_are_relative_to_the_document(tmp_path):
+    """docs/realism.md links the pictures that the study writes into results/realism/."""
+    doc, picture = tmp_path / "docs" / "realism.md", tmp_path / "results" / "realism" / "phantoms.png"
+    assert link_from(doc, picture) == "../results/realism/phantoms.png"
+    assert (doc.parent / link_from(doc, picture)).resolve() == picture.resolve()

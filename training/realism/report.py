@@ -372,13 +372,18 @@ def side_by_side(path: Path, scans: list[Scan], version: int = 2, first_seed: in
     plt.close(fig)
 
 
+def link_from(document: Path, target: Path) -> str:
+    """``target`` as a Markdown link in ``document``: relative to the document's folder, so that
+    docs/realism.md finds the pictures in results/realism/ wherever the repository lies."""
+    return Path(os.path.relpath(target.resolve(), document.resolve().parent)).as_posix()
+
+
 def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int = 2, classifier: bool = True) -> str:
     """Measure, compare, draw; returns the markdown."""
     rng = np.random.default_rng(0)
     scans = load_real_scans(real_dir)
     pair_png = out_png.with_name(f"phantoms-v{version}-vs-real.png")
-    # Links and paths as a reader of out_md follows them: the pictures relative to its folder.
-    png_dir = Path(os.path.relpath(out_png.resolve().parent, out_md.resolve().parent)).as_posix()
+    png_dir = link_from(out_md, out_png.parent)
     real_shown = os.path.relpath(real_dir.resolve(), REPO_ROOT)
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
