@@ -15,6 +15,7 @@ is the number that judges a border against the scan itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    parser.add_argument("--img", default=str(REPO_ROOT / "docs" / "img" / "fissure-fit"), help="folder for the pictures")
+    parser.add_argument("--img", default=str(REPO_ROOT / "results" / "fissure-fit"), help="folder for the pictures")
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_scan(name, segmenter, img_dir))
         print(f"{name}: done", file=sys.stderr)
     command = "python -m benchmarks.fissure_fit_real " + " ".join(argv if argv is not None else sys.argv[1:])
-    rel = Path(args.img).resolve()
-    img_rel = str(rel.relative_to((REPO_ROOT / "docs").resolve())) if rel.is_relative_to((REPO_ROOT / "docs").resolve()) else str(rel)
+    # Links relative to the Markdown's folder (without --out: docs/, where docs/results.md quotes it).
+    text_dir = Path(args.out).resolve().parent if args.out else REPO_ROOT / "docs"
+    img_rel = os.path.relpath(Path(args.img).resolve(), text_dir)
     text = to_markdown(rows, command.strip(), img_rel)
     print(text)
     if args.out:
