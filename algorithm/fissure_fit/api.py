@@ -135,21 +135,36 @@ def refine_fissures(
     if _check_mode(mode) == "network":
         return labels, NETWORK_SECTION
     spacing = tuple(float(s) for s in spacing_mm_zyx)
-    lattice = analysis_lattice(spacing)
+    fit = fit_on_lattice(hu, labels, spacing, lung, settings)
+    return apply_fit(labels, spacing, fit), fit_section(fit)
+
+
+FIT_DEFINITION = (
+    "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
+    "border; 'fit' where its band index is clearly lower than the network's, else the network's "
+    "border stands (docs/design.md, Fissure fit)"
+)
+
+
+def fit_section(fit: FissureFit) -> dict:
+    """The report's "fissures" section of a fit."""
+    return {"mode": "fit", "definition": FIT_DEFINITION, "fissures": fit.report()}
+
+
+def fit_on_lattice(
+    hu: np.ndarray,
+    labels: np.ndarray,
+    spacing_mm_zyx: tuple[float, float, float],
+    lung: np.ndarray | None = None,
+    settings: FitSettings | None = None,
+) -> FissureFit:
+    """``fit_fissures`` on the border index's sub-lattice of a canonical scan (what
+    ``refine_fissures`` relabels the full grid by; its ``labels`` are the lattice's)."""
+    lattice = analysis_lattice(spacing_mm_zyx)
     labels_s = np.asarray(labels[lattice.sample])
     lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
     vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice.spacing_mm)
-    fit = fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
-    section = {
-        "mode": "fit",
-        "definition": (
-            "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
-            "border; 'fit' where its band index is clearly lower than the network's, else the network's "
-            "border stands (docs/design.md, Fissure fit)"
-        ),
-        "fissures": fit.report(),
-    }
-    return apply_fit(labels, spacing, fit), section
+    return fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
 
 
 def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:

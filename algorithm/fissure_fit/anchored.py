@@ -1,0 +1,158 @@
+"""Public hooks for fits anchored at points (algorithm/fissure_points/): the network's smoothed
+fissures without any search, and one fissure's height field refitted through anchor points.
+
+A user's point on a fissure is the strongest evidence there is: the refit moves the network's
+surface by the smoothest displacement (thin-plate energy on the B-spline's control grid) that
+carries it through the points, so a fissure misplaced as a whole moves as a whole and the shape
+the network gave it survives between the points. Where the control grid is too coarse for the
+points to be met within the tolerance, it is refined (halved) and the surface resampled exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
+
+from algorithm.fissure_fit.evidence import _lung, _Problem
+from algorithm.fissure_fit.model import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE, FitSettings, Surface, _basis
+from algorithm.fissure_fit.optimiser import _least_squares, _network_targets
+from algorithm.labels import Lobe
+
+
+@dataclass(frozen=True)
+class AnchorSettings:
+    """How a surface is carried through anchor points."""
+
+    tolerance_mm: float = 0.5  # largest vertical residual at a point before the control grid is refined
+    max_refinements: int = 3  # control spacing halved at most this often (40 mm -> 5 mm)
+    bending_weight: float = 1e-3  # thin-plate energy of the displacement against the point misfit
+    membrane_weight: float = 1e-5  # slope of the displacement: where points leave a tilt open, none
+
+
+def network_surfaces(
+    labels: np.ndarray,
+    spacing_mm_zyx: tuple[float, float, float],
+    settings: FitSettings | None = None,
+    right_oblique: Surface | None = None,
+) -> dict[str, Surface]:
+    """The smooth least-squares height field through the network's border of each fissure present
+    (the fit's start, ``fit_fissures``' ``network_surfaces``), in the frame of ``labels``' grid.
+
+    ``right_oblique``: the oblique surface that bounds the horizontal fissure's domain (default the
+    network's own), so that a corrected oblique fissure can carry the horizontal one's domain.
+    """
+    settings = settings or FitSettings()
+    spacing = tuple(float(s) for s in spacing_mm_zyx)
+    no_vessels = np.zeros(labels.shape, bool)  # the start reads the lobes only
+    region = labels > 0
+    out: dict[str, Surface] = {}
+    left = _lung(labels, (Lobe.LUL, Lobe.LLL), no_vessels, region, spacing, settings)
+    if left is not None and min(left.total(f"lobe{int(v)}").sum() for v in (Lobe.LUL, Lobe.LLL)) > 0:
+        out[LEFT_OBLIQUE] = _start(_Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings))
+    right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), no_vessels, region, spacing, settings)
+    if right is None:
+        return out
+    counts = {v: right.total(f"lobe{int(v)}").sum() for v in (Lobe.RUL, Lobe.RLL, Lobe.RML)}
+    if counts[Lobe.RLL] > 0 and counts[Lobe.RUL] + counts[Lobe.RML] > 0:
+        out[RIGHT_OBLIQUE] = _start(_Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings))
+    if RIGHT_OBLIQUE in out and counts[Lobe.RML] > 0 and counts[Lobe.RUL] > 0:
+        oblique = right_oblique or out[RIGHT_OBLIQUE]
+        floor_u = right.u(oblique.height_mm(right.axis_mm(1), right.axis_mm(2)).ravel()[right.columns])
+        out[HORIZONTAL] = _start(_Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u))
+    return out
+
+
+def _start(problem: _Problem) -> Surface:
+    targets, weight = _network_targets(problem)
+    return Surface(problem.knots_y, problem.knots_x, _least_squares(problem, targets, weight))
+
+
+def point_residuals_mm(surface: Surface, points_zyx_mm: np.ndarray) -> np.ndarray:
+    """Distance (mm) of each point to the surface along its normal (signed: positive above).
+
+    The vertical offset times the cosine of the surface's slope: exact for a plane, and for a
+    smooth fissure within a fraction of a millimetre at the distances a correction leaves.
+    """
+    p = np.asarray(points_zyx_mm, float).reshape(-1, 3)
+    vertical = p[:, 0] - _at_points(surface, p)
+    by, bx = _basis(p[:, 1], surface.knots_y_mm), _basis(p[:, 2], surface.knots_x_mm)
+    dby, dbx = _basis(p[:, 1], surface.knots_y_mm, 1), _basis(p[:, 2], surface.knots_x_mm, 1)
+    gy = np.einsum("pi,ij,pj->p", dby, surface.coef_mm, bx)
+    gx = np.einsum("pi,ij,pj->p", by, surface.coef_mm, dbx)
+    return vertical / np.sqrt(1.0 + gy**2 + gx**2)
+
+
+def refit_through_points(
+    surface: Surface, points_zyx_mm: np.ndarray, settings: AnchorSettings | None = None
+) -> Surface:
+    """``surface`` moved by the smoothest displacement that carries it through the points.
+
+    points_zyx_mm: (n, 3) points in the surface's frame (z, y, x mm). The displacement minimises
+    the squared vertical misfit at the points plus ``bending_weight`` times its thin-plate energy
+    on the control grid (planes cost nothing: three points that are not in a line fix a tilt).
+    Returns the first surface, over control grids halved from the input's, whose vertical residual
+    at every point is within ``tolerance_mm`` (the finest tried otherwise).
+    """
+    settings = settings or AnchorSettings()
+    p = np.asarray(points_zyx_mm, float).reshape(-1, 3)
+    current = surface
+    for level in range(settings.max_refinements + 1):
+        if level:
+            current = _refined(surface, 2**level)
+        moved = _displaced(current, p, settings)
+        if np.max(np.abs(p[:, 0] - _at_points(moved, p))) <= settings.tolerance_mm:
+            return moved
+    return moved
+
+
+def _at_points(surface: Surface, p: np.ndarray) -> np.ndarray:
+    by, bx = _basis(p[:, 1], surface.knots_y_mm), _basis(p[:, 2], surface.knots_x_mm)
+    return np.einsum("pi,ij,pj->p", by, surface.coef_mm, bx)
+
+
+def _displaced(surface: Surface, p: np.ndarray, settings: AnchorSettings) -> Surface:
+    ny, nx = surface.coef_mm.shape
+    by, bx = _basis(p[:, 1], surface.knots_y_mm), _basis(p[:, 2], surface.knots_x_mm)
+    design = (by[:, :, None] * bx[:, None, :]).reshape(len(p), ny * nx)
+    misfit = p[:, 0] - design @ surface.coef_mm.ravel()
+    # sparse: a refined grid has thousands of control points
+    eye_y, eye_x = sparse.identity(ny), sparse.identity(nx)
+    d2y, d2x = sparse.kron(_diff(ny, 2), eye_x), sparse.kron(eye_y, _diff(nx, 2))
+    dxy = sparse.kron(_diff(ny, 1), _diff(nx, 1))
+    dy, dx = sparse.kron(_diff(ny, 1), eye_x), sparse.kron(eye_y, _diff(nx, 1))
+    bending = d2y.T @ d2y + d2x.T @ d2x + 2.0 * (dxy.T @ dxy)
+    membrane = dy.T @ dy + dx.T @ dx
+    data = sparse.csr_matrix(design)
+    lhs = data.T @ data + settings.bending_weight * bending + settings.membrane_weight * membrane
+    shift = sparse_linalg.spsolve(sparse.csc_matrix(lhs), data.T @ misfit)
+    return Surface(surface.knots_y_mm, surface.knots_x_mm, surface.coef_mm + shift.reshape(ny, nx))
+
+
+def _diff(n: int, order: int) -> sparse.csr_matrix:
+    """(n - order, n) finite-difference matrix (empty when the grid is too small for it)."""
+    return sparse.csr_matrix(np.diff(np.eye(n), order, axis=0))
+
+
+def _refined(surface: Surface, factor: int) -> Surface:
+    """The same height field on a control grid ``factor`` times finer, spanning the same range.
+
+    A uniform cubic B-spline is exactly a B-spline on any grid that subdivides its knots; the
+    coefficients are found by least squares on samples twice as dense as the new grid.
+    """
+    ky, kx = surface.knots_y_mm, surface.knots_x_mm
+    h_y, h_x = (ky[1] - ky[0]) / factor, (kx[1] - kx[0]) / factor
+    new_y = ky[0] + h_y * np.arange(factor * (len(ky) - 1) + 1)
+    new_x = kx[0] + h_x * np.arange(factor * (len(kx) - 1) + 1)
+    # samples where the input has full support (one old spacing inside its outer knots)
+    sy = np.arange(ky[1], ky[-2] + 1e-9, h_y / 2.0)
+    sx = np.arange(kx[1], kx[-2] + 1e-9, h_x / 2.0)
+    heights = surface.height_mm(sy, sx)
+    b_y, b_x = _basis(sy, new_y), _basis(sx, new_x)
+    # separable least squares: (B_y^T B_y)^-1 B_y^T H B_x (B_x^T B_x)^-1, ridged for the outer knots
+    gy = b_y.T @ b_y + 1e-9 * np.eye(len(new_y))
+    gx = b_x.T @ b_x + 1e-9 * np.eye(len(new_x))
+    coef = np.linalg.solve(gy, np.linalg.solve(gx, (b_y.T @ heights @ b_x).T).T)
+    return Surface(new_y, new_x, coef)
