@@ -11,6 +11,8 @@ the right fissures; the lung's extent never changes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -31,6 +33,7 @@ from algorithm.fissure_fit import (
     refit_through_points,
 )
 from algorithm.fissure_fit.model import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE
+from algorithm.fissure_points.export import final_surfaces, surface_grid_lps
 from algorithm.fissure_points.reading import FissurePoints
 from algorithm.image_ops import analysis_lattice
 from algorithm.labels import Lobe
@@ -80,6 +83,15 @@ def _lobe_near(labels: np.ndarray, index_zyx: np.ndarray) -> int:
     return int(np.bincount(near).argmax()) if near.size else 0
 
 
+@dataclass(frozen=True)
+class PointsRefinement:
+    """The lobes after the fissure step with points, its report section and the final surfaces."""
+
+    labels: np.ndarray  # uint8 (Z, Y, X) on the canonical grid
+    section: dict
+    surfaces_lps: dict[str, np.ndarray] = field(default_factory=dict)  # fissure -> (n, 3) LPS grid points
+
+
 def refine_with_points(
     canonical: sitk.Image,
     labels: np.ndarray,
@@ -87,9 +99,9 @@ def refine_with_points(
     mode: str = DEFAULT_FISSURES,
     settings: FitSettings | None = None,
     anchor: AnchorSettings | None = None,
-) -> tuple[np.ndarray, dict]:
-    """(lobe labels, report section) of the fissure step on a canonical (LPS) scan in HU, with the
-    marked fissures through the user's points. ``labels`` is the lobes on the scan's grid."""
+) -> PointsRefinement:
+    """The fissure step on a canonical (LPS) scan in HU with the marked fissures through the user's
+    points; ``labels`` is the lobes on the scan's grid."""
     frame = points_in_frame(points, canonical, labels)
     spacing = tuple(float(s) for s in canonical.GetSpacing()[::-1])
     settings = settings or FitSettings()
@@ -103,15 +115,21 @@ def refine_with_points(
         fit.fissures = {name: FissureResult(name, "network", "the network's border (fissure mode network)") for name in FISSURES}
         section = dict(NETWORK_SECTION)
     starts = network_surfaces(labels_s, lattice.spacing_mm, settings)
+    for name, start in starts.items():  # the network mode's, for the export and the RML beside a moved oblique
+        fit.network_surfaces.setdefault(name, start)
     for name in points.fissures():
         if name not in starts:
             raise InputError(f"the network found no {name} fissure (a lobe beside it is missing): points cannot move it")
-        start = fit.network_surfaces.get(name, starts[name])
+        start = fit.network_surfaces[name]
         surface = refit_through_points(start, frame[name], anchor)
         fit.network_surfaces[name], fit.surfaces[name] = start, surface
         fit.fissures[name] = _result(name, start, surface, frame[name], labels_s, lattice.spacing_mm)
     section = _with_points(section, fit, points, frame)
-    return apply_fit(labels, spacing, fit), section
+    grids = {
+        name: surface_grid_lps(surface, name, labels_s, lattice.spacing_mm, canonical)
+        for name, surface in final_surfaces(fit).items()
+    }
+    return PointsRefinement(apply_fit(labels, spacing, fit), section, grids)
 
 
 def _result(name: str, start, surface, pts_mm: np.ndarray, labels_s: np.ndarray, spacing_s) -> FissureResult:
