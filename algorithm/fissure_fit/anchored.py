@@ -24,12 +24,14 @@ from algorithm.labels import Lobe
 
 @dataclass(frozen=True)
 class AnchorSettings:
-    """How a surface is carried through anchor points."""
+    """How a surface is carried through anchor points (``refit_through_points``)."""
 
     tolerance_mm: float = 0.5  # largest vertical residual at a point before the control grid is refined
     max_refinements: int = 3  # control spacing halved at most this often (40 mm -> 5 mm)
-    bending_weight: float = 1e-3  # thin-plate energy of the displacement against the point misfit
-    membrane_weight: float = 1e-5  # slope of the displacement: where points leave a tilt open, none
+    tilt_length_mm: float = 50.0  # a tilt of t weighs like a misfit of t * this length ...
+    tilt_points: float = 3.0  # ... at this many points: few points shift a fissure more than they tilt it
+    reach_mm: float = 25.0  # what the plane leaves at the points fades over about this distance
+    stiffness: float = 1e-2  # energy of that local correction against the points' squared misfit
 
 
 def network_surfaces(
@@ -88,21 +90,24 @@ def point_residuals_mm(surface: Surface, points_zyx_mm: np.ndarray) -> np.ndarra
 def refit_through_points(
     surface: Surface, points_zyx_mm: np.ndarray, settings: AnchorSettings | None = None
 ) -> Surface:
-    """``surface`` moved by the smoothest displacement that carries it through the points.
+    """``surface`` carried through the points: a plane added to it, then a local correction.
 
-    points_zyx_mm: (n, 3) points in the surface's frame (z, y, x mm). The displacement minimises
-    the squared vertical misfit at the points plus ``bending_weight`` times its thin-plate energy
-    on the control grid (planes cost nothing: three points that are not in a line fix a tilt).
-    Returns the first surface, over control grids halved from the input's, whose vertical residual
-    at every point is within ``tolerance_mm`` (the finest tried otherwise).
+    points_zyx_mm: (n, 3) points in the surface's frame (z, y, x mm). The network places a
+    misplaced fissure's shape better than its position, so the points first move the surface by a
+    plane (least squares, the tilt held back by a prior worth ``tilt_points`` points: three points
+    mostly shift it), then what remains at the points is met by a correction that fades over
+    ``reach_mm`` (membrane and bending energy on the control grid, pulled to zero away from the
+    points) instead of extrapolating across the lung. Returns the first result, over control grids
+    halved from the input's (each with a tenth of the stiffness), whose vertical residual at every
+    point is within ``tolerance_mm`` (the finest tried otherwise).
     """
     settings = settings or AnchorSettings()
     p = np.asarray(points_zyx_mm, float).reshape(-1, 3)
-    current = surface
+    planed = _plus_plane(surface, p, settings)
     for level in range(settings.max_refinements + 1):
-        if level:
-            current = _refined(surface, 2**level)
-        moved = _displaced(current, p, settings)
+        current = _refined(planed, 2**level) if level else planed
+        # each level also stiffens less: a finer grid alone cannot make a membrane meet the points
+        moved = _local_correction(current, p, settings.stiffness * 0.1**level, settings.reach_mm)
         if np.max(np.abs(p[:, 0] - _at_points(moved, p))) <= settings.tolerance_mm:
             return moved
     return moved
@@ -113,21 +118,40 @@ def _at_points(surface: Surface, p: np.ndarray) -> np.ndarray:
     return np.einsum("pi,ij,pj->p", by, surface.coef_mm, bx)
 
 
-def _displaced(surface: Surface, p: np.ndarray, settings: AnchorSettings) -> Surface:
+def _plus_plane(surface: Surface, p: np.ndarray, settings: AnchorSettings) -> Surface:
+    """The surface plus the plane a + b (y - y0) + c (x - x0) that best meets the points, its tilt
+    (b, c) ridged; a cubic B-spline reproduces a plane from its values at the knots."""
+    centre = p[:, 1:].mean(axis=0)
+    design = np.column_stack([np.ones(len(p)), p[:, 1] - centre[0], p[:, 2] - centre[1]])
+    misfit = p[:, 0] - _at_points(surface, p)
+    prior = settings.tilt_points * settings.tilt_length_mm**2 * np.diag([0.0, 1.0, 1.0])
+    a, b, c = np.linalg.solve(design.T @ design + prior + 1e-9 * np.eye(3), design.T @ misfit)
+    ky, kx = surface.knots_y_mm - centre[0], surface.knots_x_mm - centre[1]
+    return Surface(surface.knots_y_mm, surface.knots_x_mm, surface.coef_mm + a + b * ky[:, None] + c * kx[None, :])
+
+
+def _local_correction(surface: Surface, p: np.ndarray, stiffness: float, reach_mm: float) -> Surface:
+    """The surface plus the displacement d minimising the points' squared misfit plus
+    ``stiffness`` * (|d|^2 / reach^2 + |grad d|^2 + reach^2 |hess d|^2) over the plane (discretised
+    on the control grid of spacing h): d meets the points and fades to zero beyond ``reach_mm``."""
     ny, nx = surface.coef_mm.shape
+    h = float(surface.knots_y_mm[1] - surface.knots_y_mm[0])
     by, bx = _basis(p[:, 1], surface.knots_y_mm), _basis(p[:, 2], surface.knots_x_mm)
-    design = (by[:, :, None] * bx[:, None, :]).reshape(len(p), ny * nx)
+    design = sparse.csr_matrix((by[:, :, None] * bx[:, None, :]).reshape(len(p), ny * nx))
     misfit = p[:, 0] - design @ surface.coef_mm.ravel()
     # sparse: a refined grid has thousands of control points
     eye_y, eye_x = sparse.identity(ny), sparse.identity(nx)
     d2y, d2x = sparse.kron(_diff(ny, 2), eye_x), sparse.kron(eye_y, _diff(nx, 2))
     dxy = sparse.kron(_diff(ny, 1), _diff(nx, 1))
     dy, dx = sparse.kron(_diff(ny, 1), eye_x), sparse.kron(eye_y, _diff(nx, 1))
-    bending = d2y.T @ d2y + d2x.T @ d2x + 2.0 * (dxy.T @ dxy)
-    membrane = dy.T @ dy + dx.T @ dx
-    data = sparse.csr_matrix(design)
-    lhs = data.T @ data + settings.bending_weight * bending + settings.membrane_weight * membrane
-    shift = sparse_linalg.spsolve(sparse.csc_matrix(lhs), data.T @ misfit)
+    reach = reach_mm / h  # in control spacings
+    energy = (
+        sparse.identity(ny * nx) / reach**2
+        + dy.T @ dy + dx.T @ dx
+        + reach**2 * (d2y.T @ d2y + d2x.T @ d2x + 2.0 * (dxy.T @ dxy))
+    )
+    lhs = design.T @ design + stiffness * energy
+    shift = sparse_linalg.spsolve(sparse.csc_matrix(lhs), design.T @ misfit)
     return Surface(surface.knots_y_mm, surface.knots_x_mm, surface.coef_mm + shift.reshape(ny, nx))
 
 

@@ -25,6 +25,7 @@ from algorithm.fissure_fit import (
     FissureFit,
     FissureResult,
     FitSettings,
+    Surface,
     apply_fit,
     fit_on_lattice,
     fit_section,
@@ -90,6 +91,8 @@ class PointsRefinement:
     labels: np.ndarray  # uint8 (Z, Y, X) on the canonical grid
     section: dict
     surfaces_lps: dict[str, np.ndarray] = field(default_factory=dict)  # fissure -> (n, 3) LPS grid points
+    surfaces: dict[str, Surface] = field(default_factory=dict)  # the final surfaces, canonical frame
+    starts: dict[str, Surface] = field(default_factory=dict)  # the network's smoothed surfaces
 
 
 def refine_with_points(
@@ -129,7 +132,7 @@ def refine_with_points(
         name: surface_grid_lps(surface, name, labels_s, lattice.spacing_mm, canonical)
         for name, surface in final_surfaces(fit).items()
     }
-    return PointsRefinement(apply_fit(labels, spacing, fit), section, grids)
+    return PointsRefinement(apply_fit(labels, spacing, fit), section, grids, final_surfaces(fit), dict(fit.network_surfaces))
 
 
 def _result(name: str, start, surface, pts_mm: np.ndarray, labels_s: np.ndarray, spacing_s) -> FissureResult:
