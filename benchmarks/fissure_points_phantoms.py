@@ -1,7 +1,7 @@
 """User points against phantom truth: a fissure misplaced by 20 mm, corrected with 3, 5 and 10 points.
 
     python -m benchmarks.fissure_points_phantoms --phantoms DIR [--points 3,5,10] [--shift-mm 20]
-        [--fissures left_oblique,right_oblique] [--seed 0] [--out FILE.md] [--csv FILE.csv]
+        [--fissures left_oblique,right_oblique] [--seed 0] [--evidence] [--out FILE.md] [--csv FILE.csv]
 
 DIR holds ``images/`` and ``labels/`` from ``python -m training phantoms``. For each case and
 fissure, the truth's lower lobe is grown upwards by ``--shift-mm`` (the fissure placed that much too
@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.fissure_fit import point_residuals_mm
+from algorithm.fissure_fit import AnchorSettings, point_residuals_mm
 from algorithm.fissure_fit.model import FISSURES, HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE
 from algorithm.fissure_points.fit import refine_with_points
 from algorithm.fissure_points.reading import FissurePoint, FissurePoints
@@ -74,7 +74,8 @@ def true_fissure_mm(truth: np.ndarray, fissure: str, spacing_zyx: np.ndarray) ->
     return idx * spacing_zyx, inner
 
 
-def one_case(image: sitk.Image, label: sitk.Image, fissure: str, counts: list[int], shift_mm: float, seed: int) -> list[dict]:
+def one_case(image: sitk.Image, label: sitk.Image, fissure: str, counts: list[int], shift_mm: float, seed: int,
+             anchor: AnchorSettings) -> list[dict]:
     canonical, truth_img = to_canonical(image), to_canonical(label)
     truth = sitk.GetArrayFromImage(truth_img)
     spacing = np.array(canonical.GetSpacing()[::-1], float)
@@ -89,7 +90,7 @@ def one_case(image: sitk.Image, label: sitk.Image, fissure: str, counts: list[in
             for i, p in enumerate(chosen, start=1)
         ), "phantom truth")
         started = time.perf_counter()
-        result = refine_with_points(canonical, wrong, points, mode="network")
+        result = refine_with_points(canonical, wrong, points, mode="network", anchor=anchor)
         seconds = time.perf_counter() - started
         error = np.abs(point_residuals_mm(result.surfaces[fissure], surface_mm))
         before = np.abs(point_residuals_mm(result.starts[fissure], surface_mm))
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift-mm", type=float, default=20.0, help="how far the fissure is misplaced upwards")
     parser.add_argument("--fissures", default=f"{LEFT_OBLIQUE},{RIGHT_OBLIQUE}", help="fissures to misplace, one at a time")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evidence", action="store_true", help="polish between the points by the vessel-sparse band")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
     parser.add_argument("--csv", default=None, help="per case, fissure and point count")
     args = parser.parse_args(argv)
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names):
         image, label = sitk.ReadImage(str(root / "images" / name)), sitk.ReadImage(str(root / "labels" / name))
         for fissure in args.fissures.split(","):
-            for row in one_case(image, label, fissure, counts, args.shift_mm, args.seed + i):
+            anchor = AnchorSettings(evidence=args.evidence)
+            for row in one_case(image, label, fissure, counts, args.shift_mm, args.seed + i, anchor):
                 rows.append({"case": name, **row})
     command = "python -m benchmarks.fissure_points_phantoms " + " ".join(argv if argv is not None else sys.argv[1:])
     write_report(table(rows, command, len(names)), rows, args.out, args.csv)

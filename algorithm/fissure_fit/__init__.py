@@ -97,7 +97,6 @@ from algorithm.fissure_fit.relabel import (  # noqa: F401
 from algorithm.fissure_fit.api import (  # noqa: F401
     NETWORK_SECTION,
     fit_fissures,
-    fit_on_lattice,
     fit_section,
     refine_fissures,
     refine_mask,
@@ -110,6 +109,8 @@ from algorithm.image_ops import lattice_steps, vessel_mask  # noqa: F401,E402
 from algorithm.fissure_fit.anchored import (  # noqa: F401,E402
     AnchorSettings,
     network_surfaces,
+    plane_through_points,
     point_residuals_mm,
+    polish_with_evidence,
     refit_through_points,
 )

@@ -18,7 +18,7 @@ from scipy.sparse import linalg as sparse_linalg
 
 from algorithm.fissure_fit.evidence import _lung, _Problem
 from algorithm.fissure_fit.model import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE, FitSettings, Surface, _basis
-from algorithm.fissure_fit.optimiser import _least_squares, _network_targets
+from algorithm.fissure_fit.optimiser import _active_points, _anchored_cost, _descend, _least_squares, _network_targets
 from algorithm.labels import Lobe
 
 
@@ -32,6 +32,9 @@ class AnchorSettings:
     tilt_points: float = 3.0  # ... at this many points: few points shift a fissure more than they tilt it
     reach_mm: float = 25.0  # what the plane leaves at the points fades over about this distance
     stiffness: float = 1e-2  # energy of that local correction against the points' squared misfit
+    evidence: bool = False  # polish between the points by the vessel-sparse band (off: on phantoms it did not help)
+    point_weight: float = 0.05  # evidence polish: cost of a mean squared misfit at the points of 1 mm^2 (index units)
+    polish_steps_mm: tuple[float, ...] = (4.0, 2.0, 1.0)  # evidence polish: control-point steps
 
 
 def network_surfaces(
@@ -39,12 +42,15 @@ def network_surfaces(
     spacing_mm_zyx: tuple[float, float, float],
     settings: FitSettings | None = None,
     right_oblique: Surface | None = None,
+    extrapolate: bool = False,
 ) -> dict[str, Surface]:
     """The smooth least-squares height field through the network's border of each fissure present
     (the fit's start, ``fit_fissures``' ``network_surfaces``), in the frame of ``labels``' grid.
 
     ``right_oblique``: the oblique surface that bounds the horizontal fissure's domain (default the
     network's own), so that a corrected oblique fissure can carry the horizontal one's domain.
+    ``extrapolate``: beyond the columns where the network has both sides, the surface continues
+    smoothly (instead of bending to pass just outside the lung there): what points move.
     """
     settings = settings or FitSettings()
     spacing = tuple(float(s) for s in spacing_mm_zyx)
@@ -53,23 +59,86 @@ def network_surfaces(
     out: dict[str, Surface] = {}
     left = _lung(labels, (Lobe.LUL, Lobe.LLL), no_vessels, region, spacing, settings)
     if left is not None and min(left.total(f"lobe{int(v)}").sum() for v in (Lobe.LUL, Lobe.LLL)) > 0:
-        out[LEFT_OBLIQUE] = _start(_Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings))
+        out[LEFT_OBLIQUE] = _start(_Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings), extrapolate)
     right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), no_vessels, region, spacing, settings)
     if right is None:
         return out
     counts = {v: right.total(f"lobe{int(v)}").sum() for v in (Lobe.RUL, Lobe.RLL, Lobe.RML)}
     if counts[Lobe.RLL] > 0 and counts[Lobe.RUL] + counts[Lobe.RML] > 0:
-        out[RIGHT_OBLIQUE] = _start(_Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings))
+        out[RIGHT_OBLIQUE] = _start(_Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings), extrapolate)
     if RIGHT_OBLIQUE in out and counts[Lobe.RML] > 0 and counts[Lobe.RUL] > 0:
         oblique = right_oblique or out[RIGHT_OBLIQUE]
         floor_u = right.u(oblique.height_mm(right.axis_mm(1), right.axis_mm(2)).ravel()[right.columns])
-        out[HORIZONTAL] = _start(_Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u))
+        out[HORIZONTAL] = _start(_Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u), extrapolate)
     return out
 
 
-def _start(problem: _Problem) -> Surface:
+def _start(problem: _Problem, extrapolate: bool) -> Surface:
     targets, weight = _network_targets(problem)
+    if extrapolate and problem.fissure_columns.sum() >= 3:
+        # where the network saw one lobe only its fissure is unknown: the smoothness carries it on
+        weight = np.where(problem.fissure_columns, weight, 0.0)
     return Surface(problem.knots_y, problem.knots_x, _least_squares(problem, targets, weight))
+
+
+def polish_with_evidence(
+    surface: Surface,
+    fissure: str,
+    labels: np.ndarray,
+    vessel: np.ndarray,
+    region: np.ndarray,
+    spacing_mm_zyx: tuple[float, float, float],
+    points_zyx_mm: np.ndarray,
+    settings: FitSettings | None = None,
+    anchor: AnchorSettings | None = None,
+    right_oblique: Surface | None = None,
+) -> Surface:
+    """``surface`` (on the fit's control grid of ``labels``' lung, as ``network_surfaces`` gives it)
+    moved towards the scan's vessel-sparse band between the points: coordinate descent on the fit's
+    cost (band index, move and bending from ``surface``) plus the points' mean squared misfit times
+    ``point_weight``. The points still decide where the fissure is; the band shapes it between them.
+    Returns ``surface`` unchanged where the lung holds no vessels to judge by."""
+    settings, anchor = settings or FitSettings(), anchor or AnchorSettings()
+    spacing = tuple(float(s) for s in spacing_mm_zyx)
+    problem = _fissure_problem(fissure, labels, vessel, region, spacing, settings, right_oblique)
+    if problem is None or problem.lung.vessel_share <= 0 or surface.coef_mm.shape != (len(problem.knots_y), len(problem.knots_x)):
+        return surface
+    _network_targets(problem)  # sets the fissure's columns, which the move and bending terms average over
+    coef = surface.coef_mm.copy()
+    ev = problem.evaluate(coef)
+    if ev.region <= 0:
+        return surface
+    fit_cost = _anchored_cost(problem, coef.copy(), (ev.region, ev.outer_region))
+    p = np.asarray(points_zyx_mm, float).reshape(-1, 3)
+    by, bx = _basis(p[:, 1], problem.knots_y), _basis(p[:, 2], problem.knots_x)
+
+    def cost(c: np.ndarray) -> float:
+        misfit = p[:, 0] - np.einsum("pi,ij,pj->p", by, c, bx)
+        return fit_cost(c) + anchor.point_weight * float(np.mean(misfit**2))
+
+    if not np.isfinite(cost(coef)):  # the anchored surface breaks a lobe constraint: nothing to polish from
+        return surface
+    coef = _descend(cost, coef, _active_points(problem), anchor.polish_steps_mm, settings.max_sweeps)
+    return Surface(problem.knots_y, problem.knots_x, coef)
+
+
+def _fissure_problem(fissure, labels, vessel, region, spacing, settings, right_oblique) -> _Problem | None:
+    """The fissure's problem with its vessels and no share limits (the points bound the lobes)."""
+    if fissure == LEFT_OBLIQUE:
+        left = _lung(labels, (Lobe.LUL, Lobe.LLL), vessel, region, spacing, settings)
+        return None if left is None else _Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings)
+    right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), vessel, region, spacing, settings)
+    if right is None:
+        return None
+    if fissure == RIGHT_OBLIQUE:
+        return _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings)
+    if right_oblique is None:
+        return None
+    y_mm, x_mm = right.axis_mm(1), right.axis_mm(2)
+    obl_mm = right_oblique.height_mm(y_mm, x_mm).ravel()[right.columns]
+    slope2 = right_oblique.slope_squared(y_mm, x_mm).ravel()[right.columns]
+    band_floor = right.u(obl_mm + settings.band_half_width_mm * np.sqrt(1.0 + slope2))
+    return _Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, right.u(obl_mm), band_floor)
 
 
 def point_residuals_mm(surface: Surface, points_zyx_mm: np.ndarray) -> np.ndarray:
@@ -85,6 +154,12 @@ def point_residuals_mm(surface: Surface, points_zyx_mm: np.ndarray) -> np.ndarra
     gy = np.einsum("pi,ij,pj->p", dby, surface.coef_mm, bx)
     gx = np.einsum("pi,ij,pj->p", by, surface.coef_mm, dbx)
     return vertical / np.sqrt(1.0 + gy**2 + gx**2)
+
+
+def plane_through_points(surface: Surface, points_zyx_mm: np.ndarray, settings: AnchorSettings | None = None) -> Surface:
+    """``surface`` plus the plane that best meets the points (the first step of
+    ``refit_through_points``; same control grid)."""
+    return _plus_plane(surface, np.asarray(points_zyx_mm, float).reshape(-1, 3), settings or AnchorSettings())
 
 
 def refit_through_points(

@@ -135,7 +135,11 @@ def refine_fissures(
     if _check_mode(mode) == "network":
         return labels, NETWORK_SECTION
     spacing = tuple(float(s) for s in spacing_mm_zyx)
-    fit = fit_on_lattice(hu, labels, spacing, lung, settings)
+    lattice = analysis_lattice(spacing)
+    labels_s = np.asarray(labels[lattice.sample])
+    lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
+    vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice.spacing_mm)
+    fit = fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
     return apply_fit(labels, spacing, fit), fit_section(fit)
 
 
@@ -149,22 +153,6 @@ FIT_DEFINITION = (
 def fit_section(fit: FissureFit) -> dict:
     """The report's "fissures" section of a fit."""
     return {"mode": "fit", "definition": FIT_DEFINITION, "fissures": fit.report()}
-
-
-def fit_on_lattice(
-    hu: np.ndarray,
-    labels: np.ndarray,
-    spacing_mm_zyx: tuple[float, float, float],
-    lung: np.ndarray | None = None,
-    settings: FitSettings | None = None,
-) -> FissureFit:
-    """``fit_fissures`` on the border index's sub-lattice of a canonical scan (what
-    ``refine_fissures`` relabels the full grid by; its ``labels`` are the lattice's)."""
-    lattice = analysis_lattice(spacing_mm_zyx)
-    labels_s = np.asarray(labels[lattice.sample])
-    lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
-    vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice.spacing_mm)
-    return fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
 
 
 def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:

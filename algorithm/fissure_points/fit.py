@@ -27,16 +27,18 @@ from algorithm.fissure_fit import (
     FitSettings,
     Surface,
     apply_fit,
-    fit_on_lattice,
+    fit_fissures,
     fit_section,
     network_surfaces,
+    plane_through_points,
     point_residuals_mm,
+    polish_with_evidence,
     refit_through_points,
 )
 from algorithm.fissure_fit.model import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE
 from algorithm.fissure_points.export import final_surfaces, surface_grid_lps
 from algorithm.fissure_points.reading import FissurePoints
-from algorithm.image_ops import analysis_lattice
+from algorithm.image_ops import analysis_lattice, vessel_mask
 from algorithm.labels import Lobe
 
 LUNG_OF = {LEFT_OBLIQUE: (Lobe.LUL, Lobe.LLL), RIGHT_OBLIQUE: (Lobe.RUL, Lobe.RLL, Lobe.RML), HORIZONTAL: (Lobe.RUL, Lobe.RLL, Lobe.RML)}
@@ -107,26 +109,34 @@ def refine_with_points(
     points; ``labels`` is the lobes on the scan's grid."""
     frame = points_in_frame(points, canonical, labels)
     spacing = tuple(float(s) for s in canonical.GetSpacing()[::-1])
-    settings = settings or FitSettings()
+    settings, anchor = settings or FitSettings(), anchor or AnchorSettings()
     lattice = analysis_lattice(spacing)
     labels_s = np.asarray(labels[lattice.sample])
+    vessels = None
+    if mode == "fit" or anchor.evidence:
+        hu_s = np.asarray(sitk.GetArrayViewFromImage(canonical)[lattice.sample])
+        vessels = vessel_mask(hu_s, labels_s > 0, lattice.spacing_mm)
     if mode == "fit":
-        fit = fit_on_lattice(sitk.GetArrayViewFromImage(canonical), labels, spacing, settings=settings)
+        fit = fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
         section = fit_section(fit)
     else:
         fit = FissureFit(labels=labels_s, settings=settings)
         fit.fissures = {name: FissureResult(name, "network", "the network's border (fissure mode network)") for name in FISSURES}
         section = dict(NETWORK_SECTION)
-    starts = network_surfaces(labels_s, lattice.spacing_mm, settings)
-    for name, start in starts.items():  # the network mode's, for the export and the RML beside a moved oblique
-        fit.network_surfaces.setdefault(name, start)
+    for name, start in network_surfaces(labels_s, lattice.spacing_mm, settings).items():
+        fit.network_surfaces.setdefault(name, start)  # the network mode's, for the export and the RML beside a moved oblique
+    movable = network_surfaces(labels_s, lattice.spacing_mm, settings, extrapolate=True)
     for name in points.fissures():
-        if name not in starts:
+        if name not in movable:
             raise InputError(f"the network found no {name} fissure (a lobe beside it is missing): points cannot move it")
-        start = fit.network_surfaces[name]
-        surface = refit_through_points(start, frame[name], anchor)
-        fit.network_surfaces[name], fit.surfaces[name] = start, surface
-        fit.fissures[name] = _result(name, start, surface, frame[name], labels_s, lattice.spacing_mm)
+        surface = plane_through_points(movable[name], frame[name], anchor)
+        if vessels is not None and anchor.evidence:
+            oblique = final_surfaces(fit).get(RIGHT_OBLIQUE)
+            surface = polish_with_evidence(surface, name, labels_s, vessels.vessel, vessels.domain, lattice.spacing_mm,
+                                           frame[name], settings, anchor, oblique)
+        surface = refit_through_points(surface, frame[name], anchor)
+        fit.network_surfaces[name], fit.surfaces[name] = movable[name], surface
+        fit.fissures[name] = _result(name, movable[name], surface, frame[name], labels_s, lattice.spacing_mm)
     section = _with_points(section, fit, points, frame)
     grids = {
         name: surface_grid_lps(surface, name, labels_s, lattice.spacing_mm, canonical)
