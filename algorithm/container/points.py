@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from algorithm.container.contract import ContractError, read_inputs_json, socket_interface, safe_join
+from algorithm.container.contract import ContractError, has_inputs_json, read_inputs_json, socket_interface, safe_join
 from algorithm.fissure_points.reading import FissurePoints, check_counts, points_from_json
 
 POINTS_KINDS = ("multiple points",)
@@ -26,7 +26,10 @@ def is_points_entry(entry: dict) -> bool:
 
 
 def locate_points(input_root: Path) -> FissurePoints | None:
-    """The fissure points of inputs.json's "Multiple points" socket, or None without one."""
+    """The fissure points of inputs.json's "Multiple points" socket, or None without one (or
+    without inputs.json: the legacy contract has no sockets)."""
+    if not has_inputs_json(input_root):
+        return None
     entries = [entry for entry in read_inputs_json(input_root) if is_points_entry(entry)]
     if not entries:
         return None
