@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -145,6 +146,8 @@ def test_refine_command_corrects_a_mask_and_its_export_reads_back(case, tmp_path
     refined = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out/ct_lobes.mha")))
     assert iou(refined, truth, Lobe.LLL) > 0.95
     report = json.loads((tmp_path / "out/ct_lobes.json").read_text())
+    schema = json.loads((Path(__file__).parents[1] / "algorithm/schemas/fissure-points.schema.json").read_text())
+    jsonschema.validate(report["fissures"], schema)
     assert [p["label"] for p in report["fissures"]["user_points"]["fissures"]["left_oblique"]["points"]] == [
         f"F-{i}" for i in range(1, 6)]
     # the exported surfaces read back as points, and lie on the surfaces that bound the lobes
