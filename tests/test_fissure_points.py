@@ -188,3 +188,32 @@ def test_residuals_are_distances_along_the_normal():
     tilted = Surface(knots, knots, 0.5 * knots[:, None] + 0.0 * knots[None, :])  # z = 0.5 y
     r = point_residuals_mm(tilted, np.array([[50.0 + 10.0, 100.0, 80.0]]))  # 10 mm above, vertically
     assert r[0] == pytest.approx(10.0 / np.sqrt(1.25), rel=1e-6)
+
+
+def test_the_pipeline_step_takes_the_points_and_keeps_its_default_without(case, tmp_path):
+    from algorithm.pipeline.fissures import refine_lobes
+
+    truth, misplaced, ct = case
+    points = read_points(write(tmp_path / "p.mrk.json", markups(true_points_lps())))
+    guided = refine_lobes(ct, misplaced, "network", points)
+    assert iou(guided.labels, truth, Lobe.LLL) > 0.95
+    assert set(guided.surfaces_lps) == {"left_oblique", "right_oblique", "right_horizontal"}
+    plain = refine_lobes(ct, misplaced, "network")
+    assert plain.section == {"mode": "network", "fissures": None} and plain.surfaces_lps == {}
+    assert np.array_equal(plain.labels, misplaced)
+
+
+def test_predict_refuses_bad_points_before_any_work(tmp_path, capsys):
+    ct = tmp_path / "scan.mha"
+    sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkInt16), str(ct))
+    write(tmp_path / "p.csv", "x,y,z,fissure\n1,2,3,middle\n")
+    code = main(["predict", str(ct), "-o", str(tmp_path / "out"), "--fissure-points", str(tmp_path / "p.csv")])
+    assert code == 1
+    assert "p.csv: line 2: unknown fissure 'middle'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "two").mkdir()
+    for name in ("a.mha", "b.mha"):
+        sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkInt16), str(tmp_path / "two" / name))
+    write(tmp_path / "ok.csv", "\n".join(f"{x},0,0,left_oblique" for x in range(3)))
+    code = main(["predict", str(tmp_path / "two"), "-o", str(tmp_path / "out"), "--fissure-points", str(tmp_path / "ok.csv")])
+    assert code == 1 and "belongs to one scan" in capsys.readouterr().err
