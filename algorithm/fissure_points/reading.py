@@ -130,14 +130,20 @@ def _system(value, where: str) -> str:
     return system
 
 
+def _objects(document: dict, key: str, name: str, item: str) -> list[dict]:
+    """``document[key]``, checked to be a list of objects (``item`` names one in the message)."""
+    entries = document.get(key)
+    if not isinstance(entries, list):
+        raise InputError(f"{name}: '{key}' is not a list")
+    for i, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise InputError(f"{name}: {item} {i} is not an object")
+    return entries
+
+
 def _from_markups(document: dict, name: str) -> list[FissurePoint]:
-    markups = document.get("markups")
-    if not isinstance(markups, list):
-        raise InputError(f"{name}: 'markups' is not a list")
     points = []
-    for m, markup in enumerate(markups, start=1):
-        if not isinstance(markup, dict):
-            raise InputError(f"{name}: markup {m} is not an object")
+    for m, markup in enumerate(_objects(document, "markups", name, "markup"), start=1):
         markup_name = str(markup.get("name") or f"markup {m}")
         system = _system(markup.get("coordinateSystem"), f"{name}: markup {markup_name!r}")
         for c, control in enumerate(markup.get("controlPoints") or [], start=1):
@@ -162,13 +168,8 @@ def _markup_fissure(label: str, markup_name: str, where: str) -> str:
 
 
 def _from_gc(document: dict, name: str) -> list[FissurePoint]:
-    entries = document.get("points")
-    if not isinstance(entries, list):
-        raise InputError(f"{name}: 'points' is not a list")
     points = []
-    for i, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict):
-            raise InputError(f"{name}: point {i} is not an object")
+    for i, entry in enumerate(_objects(document, "points", name, "point"), start=1):
         label = str(entry.get("name") or f"point {i}")
         where = f"{name}: point {i} ({label!r})"
         points.append(FissurePoint(fissure_name(label, where), _position(entry.get("point"), "LPS", where), f"{label} #{i}"))
