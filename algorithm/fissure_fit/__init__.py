@@ -38,7 +38,9 @@ The package, by what a change touches (docs/design.md, "Layout of algorithm/"):
 - ``optimiser``: the cost, the start through the network's border, the search, the decision;
 - ``relabel``: the labels by the accepted surfaces on any grid of the frame;
 - ``api``: ``fit_fissures``, ``refine_fissures`` (what the pipeline's fissure step runs) and
-  ``refine_mask``.
+  ``refine_mask``;
+- ``anchored``: public hooks for user points (algorithm/fissure_points/): the network's smoothed
+  fissures alone (``network_surfaces``) and one height field refitted through anchor points.
 
 Every name is importable from ``algorithm.fissure_fit`` itself, the private ones included (the
 modules built on the fit import them from here).
@@ -49,6 +51,7 @@ from algorithm.fissure_fit.model import (  # noqa: F401
     FissureFit,
     FissureResult,
     FitSettings,
+    ACCEPTED_DECISIONS,
     HORIZONTAL,
     LEFT_OBLIQUE,
     RIGHT_OBLIQUE,
@@ -94,6 +97,7 @@ from algorithm.fissure_fit.relabel import (  # noqa: F401
 from algorithm.fissure_fit.api import (  # noqa: F401
     NETWORK_SECTION,
     fit_fissures,
+    fit_section,
     refine_fissures,
     refine_mask,
     _check_mode,
@@ -102,3 +106,11 @@ from algorithm.fissure_fit.api import (  # noqa: F401
 )
 # what the single module imported and callers may have taken from it
 from algorithm.image_ops import lattice_steps, vessel_mask  # noqa: F401,E402
+from algorithm.fissure_fit.anchored import (  # noqa: F401,E402
+    AnchorSettings,
+    network_surfaces,
+    plane_through_points,
+    point_residuals_mm,
+    polish_with_evidence,
+    refit_through_points,
+)

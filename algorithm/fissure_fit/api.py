@@ -140,16 +140,19 @@ def refine_fissures(
     lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
     vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice.spacing_mm)
     fit = fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
-    section = {
-        "mode": "fit",
-        "definition": (
-            "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
-            "border; 'fit' where its band index is clearly lower than the network's, else the network's "
-            "border stands (docs/design.md, Fissure fit)"
-        ),
-        "fissures": fit.report(),
-    }
-    return apply_fit(labels, spacing, fit), section
+    return apply_fit(labels, spacing, fit), fit_section(fit)
+
+
+FIT_DEFINITION = (
+    "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
+    "border; 'fit' where its band index is clearly lower than the network's, else the network's "
+    "border stands (docs/design.md, Fissure fit)"
+)
+
+
+def fit_section(fit: FissureFit) -> dict:
+    """The report's "fissures" section of a fit."""
+    return {"mode": "fit", "definition": FIT_DEFINITION, "fissures": fit.report()}
 
 
 def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:

@@ -12,6 +12,8 @@ LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
 HORIZONTAL = "right_horizontal"
 FISSURES: tuple[str, ...] = (LEFT_OBLIQUE, RIGHT_OBLIQUE, HORIZONTAL)
+# decisions whose surface relabels the lobes: the fit's, and a surface refitted through user points
+ACCEPTED_DECISIONS: tuple[str, ...] = ("fit", "points")
 
 @dataclass(frozen=True)
 class FitSettings:
@@ -103,7 +105,7 @@ class FissureFit:
     settings: FitSettings = field(default_factory=FitSettings)
 
     def accepted(self, name: str) -> bool:
-        return name in self.fissures and self.fissures[name].decision == "fit"
+        return name in self.fissures and self.fissures[name].decision in ACCEPTED_DECISIONS
 
     def report(self) -> dict:
         return {name: res.as_dict() for name, res in self.fissures.items()}

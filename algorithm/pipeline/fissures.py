@@ -5,13 +5,15 @@ borders (the paper's path); the merge runs in both modes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
 from algorithm.constants import DEFAULT_FISSURES
 from algorithm.fissure_fit import refine_fissures
+from algorithm.fissure_points.fit import refine_with_points
+from algorithm.fissure_points.reading import FissurePoints
 from algorithm.pipeline.clean_up import merge_strays
 
 
@@ -21,14 +23,23 @@ class FittedLobes:
 
     labels: np.ndarray  # uint8 (Z, Y, X) on the canonical grid
     section: dict
+    surfaces_lps: dict[str, np.ndarray] = field(default_factory=dict)  # with user points: the fissures' grids
 
 
-def refine_lobes(canonical: sitk.Image, labels: np.ndarray, mode: str = DEFAULT_FISSURES) -> FittedLobes:
-    """The fissure step on a canonical (LPS) scan in HU and its lobes on the same grid."""
-    hu = sitk.GetArrayViewFromImage(canonical)
-    spacing_mm_zyx = tuple(float(s) for s in reversed(canonical.GetSpacing()))
-    refined, section = refine_fissures(hu, labels, spacing_mm_zyx, mode=mode)
+def refine_lobes(
+    canonical: sitk.Image, labels: np.ndarray, mode: str = DEFAULT_FISSURES, points: FissurePoints | None = None
+) -> FittedLobes:
+    """The fissure step on a canonical (LPS) scan in HU and its lobes on the same grid; with user
+    ``points`` the marked fissures pass through them (algorithm/fissure_points/)."""
+    surfaces: dict[str, np.ndarray] = {}
+    if points is None:
+        hu = sitk.GetArrayViewFromImage(canonical)
+        spacing_mm_zyx = tuple(float(s) for s in reversed(canonical.GetSpacing()))
+        refined, section = refine_fissures(hu, labels, spacing_mm_zyx, mode=mode)
+    else:
+        guided = refine_with_points(canonical, labels, points, mode)
+        refined, section, surfaces = guided.labels, guided.section, guided.surfaces_lps
     if refined is labels:  # nothing was refitted: the merge works on a copy, never on its input
         refined = labels.copy()
     merge_strays(refined)
-    return FittedLobes(refined, section)
+    return FittedLobes(refined, section, surfaces)
