@@ -226,3 +226,20 @@ def _search_right(labels, vessel, region, spacing, settings: SearchSettings, vox
 def with_settings(settings: SearchSettings, **fit_changes) -> SearchSettings:
     """``settings`` with some of its local-fit settings replaced (benchmarks, tests)."""
     return replace(settings, fit=replace(settings.fit, **fit_changes))
+
+
+def global_section(labels: np.ndarray, vessel: np.ndarray, spacing_mm_zyx: tuple[float, float, float],
+                   region: np.ndarray) -> tuple[GlobalFit, dict]:
+    """The search and the report section of the pipeline's fissure step in ``--fissures global``."""
+    fit = search_fissures(labels, vessel, spacing_mm_zyx, region=region)
+    section = {
+        "mode": "global",
+        "definition": (
+            "each fissure is searched over its anatomical range: planes and the network's border, refined "
+            "by the local fit and scored by band index plus an anatomical prior; 'fit' where the best scores "
+            "clearly below the network's border, else the network's border stands (docs/design.md, Global fissure search)"
+        ),
+        "fissures": fit.report(),
+        "warnings": fit.warnings(),
+    }
+    return fit, section

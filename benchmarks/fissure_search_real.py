@@ -1,0 +1,170 @@
+"""The global fissure search on the real scans of ../shared/data/real: network vs local fit vs global.
+
+    python -m benchmarks.fissure_search_real [--weights PATH] [--cache DIR] [--out FILE.md] [--img DIR]
+
+Per scan: the network's lobes (``LobeSegmenter(fissures="network")``; cached in ``--cache`` so a
+rerun costs only the fissure steps), then ``refine_mask`` in ``fit`` and in ``global`` mode; the
+border vessel index of every interlobar border and every lobe's share of both lungs (with its
+z-score against the published population, algorithm/report/lobe_shares.py) for each, the global
+search's choice and runner-up per fissure, its time against the prediction's, and a picture per
+scan (IMG/NAME.png): sagittal slices through the right lung (left two panels) and the left lung,
+network borders red, local fit (first panel of a lung) or global search (second) green, yellow
+where both agree. No lobe reference exists for these scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from algorithm.fissure_fit import FISSURES, refine_mask
+from algorithm.io.reading import read_image
+from algorithm.io.writing import write_png
+from algorithm.labels import LOBES, Lobe
+from algorithm.report.border_index import BORDERS, border_report
+from algorithm.report.lobe_shares import POPULATION_SHARES
+from algorithm.segmenter import LobeSegmenter
+from benchmarks.fissure_fit_real import _sagittal
+from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS, segment_real_scan
+
+MODES = ("network", "fit", "global")
+
+
+def network_mask(name: str, segmenter: LobeSegmenter, cache: Path) -> tuple[sitk.Image, sitk.Image, float] | None:
+    """(CT, the network's lobes, predict seconds), from the cache when there; None when refused."""
+    path = cache / f"{name.split('.')[0]}.nrrd"
+    if path.exists():
+        return read_image(REAL_DIR / name).image, sitk.ReadImage(str(path)), float("nan")
+    loaded, result, seconds = segment_real_scan(name, segmenter)
+    if loaded is None:
+        return None
+    sitk.WriteImage(result.mask, str(path), True)
+    return loaded.image, result.mask, seconds
+
+
+def shares_percent(mask: sitk.Image) -> dict[str, float]:
+    """Each lobe's share of both lungs (percent)."""
+    labels = sitk.GetArrayViewFromImage(mask)
+    counts = np.bincount(labels.ravel(), minlength=6)
+    total = float(counts[1:6].sum())
+    return {lobe.name: 100.0 * counts[int(lobe)] / total if total else float("nan") for lobe in LOBES}
+
+
+def picture(image: sitk.Image, masks: dict[str, sitk.Image]) -> np.ndarray:
+    """Per lung: network vs fit, network vs global (sagittal, through the lung's median column)."""
+    arrays = {k: sitk.GetArrayFromImage(sitk.DICOMOrient(m, "LPS")) for k, m in masks.items()}
+    hu = sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
+    spacing = sitk.DICOMOrient(image, "LPS").GetSpacing()[::-1]
+    panels = []
+    for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
+        cols = np.flatnonzero(np.isin(arrays["network"], [int(v) for v in lobes]).any(axis=(0, 1)))
+        x = int(np.median(cols)) if len(cols) else hu.shape[2] // 2
+        panels += [_sagittal(hu, arrays["network"], arrays[mode], spacing, x) for mode in ("fit", "global")]
+    return np.concatenate(panels, axis=1)
+
+
+def run_scan(name: str, segmenter: LobeSegmenter, cache: Path, img_dir: Path) -> dict:
+    got = network_mask(name, segmenter, cache)
+    if got is None:
+        return {"name": name, "error": "refused"}
+    image, network, predict_s = got
+    masks, sections, seconds = {"network": network}, {}, {}
+    for mode in ("fit", "global"):
+        started = time.perf_counter()
+        masks[mode], sections[mode] = refine_mask(image, network, mode)
+        seconds[mode] = time.perf_counter() - started
+    write_png(picture(image, masks), img_dir / f"{name.split('.')[0]}.png")
+    return {
+        "name": name,
+        "spacing": tuple(round(s, 2) for s in image.GetSpacing()),
+        "borders": {m: border_report(image, masks[m]) for m in MODES},
+        "shares": {m: shares_percent(masks[m]) for m in MODES},
+        "global": sections["global"],
+        "seconds": seconds,
+        "predict_s": predict_s,
+    }
+
+
+def _index(section: dict, border: str) -> str:
+    entry = section["borders"][border]
+    return entry["status"] if entry["index"] is None else f"{entry['index']:.2f}"
+
+
+def _share(share: float, lobe: str) -> str:
+    population = POPULATION_SHARES[lobe]
+    return f"{share:.1f} ({population.z_score(share):+.1f})"
+
+
+def to_markdown(rows: list[dict], command: str, img_rel: str) -> str:
+    lines = [f"Reproduce: `{command}` (reads `../shared/data/real/`).", "",
+             "Border vessel index per border, network / fit / global:", "",
+             "| scan | voxels (mm) | " + " | ".join(b.name for b in BORDERS) + " | global s | predict s |",
+             "| --- | --- |" + " --- |" * (len(BORDERS) + 2)]
+    for r in rows:
+        if "error" in r:
+            continue
+        voxels = "×".join(f"{s:g}" for s in r["spacing"]) + ("" if r["borders"]["network"]["reliable"] else " (coarse)")
+        cells = [" / ".join(_index(r["borders"][m], b.name) for m in MODES) for b in BORDERS]
+        lines.append(f"| {r['name']} | {voxels} | " + " | ".join(cells) + f" | {r['seconds']['global']:.1f} | {r['predict_s']:.1f} |")
+    lines += ["", "Lobe share of both lungs, percent (z against Yamada 2020), network / fit / global:", "",
+              "| scan | " + " | ".join(lobe.name for lobe in LOBES) + " |", "| --- |" + " --- |" * len(LOBES)]
+    for r in rows:
+        if "error" not in r:
+            lines.append(f"| {r['name']} | " + " | ".join(" / ".join(_share(r["shares"][m][lobe.name], lobe.name) for m in MODES)
+                                                       for lobe in LOBES) + " |")
+    lines += ["", "Global search per fissure (decision; chosen and runner-up: origin, score, band index):", ""]
+    for r in rows:
+        if "error" in r:
+            continue
+        parts = []
+        for f in FISSURES:
+            e = r["global"]["fissures"][f]
+            ch, ru = e.get("chosen"), e.get("runner_up")
+            text = f"{f}: {e['decision']}"
+            if ch:
+                text += f", chosen {ch['origin']} {ch['score']} ({ch['band_index']})"
+            if ru:
+                text += f", runner-up {ru['origin']} {ru['score']} ({ru['band_index']}) {e['runner_up_distance_mm']} mm away"
+            parts.append(text)
+        lines.append(f"- {r['name']}: " + "; ".join(parts) + ("; WARN " + " | ".join(r["global"]["warnings"]) if r["global"]["warnings"] else ""))
+    lines += ["", "Sagittal slices, right lung (network vs fit, network vs global), then left lung; network red, mode green, both yellow:", ""]
+    lines += [f"![{r['name']}]({img_rel}/{r['name'].split('.')[0]}.png)" for r in rows if "error" not in r]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
+    parser.add_argument("--cache", default="/tmp/fissure-search-cache", help="folder for the network's masks")
+    parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
+    parser.add_argument("--img", default=str(REPO_ROOT / "docs" / "img" / "fissure-search"), help="folder for the pictures")
+    parser.add_argument("--scans", nargs="*", default=list(SCANS), help="scan names (default: all)")
+    args = parser.parse_args(argv)
+    if not REAL_DIR.is_dir():
+        print(f"error: {REAL_DIR} not found", file=sys.stderr)
+        return 1
+    segmenter = LobeSegmenter(args.weights, "cpu", fissures="network")
+    cache, img_dir = Path(args.cache), Path(args.img)
+    cache.mkdir(parents=True, exist_ok=True)
+    img_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.scans:
+        rows.append(run_scan(name, segmenter, cache, img_dir))
+        print(f"{name}: done", file=sys.stderr)
+    command = "python -m benchmarks.fissure_search_real " + " ".join(argv if argv is not None else sys.argv[1:])
+    docs = (REPO_ROOT / "docs").resolve()
+    img = img_dir.resolve()
+    text = to_markdown(rows, command.strip(), str(img.relative_to(docs)) if img.is_relative_to(docs) else str(img))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
