@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algorithm.fissure_fit import _excess, _Problem
+from algorithm.fissure_fit import Problem, band_evidence
 from algorithm.fissure_search.prior import (
     PriorSettings,
     horizontal_penalty,
@@ -45,7 +45,7 @@ class Geometry:
         return self.top_mm - fraction_below_apex * self.height_mm
 
 
-def geometry(problem: _Problem) -> Geometry:
+def geometry(problem: Problem) -> Geometry:
     """The lung's extent along z and its anterior and posterior column bands, lung-weighted."""
     lung = problem.lung
     per_slice = np.diff(lung.cum["lung"].sum(axis=0))
@@ -61,12 +61,12 @@ def geometry(problem: _Problem) -> Geometry:
                     float(np.interp(POSTERIOR_QUANTILE, cdf, y_sorted)), weighted_mean(x_mm, weight))
 
 
-def plane(problem: _Problem, z_at_mm: float, y_at_mm: float, slope_y: float, slope_x: float, x_at_mm: float) -> np.ndarray:
+def plane(problem: Problem, z_at_mm: float, y_at_mm: float, slope_y: float, slope_x: float, x_at_mm: float) -> np.ndarray:
     """Coefficients of the plane z = z_at + slope_y (y - y_at) + slope_x (x - x_at)."""
     return z_at_mm + slope_y * (problem.knots_y - y_at_mm)[:, None] + slope_x * (problem.knots_x - x_at_mm)[None, :]
 
 
-def oblique_planes(problem: _Problem, geo: Geometry, posterior_fractions, anterior_fractions, lateral_slopes) -> list[np.ndarray]:
+def oblique_planes(problem: Problem, geo: Geometry, posterior_fractions, anterior_fractions, lateral_slopes) -> list[np.ndarray]:
     """Planes from a posterior height (fractions below the apex) down to an anterior one."""
     span_mm = max(geo.posterior_y_mm - geo.anterior_y_mm, 1.0)
     out = []
@@ -78,7 +78,7 @@ def oblique_planes(problem: _Problem, geo: Geometry, posterior_fractions, anteri
     return out
 
 
-def horizontal_planes(problem: _Problem, geo: Geometry, fractions, slopes_y, lateral_slopes) -> list[np.ndarray]:
+def horizontal_planes(problem: Problem, geo: Geometry, fractions, slopes_y, lateral_slopes) -> list[np.ndarray]:
     """Nearly level planes at anterior heights (fractions below the apex)."""
     return [plane(problem, geo.height_at(h), geo.anterior_y_mm, b, c, geo.centre_x_mm)
             for h in fractions for b in slopes_y for c in lateral_slopes]
@@ -114,11 +114,11 @@ class Scored:
 class Scorer:
     """Scores hypotheses of one fissure (``kind`` "oblique" or "horizontal") on one problem."""
 
-    problem: _Problem
+    problem: Problem
     kind: str
     geo: Geometry
     network_mm: np.ndarray  # the network's smoothed surface over the fissure's columns
-    ref_region: tuple[float, float]  # the network's band sizes (see fissure_fit._excess)
+    ref_region: tuple[float, float]  # the network's band sizes (see fissure_fit.band_excess)
     share_mean_sd: tuple[float, float]
     prior: PriorSettings
 
@@ -129,10 +129,7 @@ class Scorer:
         share = p.lung.vessel_share
         if ev.region <= 0 or share <= 0 or not p.feasible(ev):
             return None
-        fit_settings = p.settings
-        evidence = _excess(ev.vessels, ev.region, share, self.ref_region[0])
-        if fit_settings.outer_band_weight > 0:
-            evidence += fit_settings.outer_band_weight * _excess(ev.outer_vessels, ev.outer_region, share, self.ref_region[1])
+        evidence = band_evidence(p, ev, self.ref_region)
         cols = p.fissure_columns
         lower_share = float(ev.lower_volume.sum()) / p.lung_total
         distance = float(np.mean(np.abs(ev.f_mm[cols] - self.network_mm)))
@@ -161,13 +158,13 @@ class Scorer:
         return oblique_penalty(posterior_fraction, slope_y, lower_front, self.prior)
 
 
-def mean_distance_mm(problem: _Problem, a: np.ndarray, b: np.ndarray) -> float:
+def mean_distance_mm(problem: Problem, a: np.ndarray, b: np.ndarray) -> float:
     """Mean |a - b| (mm, vertical) of two surfaces over the fissure's columns."""
     diff = np.abs(problem.heights(a) - problem.heights(b)).ravel()[problem.lung.columns]
     return float(np.mean(diff[problem.fissure_columns]))
 
 
-def distinct(problem: _Problem, ranked: list[Scored], count: int, apart_mm: float) -> list[Scored]:
+def distinct(problem: Problem, ranked: list[Scored], count: int, apart_mm: float) -> list[Scored]:
     """The best ``count`` hypotheses of ``ranked`` (sorted) that lie ``apart_mm`` from each other."""
     picked: list[Scored] = []
     for h in ranked:
