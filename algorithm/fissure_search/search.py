@@ -66,7 +66,9 @@ class SearchSettings:
     lateral_slopes: tuple[float, ...] = (-0.15, 0.0, 0.15)
     refine_count: int = 3  # planes refined besides the network's start
     distinct_mm: float = 10.0  # the refined planes lie at least this far apart (mean vertical distance)
-    min_gain: float = 0.05  # the winner's score must beat the network border's by this much
+    min_gain: float = 0.05  # the winner's score must beat the network border's by this much ...
+    max_band_index: float = 0.5  # ... and its band look like a fissure's (about 0-0.3; a cut through lung about 1):
+    # without that evidence the prior alone would move a border (vessels everywhere, no band)
     close_score: float = 0.05  # chosen and runner-up closer than this in score ...
     far_mm: float = 10.0  # ... and farther apart than this: the fissure is uncertain
 
@@ -106,11 +108,14 @@ def _decide(name: str, problem: Problem, start: Surface, network: Scored | None,
         return Fitted(FissureResult(name, "network", "no hypothesis within the limits"), start, start)
     best = pool[0]
     net_total = network.total if network is not None else float("inf")
-    moved = best.origin != "network" and best.total <= net_total - settings.min_gain
+    moved = (best.origin != "network" and best.total <= net_total - settings.min_gain
+             and best.index <= settings.max_band_index)
     chosen = best if moved or network is None else network
     details = ambiguity(name, problem, chosen, pool, settings)
     if moved:
         reason = f"{best.origin} scores {best.total:.2f} against the network border's {net_total:.2f}"
+    elif best.index > settings.max_band_index:
+        reason = f"the best hypothesis's band index {best.index:.2f} is over {settings.max_band_index:g}: no fissure-like band"
     else:
         reason = f"no hypothesis scores clearly below the network border's {net_total:.2f}"
     shift = np.abs(problem.heights(best.coef) - problem.heights(start.coef_mm)).ravel()[problem.lung.columns]
