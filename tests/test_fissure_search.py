@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import json
+
+import jsonschema
 import SimpleITK as sitk
 
 from algorithm.fissure_fit import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE, fit_fissures
-from algorithm.fissure_search import SearchSettings, search_fissures
+from algorithm.fissure_search import SearchSettings, search_fissures, warnings
 from algorithm.pipeline.fissures import refine_lobes
 from algorithm.fissure_search.prior import (
     PriorSettings,
@@ -19,6 +22,8 @@ from algorithm.fissure_search.prior import (
     share_penalty,
 )
 from algorithm.labels import Lobe
+from algorithm.report.quality_flags import fissure_flags
+from conftest import REPO_ROOT
 from tests.test_fissure_fit import (  # the synthetic chest the local fit is tested on
     GAP_MM,
     SPACING_MM,
@@ -30,6 +35,8 @@ from tests.test_fissure_fit import (  # the synthetic chest the local fit is tes
     surface_error_mm,
 )
 
+SCHEMA = json.loads((REPO_ROOT / "algorithm/schemas/pulmonary-lobe-volumes.schema.json").read_text())
+FISSURES_SCHEMA = {**SCHEMA["properties"]["fissures"], "$defs": SCHEMA["$defs"]}  # the report's "fissures"
 DECOY_MM = 50.0  # a level vessel-free band through the left lung: not a fissure (an oblique one slopes) ...
 DECOY_HALF_MM = 2.0 * GAP_MM  # ... twice as wide as the fissure's: the evidence alone prefers it
 TRUTH = {
@@ -139,6 +146,34 @@ def test_pipeline_step_runs_the_global_search(chest):
     right = np.isin(chest.labels, [Lobe.RUL, Lobe.RML, Lobe.RLL])
     agree_before = np.mean(start[right] == chest.labels[right])
     assert np.mean(fitted.labels[right] == chest.labels[right]) > agree_before + 0.1
+
+
+def twin_chest():
+    """The synthetic chest with a second sloped vessel-free band 20 mm below the left oblique
+    fissure (anatomically plausible too) and a network border between the two."""
+    chest = make_chest()
+    left = np.isin(chest.labels, [Lobe.LUL, Lobe.LLL])
+    twin = oblique_mm(chest.y, chest.x, +1) - 20.0
+    return chest, chest.vessel & ~(left & (np.abs(chest.z - twin) < GAP_MM)), shifted_labels(chest, -10.0)
+
+
+def test_close_scores_far_apart_warn_and_are_flagged():
+    """The runner-up lies over ``far_mm`` away; within ``close_score`` the fissure is called uncertain,
+    the report section validates against the JSON schema and the quality flags carry the warning."""
+    chest, vessel, start = twin_chest()
+    strict = search_fissures(start, vessel, SPACING_MM).report()[LEFT_OBLIQUE]
+    gap = strict["runner_up"]["score"] - strict["chosen"]["score"]
+    assert strict["runner_up_distance_mm"] >= SearchSettings().far_mm
+    assert gap >= SearchSettings().close_score and strict["warning"] is None
+    lenient = search_fissures(start, vessel, SPACING_MM, settings=SearchSettings(close_score=gap + 0.01))
+    entry = lenient.report()[LEFT_OBLIQUE]
+    assert entry["warning"] is not None and "uncertain" in entry["warning"]
+    section = {"mode": "global", "definition": "", "fissures": lenient.report(), "warnings": warnings(lenient)}
+    assert section["warnings"] == [entry["warning"]]
+    jsonschema.validate(section, FISSURES_SCHEMA)
+    flags = fissure_flags(section)
+    assert [f["fissure"] for f in flags] == [LEFT_OBLIQUE] and flags[0]["severity"] == "warning"
+    assert fissure_flags({"mode": "fit", "fissures": {LEFT_OBLIQUE: strict}}) == []
 
 
 # -- the prior's terms, one by one ------------------------------------------------------------
