@@ -50,7 +50,7 @@ def _interlobar(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _sagittal(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing_zyx, x: int) -> np.ndarray:
+def sagittal_panel(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing_zyx, x: int) -> np.ndarray:
     """One sagittal panel (superior up, anterior left) of LPS arrays at column ``x``."""
     dz, dy, _ = spacing_zyx
     planes = [hu[::-1, :, x].astype(np.float32), network[::-1, :, x], fit[::-1, :, x]]
@@ -78,7 +78,7 @@ def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarr
     for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
         cols = np.flatnonzero(np.isin(arrays[1], [int(v) for v in lobes]).any(axis=(0, 1)))
         x = int(np.median(cols)) if len(cols) else arrays[0].shape[2] // 2
-        panels.append(_sagittal(*arrays, spacing, x))
+        panels.append(sagittal_panel(*arrays, spacing, x))
     return np.concatenate(panels, axis=1)
 
 

@@ -1,20 +1,24 @@
 """The global fissure search on the real scans of ../shared/data/real: network vs local fit vs global.
 
-    python -m benchmarks.fissure_search_real [--weights PATH] [--cache DIR] [--out FILE.md] [--img DIR]
+    python -m benchmarks.fissure_search_real [--weights PATH] [--scans NAME ...] [--rows DIR] [--out FILE.md] [--img DIR]
 
-Per scan: the network's lobes (``LobeSegmenter(fissures="network")``; cached in ``--cache`` so a
-rerun costs only the fissure steps), then ``refine_mask`` in ``fit`` and in ``global`` mode; the
-border vessel index of every interlobar border and every lobe's share of both lungs (with its
-z-score against the published population, algorithm/report/lobe_shares.py) for each, the global
-search's choice and runner-up per fissure, its time against the prediction's, and a picture per
-scan (IMG/NAME.png): sagittal slices through the right lung (left two panels) and the left lung,
-network borders red, local fit (first panel of a lung) or global search (second) green, yellow
-where both agree. No lobe reference exists for these scans.
+Per scan: the shipped steps up to the fissure step once (``benchmarks.harness.before_fissures``),
+then the shipped fissure step (``algorithm.pipeline.fissures.refine_lobes``, what ``LobeSegmenter``
+runs) in modes ``network``, ``fit`` and ``global``, each on the input grid; the border vessel index
+of every interlobar border and every lobe's share of both lungs (with its z-score against the
+published population, algorithm/report/lobe_shares.py) for each, the global search's choice and
+runner-up per fissure, its time against the prediction's (steps 1-4 plus the fissure step in
+global mode), and a picture per scan (IMG/NAME.png): sagittal slices through the right lung (left
+two panels) and the left lung, network borders red, local fit (first panel of a lung) or global
+search (second) green, yellow where both agree. Each scan's row is kept in ``--rows`` (JSON), so
+scans can run one per call (each a few minutes on CPU) and the last call writes the table of all.
+No lobe reference exists for these scans.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,29 +26,19 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from algorithm.fissure_fit import FISSURES, refine_mask
+from algorithm.errors import InputError
+from algorithm.fissure_fit import FISSURES
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
 from algorithm.labels import LOBES, Lobe
 from algorithm.report.border_index import BORDERS, border_report
 from algorithm.report.lobe_shares import POPULATION_SHARES
 from algorithm.segmenter import LobeSegmenter
-from benchmarks.fissure_fit_real import _sagittal
-from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS, segment_real_scan
+from benchmarks.fissure_fit_real import sagittal_panel
+from benchmarks.harness import before_fissures, fissure_step, on_input_grid
+from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS
 
 MODES = ("network", "fit", "global")
-
-
-def network_mask(name: str, segmenter: LobeSegmenter, cache: Path) -> tuple[sitk.Image, sitk.Image, float] | None:
-    """(CT, the network's lobes, predict seconds), from the cache when there; None when refused."""
-    path = cache / f"{name.split('.')[0]}.nrrd"
-    if path.exists():
-        return read_image(REAL_DIR / name).image, sitk.ReadImage(str(path)), float("nan")
-    loaded, result, seconds = segment_real_scan(name, segmenter)
-    if loaded is None:
-        return None
-    sitk.WriteImage(result.mask, str(path), True)
-    return loaded.image, result.mask, seconds
 
 
 def shares_percent(mask: sitk.Image) -> dict[str, float]:
@@ -64,20 +58,23 @@ def picture(image: sitk.Image, masks: dict[str, sitk.Image]) -> np.ndarray:
     for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
         cols = np.flatnonzero(np.isin(arrays["network"], [int(v) for v in lobes]).any(axis=(0, 1)))
         x = int(np.median(cols)) if len(cols) else hu.shape[2] // 2
-        panels += [_sagittal(hu, arrays["network"], arrays[mode], spacing, x) for mode in ("fit", "global")]
+        panels += [sagittal_panel(hu, arrays["network"], arrays[mode], spacing, x) for mode in ("fit", "global")]
     return np.concatenate(panels, axis=1)
 
 
-def run_scan(name: str, segmenter: LobeSegmenter, cache: Path, img_dir: Path) -> dict:
-    got = network_mask(name, segmenter, cache)
-    if got is None:
-        return {"name": name, "error": "refused"}
-    image, network, predict_s = got
-    masks, sections, seconds = {"network": network}, {}, {}
-    for mode in ("fit", "global"):
+def run_scan(name: str, segmenter: LobeSegmenter, img_dir: Path) -> dict:
+    """One scan's row: steps 1-4 once, the fissure step in every mode, the measures and the picture."""
+    image = read_image(REAL_DIR / name).image
+    try:
+        case = before_fissures(segmenter, image)
+    except InputError as exc:
+        return {"name": name, "error": str(exc)}
+    masks, sections, seconds = {}, {}, {}
+    for mode in MODES:
         started = time.perf_counter()
-        masks[mode], sections[mode] = refine_mask(image, network, mode)
+        fitted = fissure_step(case, mode)
         seconds[mode] = time.perf_counter() - started
+        masks[mode], sections[mode] = on_input_grid(case, fitted, image), fitted.section
     write_png(picture(image, masks), img_dir / f"{name.split('.')[0]}.png")
     return {
         "name": name,
@@ -86,7 +83,7 @@ def run_scan(name: str, segmenter: LobeSegmenter, cache: Path, img_dir: Path) ->
         "shares": {m: shares_percent(masks[m]) for m in MODES},
         "global": sections["global"],
         "seconds": seconds,
-        "predict_s": predict_s,
+        "predict_s": case.network_s + case.lung_s + seconds["global"],  # steps 1-5 in global mode
     }
 
 
@@ -103,14 +100,16 @@ def _share(share: float, lobe: str) -> str:
 def to_markdown(rows: list[dict], command: str, img_rel: str) -> str:
     lines = [f"Reproduce: `{command}` (reads `../shared/data/real/`).", "",
              "Border vessel index per border, network / fit / global:", "",
-             "| scan | voxels (mm) | " + " | ".join(b.name for b in BORDERS) + " | global s | predict s |",
-             "| --- | --- |" + " --- |" * (len(BORDERS) + 2)]
+             "| scan | voxels (mm) | " + " | ".join(b.name for b in BORDERS) + " | fit s | global s | predict s (global) | global share |",
+             "| --- | --- |" + " --- |" * (len(BORDERS) + 4)]
     for r in rows:
         if "error" in r:
             continue
         voxels = "×".join(f"{s:g}" for s in r["spacing"]) + ("" if r["borders"]["network"]["reliable"] else " (coarse)")
         cells = [" / ".join(_index(r["borders"][m], b.name) for m in MODES) for b in BORDERS]
-        lines.append(f"| {r['name']} | {voxels} | " + " | ".join(cells) + f" | {r['seconds']['global']:.1f} | {r['predict_s']:.1f} |")
+        sec = r["seconds"]
+        lines.append(f"| {r['name']} | {voxels} | " + " | ".join(cells)
+                     + f" | {sec['fit']:.1f} | {sec['global']:.1f} | {r['predict_s']:.1f} | {100 * sec['global'] / r['predict_s']:.0f} % |")
     lines += ["", "Lobe share of both lungs, percent (z against Yamada 2020), network / fit / global:", "",
               "| scan | " + " | ".join(lobe.name for lobe in LOBES) + " |", "| --- |" + " --- |" * len(LOBES)]
     for r in rows:
@@ -140,26 +139,32 @@ def to_markdown(rows: list[dict], command: str, img_rel: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
-    parser.add_argument("--cache", default="/tmp/fissure-search-cache", help="folder for the network's masks")
+    parser.add_argument("--rows", default="/tmp/fissure-search-rows", help="folder keeping each scan's row (JSON)")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
     parser.add_argument("--img", default=str(REPO_ROOT / "docs" / "img" / "fissure-search"), help="folder for the pictures")
-    parser.add_argument("--scans", nargs="*", default=list(SCANS), help="scan names (default: all)")
+    parser.add_argument("--scans", nargs="*", default=list(SCANS), help="scans to run now (default: all; none: only the table)")
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
-    segmenter = LobeSegmenter(args.weights, "cpu", fissures="network")
-    cache, img_dir = Path(args.cache), Path(args.img)
-    cache.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(args.scans) - set(SCANS))
+    if unknown:
+        print(f"error: unknown scans {unknown}; known: {', '.join(SCANS)}", file=sys.stderr)
+        return 1
+    rows_dir, img_dir = Path(args.rows), Path(args.img)
+    rows_dir.mkdir(parents=True, exist_ok=True)
     img_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    segmenter = LobeSegmenter(args.weights, "cpu") if args.scans else None
     for name in args.scans:
-        rows.append(run_scan(name, segmenter, cache, img_dir))
+        row = run_scan(name, segmenter, img_dir)
+        (rows_dir / f"{name.split('.')[0]}.json").write_text(json.dumps(row, indent=1))
         print(f"{name}: done", file=sys.stderr)
-    command = "python -m benchmarks.fissure_search_real " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows = [json.loads((rows_dir / f"{n.split('.')[0]}.json").read_text()) for n in SCANS
+            if (rows_dir / f"{n.split('.')[0]}.json").exists()]
+    command = "python -m benchmarks.fissure_search_real --scans NAME (once per scan), then --scans with no name"
     docs = (REPO_ROOT / "docs").resolve()
     img = img_dir.resolve()
-    text = to_markdown(rows, command.strip(), str(img.relative_to(docs)) if img.is_relative_to(docs) else str(img))
+    text = to_markdown(rows, command, str(img.relative_to(docs)) if img.is_relative_to(docs) else str(img))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

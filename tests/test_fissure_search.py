@@ -73,6 +73,37 @@ def test_the_local_fit_does_not_reach_30_mm(chest):
     assert median_error_mm(chest, local, RIGHT_OBLIQUE) > 5.0
 
 
+SHIFTS_MM = (15.0, 25.0, 35.0)  # issue 30's wrong starts: every fissure moved, the right oblique one up over the dome
+
+
+@pytest.fixture(scope="module")
+def shift_errors(chest) -> dict[float, dict[str, tuple[float, float]]]:
+    """Per start shift, per fissure: (global, local) median surface error (mm)."""
+    out = {}
+    for shift in SHIFTS_MM:
+        start = shifted_labels(chest, shift, -shift / 3.0)
+        found = search_fissures(start, chest.vessel, SPACING_MM)
+        local = fit_fissures(start, chest.vessel, SPACING_MM)
+        out[shift] = {name: (median_error_mm(chest, found, name), median_error_mm(chest, local, name)) for name in TRUTH}
+    print("\nshift mm | fissure | global / local median surface error (mm)")  # docs/results.md, with -s
+    for shift, errors in out.items():
+        for name, (g, loc) in errors.items():
+            print(f"{shift:g} | {name} | {g:.2f} / {loc:.2f}")
+    return out
+
+
+def test_starts_15_and_25_mm_off_are_recovered_to_3_mm(shift_errors):
+    """Issue 30's criterion: 25 mm off, median surface error at most 3 mm (15 mm as well)."""
+    for shift in (15.0, 25.0):
+        assert all(g <= 3.0 for g, _ in shift_errors[shift].values()), shift_errors[shift]
+
+
+def test_35_mm_off_the_global_search_beats_the_local_fit(shift_errors):
+    errors = shift_errors[35.0]
+    assert np.median([g for g, _ in errors.values()]) < np.median([loc for _, loc in errors.values()])
+    assert errors[RIGHT_OBLIQUE][0] <= 3.0
+
+
 def decoy_chest():
     """The synthetic chest with a second vessel-free band, level at DECOY_MM, in the left lung, and a
     network whose left oblique border lies on that band."""
