@@ -72,13 +72,19 @@ def sagittal_panel(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing
 
 def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarray:
     """Sagittal panels through the middle of the right and of the left lung, side by side."""
-    arrays = [sitk.GetArrayFromImage(sitk.DICOMOrient(i, "LPS")) for i in (image, network, fit)]
+    return lung_panels(image, network, [fit])
+
+
+def lung_panels(image: sitk.Image, network: sitk.Image, others: list[sitk.Image]) -> np.ndarray:
+    """Per lung (right, then left), one sagittal panel through its median column for each mask of
+    ``others`` against the network's, side by side."""
+    hu, net, *rest = (sitk.GetArrayFromImage(sitk.DICOMOrient(i, "LPS")) for i in (image, network, *others))
     spacing = sitk.DICOMOrient(image, "LPS").GetSpacing()[::-1]
     panels = []
     for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
-        cols = np.flatnonzero(np.isin(arrays[1], [int(v) for v in lobes]).any(axis=(0, 1)))
-        x = int(np.median(cols)) if len(cols) else arrays[0].shape[2] // 2
-        panels.append(sagittal_panel(*arrays, spacing, x))
+        cols = np.flatnonzero(np.isin(net, [int(v) for v in lobes]).any(axis=(0, 1)))
+        x = int(np.median(cols)) if len(cols) else hu.shape[2] // 2
+        panels += [sagittal_panel(hu, net, other, spacing, x) for other in rest]
     return np.concatenate(panels, axis=1)
 
 

@@ -30,11 +30,11 @@ from algorithm.errors import InputError
 from algorithm.fissure_fit import FISSURES
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
-from algorithm.labels import LOBES, Lobe
+from algorithm.labels import LOBES
 from algorithm.report.border_index import BORDERS, border_report
 from algorithm.report.lobe_shares import POPULATION_SHARES
 from algorithm.segmenter import LobeSegmenter
-from benchmarks.fissure_fit_real import sagittal_panel
+from benchmarks.fissure_fit_real import lung_panels
 from benchmarks.harness import before_fissures, fissure_step, on_input_grid
 from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS
 
@@ -51,15 +51,7 @@ def shares_percent(mask: sitk.Image) -> dict[str, float]:
 
 def picture(image: sitk.Image, masks: dict[str, sitk.Image]) -> np.ndarray:
     """Per lung: network vs fit, network vs global (sagittal, through the lung's median column)."""
-    arrays = {k: sitk.GetArrayFromImage(sitk.DICOMOrient(m, "LPS")) for k, m in masks.items()}
-    hu = sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
-    spacing = sitk.DICOMOrient(image, "LPS").GetSpacing()[::-1]
-    panels = []
-    for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
-        cols = np.flatnonzero(np.isin(arrays["network"], [int(v) for v in lobes]).any(axis=(0, 1)))
-        x = int(np.median(cols)) if len(cols) else hu.shape[2] // 2
-        panels += [sagittal_panel(hu, arrays["network"], arrays[mode], spacing, x) for mode in ("fit", "global")]
-    return np.concatenate(panels, axis=1)
+    return lung_panels(image, masks["network"], [masks["fit"], masks["global"]])
 
 
 def run_scan(name: str, segmenter: LobeSegmenter, img_dir: Path) -> dict:
