@@ -106,16 +106,17 @@ def _decide(name: str, problem: Problem, start: Surface, network: Scored | None,
     """The winner (or the network's border when nothing beats it clearly), the runner-up, the warning."""
     if not pool:  # every hypothesis, the network's border included, breaks the hard limits
         return Fitted(FissureResult(name, "network", "no hypothesis within the limits"), start, start)
-    best = pool[0]
+    # only a hypothesis whose band looks like a fissure may replace the network's border
+    movable = [h for h in pool if h.origin != "network" and h.index <= settings.max_band_index]
     net_total = network.total if network is not None else float("inf")
-    moved = (best.origin != "network" and best.total <= net_total - settings.min_gain
-             and best.index <= settings.max_band_index)
-    chosen = best if moved or network is None else network
-    details = ambiguity(name, problem, chosen, pool, settings)
+    moved = bool(movable) and movable[0].total <= net_total - settings.min_gain
+    best = movable[0] if movable else pool[0]  # the fit's surface, reported even where it is not taken
+    chosen = best if moved else network
+    details = ambiguity(name, problem, chosen, pool, settings) if chosen is not None else NO_CHOICE
     if moved:
         reason = f"{best.origin} scores {best.total:.2f} against the network border's {net_total:.2f}"
-    elif best.index > settings.max_band_index:
-        reason = f"the best hypothesis's band index {best.index:.2f} is over {settings.max_band_index:g}: no fissure-like band"
+    elif not movable:
+        reason = f"no hypothesis has a band index of at most {settings.max_band_index:g}: no fissure-like band"
     else:
         reason = f"no hypothesis scores clearly below the network border's {net_total:.2f}"
     shift = np.abs(problem.heights(best.coef) - problem.heights(start.coef_mm)).ravel()[problem.lung.columns]
@@ -123,6 +124,9 @@ def _decide(name: str, problem: Problem, start: Surface, network: Scored | None,
     result = FissureResult(name, "fit" if moved else "network", reason, None if network is None else network.index,
                            best.index, float(shift.mean()), float(shift.max()), changed_ml if moved else 0.0)
     return Fitted(result, start, Surface(problem.knots_y, problem.knots_x, best.coef), details)
+
+
+NO_CHOICE = {"chosen": None, "runner_up": None, "runner_up_distance_mm": None, "warning": None}
 
 
 def ambiguity(name: str, problem: Problem, chosen: Scored, pool: list[Scored], settings: SearchSettings) -> dict:
