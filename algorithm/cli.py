@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32")
     predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
                          help="fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
-                              "network: keep the network's borders, the paper's path (default %(default)s)")
+                              "network: keep the network's borders, the paper's path; global: search each fissure over its "
+                              "anatomical range, an anatomical prior choosing (default %(default)s)")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
