@@ -41,8 +41,9 @@ The package, by what a change touches (docs/design.md, "Layout of algorithm/"):
   ``refine_mask``; ``fit_each_fissure`` and ``fit_on_lattice`` run another fitter of one fissure
   (the global search, algorithm/fissure_search) in the same order, constraints and lattice.
 
-Every name is importable from ``algorithm.fissure_fit`` itself, the private ones included (the
-modules built on the fit import them from here).
+Every name is importable from ``algorithm.fissure_fit`` itself; modules built on the fit
+(algorithm/fissure_search) use only the public ones (``Problem``, ``Fitted``, ``network_start``,
+``local_search``, ``band_evidence``, ``fit_each_fissure``, ``fit_on_lattice``, ...).
 """
 
 from algorithm.fissure_fit.model import (  # noqa: F401
