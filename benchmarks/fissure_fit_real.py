@@ -70,6 +70,13 @@ def sagittal_panel(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing
     return panel
 
 
+def link_to(folder: Path, out: str | None) -> str:
+    """``folder`` as a link from the Markdown's folder (without ``out``: docs/, where
+    docs/results.md quotes the table)."""
+    text_dir = Path(out).resolve().parent if out else REPO_ROOT / "docs"
+    return os.path.relpath(folder.resolve(), text_dir)
+
+
 def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarray:
     """Sagittal panels through the middle of the right and of the left lung, side by side."""
     return lung_panels(image, network, [fit])
@@ -158,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_scan(name, segmenter, img_dir))
         print(f"{name}: done", file=sys.stderr)
     command = "python -m benchmarks.fissure_fit_real " + " ".join(argv if argv is not None else sys.argv[1:])
-    # Links relative to the Markdown's folder (without --out: docs/, where docs/results.md quotes it).
-    text_dir = Path(args.out).resolve().parent if args.out else REPO_ROOT / "docs"
-    img_rel = os.path.relpath(Path(args.img).resolve(), text_dir)
-    text = to_markdown(rows, command.strip(), img_rel)
+    text = to_markdown(rows, command.strip(), link_to(Path(args.img), args.out))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -34,8 +34,8 @@ from algorithm.labels import LOBES
 from algorithm.report.border_index import BORDERS, border_report
 from algorithm.report.lobe_shares import POPULATION_SHARES
 from algorithm.segmenter import LobeSegmenter
-from benchmarks.fissure_fit_real import lung_panels
-from benchmarks.harness import before_fissures, fissure_step, on_input_grid
+from benchmarks.fissure_fit_real import link_to, lung_panels
+from benchmarks.harness import before_fissures, fissure_step, on_input_grid, write_report
 from benchmarks.real_scans import REAL_DIR, REPO_ROOT, SCANS
 
 MODES = ("network", "fit", "global")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--rows", default="/tmp/fissure-search-rows", help="folder keeping each scan's row (JSON)")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    parser.add_argument("--img", default=str(REPO_ROOT / "docs" / "img" / "fissure-search"), help="folder for the pictures")
+    parser.add_argument("--img", default=str(REPO_ROOT / "results" / "fissure-search"), help="folder for the pictures")
     parser.add_argument("--scans", nargs="*", default=list(SCANS), help="scans to run now (default: all; none: only the table)")
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
@@ -154,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads((rows_dir / f"{n.split('.')[0]}.json").read_text()) for n in SCANS
             if (rows_dir / f"{n.split('.')[0]}.json").exists()]
     command = "python -m benchmarks.fissure_search_real --scans NAME (once per scan), then --scans with no name"
-    docs = (REPO_ROOT / "docs").resolve()
-    img = img_dir.resolve()
-    text = to_markdown(rows, command, str(img.relative_to(docs)) if img.is_relative_to(docs) else str(img))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    write_report(to_markdown(rows, command, link_to(img_dir, args.out)), [], args.out, None)
     return 0
 
 
