@@ -14,6 +14,7 @@ from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOX
 from algorithm.container.contract import GC_DESCRIPTION
 from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
 from algorithm.fissure_points.export import write_fissure_markups
+from algorithm.fissure_points.fit import POINT_MODES
 from algorithm.fissure_points.reading import FissurePoints, read_points
 from algorithm.fissure_points.refine import add_refine_parser, run_refine
 from algorithm.frontend import print_summary, segment_file, write_case_outputs
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32")
     predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
                          help="fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
-                              "network: keep the network's borders, the paper's path (default %(default)s)")
+                              "network: keep the network's borders, the paper's path; global: search each fissure over its "
+                              "anatomical range, an anatomical prior choosing (default %(default)s)")
     predict.add_argument("--fissure-points", type=Path, default=None,
                          help="points on fissures to correct (3D Slicer .mrk.json, grand-challenge points JSON or CSV "
                               "x,y,z,fissure in LPS mm): each marked fissure passes through its points; one case only")
@@ -136,6 +138,8 @@ def _fissure_points(args: argparse.Namespace, cases: list[Path]) -> FissurePoint
         return None
     if len(cases) > 1:
         raise InputError(f"--fissure-points belongs to one scan, but {args.input} holds {len(cases)} cases")
+    if args.fissures not in POINT_MODES:
+        raise InputError(f"--fissure-points works with --fissures {' or '.join(POINT_MODES)}, not {args.fissures}")
     return read_points(args.fissure_points)
 
 

@@ -217,3 +217,7 @@ def test_predict_refuses_bad_points_before_any_work(tmp_path, capsys):
     write(tmp_path / "ok.csv", "\n".join(f"{x},0,0,left_oblique" for x in range(3)))
     code = main(["predict", str(tmp_path / "two"), "-o", str(tmp_path / "out"), "--fissure-points", str(tmp_path / "ok.csv")])
     assert code == 1 and "belongs to one scan" in capsys.readouterr().err
+    code = main(["predict", str(ct), "-o", str(tmp_path / "out"), "--fissure-points", str(tmp_path / "ok.csv"),
+                 "--fissures", "global"])
+    assert code == 1 and "works with --fissures fit or network, not global" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from algorithm.fissure_fit.evidence import _lung, _Problem
+from algorithm.fissure_fit.evidence import _lung, Problem
 from algorithm.fissure_fit.model import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE, FitSettings, Surface, _basis
 from algorithm.fissure_fit.optimiser import _active_points, _anchored_cost, _descend, _least_squares, _network_targets
 from algorithm.labels import Lobe
@@ -59,21 +59,21 @@ def network_surfaces(
     out: dict[str, Surface] = {}
     left = _lung(labels, (Lobe.LUL, Lobe.LLL), no_vessels, region, spacing, settings)
     if left is not None and min(left.total(f"lobe{int(v)}").sum() for v in (Lobe.LUL, Lobe.LLL)) > 0:
-        out[LEFT_OBLIQUE] = _start(_Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings), extrapolate)
+        out[LEFT_OBLIQUE] = _start(Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings), extrapolate)
     right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), no_vessels, region, spacing, settings)
     if right is None:
         return out
     counts = {v: right.total(f"lobe{int(v)}").sum() for v in (Lobe.RUL, Lobe.RLL, Lobe.RML)}
     if counts[Lobe.RLL] > 0 and counts[Lobe.RUL] + counts[Lobe.RML] > 0:
-        out[RIGHT_OBLIQUE] = _start(_Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings), extrapolate)
+        out[RIGHT_OBLIQUE] = _start(Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings), extrapolate)
     if RIGHT_OBLIQUE in out and counts[Lobe.RML] > 0 and counts[Lobe.RUL] > 0:
         oblique = right_oblique or out[RIGHT_OBLIQUE]
         floor_u = right.u(oblique.height_mm(right.axis_mm(1), right.axis_mm(2)).ravel()[right.columns])
-        out[HORIZONTAL] = _start(_Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u), extrapolate)
+        out[HORIZONTAL] = _start(Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u), extrapolate)
     return out
 
 
-def _start(problem: _Problem, extrapolate: bool) -> Surface:
+def _start(problem: Problem, extrapolate: bool) -> Surface:
     targets, weight = _network_targets(problem)
     if extrapolate and problem.fissure_columns.sum() >= 3:
         # where the network saw one lobe only its fissure is unknown: the smoothness carries it on
@@ -122,23 +122,23 @@ def polish_with_evidence(
     return Surface(problem.knots_y, problem.knots_x, coef)
 
 
-def _fissure_problem(fissure, labels, vessel, region, spacing, settings, right_oblique) -> _Problem | None:
+def _fissure_problem(fissure, labels, vessel, region, spacing, settings, right_oblique) -> Problem | None:
     """The fissure's problem with its vessels and no share limits (the points bound the lobes)."""
     if fissure == LEFT_OBLIQUE:
         left = _lung(labels, (Lobe.LUL, Lobe.LLL), vessel, region, spacing, settings)
-        return None if left is None else _Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings)
+        return None if left is None else Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings)
     right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), vessel, region, spacing, settings)
     if right is None:
         return None
     if fissure == RIGHT_OBLIQUE:
-        return _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings)
+        return Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings)
     if right_oblique is None:
         return None
     y_mm, x_mm = right.axis_mm(1), right.axis_mm(2)
     obl_mm = right_oblique.height_mm(y_mm, x_mm).ravel()[right.columns]
     slope2 = right_oblique.slope_squared(y_mm, x_mm).ravel()[right.columns]
     band_floor = right.u(obl_mm + settings.band_half_width_mm * np.sqrt(1.0 + slope2))
-    return _Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, right.u(obl_mm), band_floor)
+    return Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, right.u(obl_mm), band_floor)
 
 
 def point_residuals_mm(surface: Surface, points_zyx_mm: np.ndarray) -> np.ndarray:

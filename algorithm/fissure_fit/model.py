@@ -103,12 +103,13 @@ class FissureFit:
     surfaces: dict[str, Surface] = field(default_factory=dict)  # fitted surfaces (accepted or not)
     network_surfaces: dict[str, Surface] = field(default_factory=dict)  # the network's, smoothed
     settings: FitSettings = field(default_factory=FitSettings)
+    details: dict[str, dict] = field(default_factory=dict)  # per fissure, what a fitter adds to the report
 
     def accepted(self, name: str) -> bool:
         return name in self.fissures and self.fissures[name].decision in ACCEPTED_DECISIONS
 
     def report(self) -> dict:
-        return {name: res.as_dict() for name, res in self.fissures.items()}
+        return {name: {**res.as_dict(), **self.details.get(name, {})} for name, res in self.fissures.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,6 +97,9 @@ class PointsRefinement:
     starts: dict[str, Surface] = field(default_factory=dict)  # the network's smoothed surfaces
 
 
+POINT_MODES = ("fit", "network")  # the modes the unmarked fissures may follow
+
+
 def refine_with_points(
     canonical: sitk.Image,
     labels: np.ndarray,
@@ -106,7 +109,10 @@ def refine_with_points(
     anchor: AnchorSettings | None = None,
 ) -> PointsRefinement:
     """The fissure step on a canonical (LPS) scan in HU with the marked fissures through the user's
-    points; ``labels`` is the lobes on the scan's grid."""
+    points; ``labels`` is the lobes on the scan's grid. The unmarked fissures follow ``mode``
+    "fit" or "network"; the global search does not take points yet."""
+    if mode not in POINT_MODES:
+        raise ValueError(f"fissure points work with the fissure modes {POINT_MODES}, not {mode!r}")
     frame = points_in_frame(points, canonical, labels)
     spacing = tuple(float(s) for s in canonical.GetSpacing()[::-1])
     settings, anchor = settings or FitSettings(), anchor or AnchorSettings()

@@ -1,7 +1,8 @@
 """Step 5: each fissure refitted to the vessel-sparse band of the scan where the evidence is clear
 (algorithm/fissure_fit/, after the lung's extent is settled), then the stray pieces the refitted
 borders cut off merged (``clean_up.merge_strays``). ``mode="network"`` keeps the network's
-borders (the paper's path); the merge runs in both modes."""
+borders (the paper's path); ``mode="global"`` searches each fissure over its anatomical range
+(algorithm/fissure_search, issue 30); the merge runs in every mode."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from algorithm.constants import DEFAULT_FISSURES
 from algorithm.fissure_fit import refine_fissures
 from algorithm.fissure_points.fit import refine_with_points
 from algorithm.fissure_points.reading import FissurePoints
+from algorithm.fissure_search import GLOBAL_MODE, refine_global
 from algorithm.pipeline.clean_up import merge_strays
 
 
@@ -32,13 +34,15 @@ def refine_lobes(
     """The fissure step on a canonical (LPS) scan in HU and its lobes on the same grid; with user
     ``points`` the marked fissures pass through them (algorithm/fissure_points/)."""
     surfaces: dict[str, np.ndarray] = {}
-    if points is None:
-        hu = sitk.GetArrayViewFromImage(canonical)
-        spacing_mm_zyx = tuple(float(s) for s in reversed(canonical.GetSpacing()))
-        refined, section = refine_fissures(hu, labels, spacing_mm_zyx, mode=mode)
-    else:
+    hu = sitk.GetArrayViewFromImage(canonical)
+    spacing_mm_zyx = tuple(float(s) for s in reversed(canonical.GetSpacing()))
+    if points is not None:
         guided = refine_with_points(canonical, labels, points, mode)
         refined, section, surfaces = guided.labels, guided.section, guided.surfaces_lps
+    elif mode == GLOBAL_MODE:
+        refined, section = refine_global(hu, labels, spacing_mm_zyx)
+    else:
+        refined, section = refine_fissures(hu, labels, spacing_mm_zyx, mode=mode)
     if refined is labels:  # nothing was refitted: the merge works on a copy, never on its input
         refined = labels.copy()
     merge_strays(refined)
