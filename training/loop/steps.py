@@ -72,15 +72,20 @@ def half_resolution_reference(labels: torch.Tensor, border: torch.Tensor) -> tup
     return lobes, bord
 
 
-class CascadeStep(nn.Module):
-    """CTSU-Net end to end: four GDL terms (+ optional top-K CE), OHEM for stage II."""
+class PatchStep(nn.Module):
+    """A training step's model and patch geometry: input patches of ``patch_in``, the valid output
+    the network gives for them."""
 
-    def __init__(self, model: CTSUNet, config: TrainConfig) -> None:
+    def __init__(self, model: nn.Module, config: TrainConfig) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.size_in = config.patch_in
         self.size_out = valid_output_size(config.patch_in)
+
+
+class CascadeStep(PatchStep):
+    """CTSU-Net end to end: four GDL terms (+ optional top-K CE), OHEM for stage II."""
 
     def forward(
         self, image: torch.Tensor, labels: torch.Tensor, border: torch.Tensor, inputs: StepInputs
@@ -152,15 +157,8 @@ def _soft_topk_ce(logits: torch.Tensor, soft_ref: torch.Tensor, fraction: float)
     return torch.topk(ce, k, sorted=False).values.mean()
 
 
-class UNetStep(nn.Module):
+class UNetStep(PatchStep):
     """One-stage 3D U-Net baseline: ``patches_per_step`` random patches per scan (IV.B.1)."""
-
-    def __init__(self, model: UNet3D, config: TrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
-        self.size_in = config.patch_in
-        self.size_out = valid_output_size(config.patch_in)
 
     def forward(
         self, image: torch.Tensor, labels: torch.Tensor, border: torch.Tensor, inputs: StepInputs
