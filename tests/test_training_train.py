@@ -142,6 +142,8 @@ def test_time_limit_stops_cleanly_with_a_validated_checkpoint(toy_root, tmp_path
     assert (run / "best.pt").is_file()
     with pytest.raises(ValueError):
         load_config(TINY, ["data.root=x", "run.time_limit_min=0"])
+    with pytest.raises(ValueError):
+        load_config(TINY, ["data.root=x", "run.dist_timeout_min=0"])
 
 
 def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
@@ -149,8 +151,12 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training",
            "train", "--config", str(TINY), "--set",
            *_overrides(toy_root, run, **{"optim.max_iters": 3, "run.stage1_only_iters": 2, "run.val_every": 0,
-                                          "run.checkpoint_every": 3, "run.num_threads": 1})]
-    result = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, encoding="utf-8", timeout=300)
+                                          "run.checkpoint_every": 3, "run.num_threads": 1,
+                                          "run.dist_timeout_min": 2})]
+    # the loopback device: gloo otherwise binds to the address the host name resolves to, which
+    # on some sandboxes cannot be reached, and the ranks would wait for each other until killed
+    env = dict(_env(), GLOO_SOCKET_IFNAME="lo")
+    result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = json.loads((run / "ranks.json").read_text())
     assert ranks["step"] == 3 and len(ranks["digests"]) == 2

@@ -124,6 +124,9 @@ class RunConfig:
     # stop cleanly (validate, save last.pt) once this many minutes of training have passed: a
     # fixed window on a lent GPU, or a session's share of a multi-session CPU budget
     time_limit_min: float | None = None
+    # how long a rank waits for the others (rank 0 validates while the rest wait at a barrier, so
+    # this must exceed one validation); a rank that dies or hangs ends the run with an error then
+    dist_timeout_min: float = 120.0
 
 
 @dataclass
@@ -217,5 +220,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("loss.topk_fraction must be in (0, 1]")
     if config.run.time_limit_min is not None and config.run.time_limit_min <= 0:
         raise ValueError("run.time_limit_min must be positive (or null: no limit)")
+    if config.run.dist_timeout_min <= 0:
+        raise ValueError("run.dist_timeout_min must be positive")
     if config.data.root is None and config.data.csv is None:
         raise ValueError("data.root or data.csv must be set")

@@ -60,14 +60,14 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup_distributed(device_kind: str) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (if any)."""
+def setup_distributed(device_kind: str, timeout_min: float = 120.0) -> DistInfo:
+    """Join the process group that torchrun describes in the environment (if any); a collective
+    that waits longer than ``timeout_min`` raises instead of hanging."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     backend = "nccl" if device_kind == "cuda" else "gloo"
-    # rank 0 validates while the others wait at a barrier: allow long validations
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_min))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     device_kind = "cuda" if config.run.device in {"auto", "cuda"} and torch.cuda.is_available() else "cpu"
-    info = setup_distributed(device_kind)
+    info = setup_distributed(device_kind, config.run.dist_timeout_min)
     try:
         device = choose_device(config.run.device, info)
         trainer = Trainer(config, device, info, args.init or config.init)
