@@ -31,8 +31,8 @@ from algorithm.report.hu_landmarks import (  # the landmark test itself, and its
     PADDING_SHARE,
     REACH_HU,
     HuCalibration,
-    _peak,
-    _without_padding,
+    peak_in_window,
+    without_padding,
     hu_calibration,
 )
 
@@ -90,7 +90,7 @@ def _contradicted(raw: HuCalibration, values: np.ndarray, smoothed: np.ndarray) 
 def below_air_peak_hu(sample: np.ndarray) -> float | None:
     """A peak in the window below air (hu_landmarks.BELOW_AIR), constant padding left out."""
     low = sample[sample < BELOW_AIR.window_hu[1] + REACH_HU]
-    return _peak(_without_padding(low), BELOW_AIR, max(sample.size, 1)) if sample.size else None
+    return peak_in_window(without_padding(low), BELOW_AIR, max(sample.size, 1)) if sample.size else None
 
 
 def far_below_air_share(values: np.ndarray) -> float:
