@@ -24,6 +24,9 @@ from algorithm.report.volumes import volumes_ml
 
 SOFTWARE = {"name": "ctsunet-lobes", "version": __version__}
 LOW_CONFIDENCE_BELOW = 0.5  # winning softmax probability under which a lung voxel counts as unsure
+# sections written only when their step did something, so that the JSON of an ordinary scan keeps
+# the keys it had (issue 29: a tilted scan's resampling)
+OMITTED_WHEN_NONE = frozenset({"axis_alignment"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class LobeReport:
     network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
     lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
     lobe_shares: dict | None = None  # each lobe's share beside the published population (lobe_shares.py)
+    axis_alignment: dict | None = None  # a tilted scan's axis-aligned grid (preprocessing.AxisAlignedGrid)
     warnings: list[str] = field(default_factory=list)
     software: dict = field(default_factory=lambda: dict(SOFTWARE))
 
@@ -76,9 +80,9 @@ class LobeReport:
         """A JSON-ready copy (the key order of the written JSON: software first)."""
         out = {"software": dict(self.software)}
         for f in fields(self):
-            if f.name == "software":
-                continue
             value = getattr(self, f.name)
+            if f.name == "software" or (value is None and f.name in OMITTED_WHEN_NONE):
+                continue
             if isinstance(value, (NetworkRun, WeightsInfo)):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(value).items()}
             out[f.name] = copy.deepcopy(value)
@@ -111,9 +115,11 @@ def build_report(
     warnings: list[str] | None = None,
     fissures: dict | None = None,
     extent: LungExtent | None = None,
+    axis_alignment: dict | None = None,
 ) -> LobeReport:
     """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality; ``extent``:
-    what the lung-extent step found (its share of lung the network missed is flagged)."""
+    what the lung-extent step found (its share of lung the network missed is flagged);
+    ``axis_alignment``: the grid a tilted scan was resampled onto, if it was."""
     unlabelled = extent.network_unlabelled_share if extent is not None else 0.0
     measures = lobe_measures(image, mask)
     limits = QualityLimits()
@@ -143,5 +149,6 @@ def build_report(
             "work_block_zyx": list(extent.work_block_zyx),
         },
         lobe_shares=share_report(measures, limits.lobe_share_range_percent),
+        axis_alignment=axis_alignment,
         warnings=list(warnings or []),
     )
