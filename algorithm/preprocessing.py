@@ -181,6 +181,12 @@ def resample_array(
     return out if dtype.is_floating_point else out.round().to(dtype)
 
 
+def network_array(hu: np.ndarray, grid_shape_zyx: tuple[int, int, int]) -> np.ndarray:
+    """HU (Z, Y, X) -> the network's input on ``grid_shape_zyx`` (normalized, trilinear; float32)."""
+    resampled = resample_array(normalize_hu(hu), grid_shape_zyx, "trilinear").numpy()
+    return np.ascontiguousarray(resampled, dtype=np.float32)
+
+
 def preprocess(image: sitk.Image, inplane_size: int = INPLANE_SIZE) -> PreprocessedScan:
     """CT image in HU -> network input grid; the scan's one reorientation (kept in ``canonical``)."""
     orientation, axis_aligned = orientation_of(image), None
@@ -193,10 +199,8 @@ def preprocess(image: sitk.Image, inplane_size: int = INPLANE_SIZE) -> Preproces
     shape = tuple(int(s) for s in hu.shape)
     spacing = tuple(float(s) for s in reversed(canonical.GetSpacing()))
     grid_shape, grid_spacing = network_grid(shape, spacing, inplane_size)
-    normalized = normalize_hu(hu)
-    resampled = resample_array(normalized, grid_shape, "trilinear").numpy()
     return PreprocessedScan(
-        array=np.ascontiguousarray(resampled, dtype=np.float32),
+        array=network_array(hu, grid_shape),
         spacing_mm_zyx=grid_spacing,
         canonical_shape_zyx=shape,
         canonical_spacing_mm_zyx=spacing,

@@ -55,4 +55,5 @@ def measure(
         fissures=fitted.section,
         extent=lobes.extent,
         axis_alignment=scan.axis_aligned.section() if scan.axis_aligned is not None else None,
+        sides=lobes.sides,
     )
