@@ -3,7 +3,7 @@
 1. Reorient to LPS (identity-like direction: +x patient left, +y posterior, +z superior) by an
    exact permutation/flip of axes, so every later step may assume the array axes. A scan whose
    direction cosines are more than ``MAX_TILT_DEG`` off every axis permutation (a reformatted or
-   tilted series; issue 29) is instead resampled (linear) onto an axis-aligned LPS grid that holds
+   tilted series; issue 29) is instead resampled (cubic B-spline) onto an axis-aligned LPS grid that holds
    it: a permutation alone would hand the rotation to the network, trained on upright chests.
 2. Clamp HU to [HU_MIN, HU_MAX] and rescale to [0, 1].
 3. Resample to ``inplane_size`` x ``inplane_size`` in plane with z made isotropic (linear).
@@ -192,7 +192,7 @@ def preprocess(image: sitk.Image, inplane_size: int = INPLANE_SIZE) -> Preproces
     orientation, axis_aligned = orientation_of(image), None
     if tilt_deg(image.GetDirection()) > MAX_TILT_DEG:
         axis_aligned = axis_aligned_grid(image)
-        orientation, canonical = CANONICAL_ORIENTATION, resample_onto(image, axis_aligned, sitk.sitkLinear)
+        orientation, canonical = CANONICAL_ORIENTATION, resample_onto(image, axis_aligned, sitk.sitkBSpline)
     else:
         canonical = image if orientation == CANONICAL_ORIENTATION else to_canonical(image)
     hu = sitk.GetArrayViewFromImage(canonical)

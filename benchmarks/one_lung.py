@@ -24,7 +24,7 @@ from algorithm import LobeSegmenter
 from algorithm.io.reading import read_image
 from algorithm.labels import LOBES
 from algorithm.laterality import SIDE_LOBES, SIDES
-from benchmarks.tilt_real import per_lobe_iou
+from benchmarks.tilt_real import per_lobe_iou, publish
 
 
 def filled_lung(image: sitk.Image, mask: np.ndarray, side: str, fill_hu: float, noise_hu: float,
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = LobeSegmenter(args.weights, device="cpu", precision="float32")
     rows = [row for path in args.scans for row in
             scan_rows(segmenter, path, sides, args.fill_hu, args.noise_hu, args.grow_mm)]
-    print(to_markdown(rows))
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+    publish(to_markdown(rows), rows, args.out)
     return 0
 
 

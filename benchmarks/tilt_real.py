@@ -108,6 +108,13 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def publish(table: str, rows: list[dict], out: Path | None) -> None:
+    """Print the table; write the rows as JSON to ``out`` when given."""
+    print(table)
+    if out:
+        out.write_text(json.dumps(rows, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scans", type=Path, nargs="+", help="CT scans (any readable format)")
@@ -123,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"fissures": args.fissures} if args.fissures else {}
     segmenter = LobeSegmenter(args.weights, device="cpu", precision="float32", **options)
     rows = [row for path in args.scans for row in scan_rows(segmenter, path, args.degrees, axes)]
-    print(to_markdown(rows))
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+    publish(to_markdown(rows), rows, args.out)
     return 0
 
 
