@@ -42,7 +42,7 @@ TESTSET := data/testset
 results: setup
 	$(PY) -m training phantoms --out $(TESTSET) --n 32 --seed 0 --size 96x96x80 --pathology none,copd,covid,effusion --cycle-pathology --version 1 --no-progress
 	$(PY) -m algorithm predict $(TESTSET)/images -o $(TESTSET)-pred --no-preview --quiet --overwrite
-	$(PY) -m training evaluate --pred $(TESTSET)-pred --ref $(TESTSET)/labels --out docs/results-phantoms
+	$(PY) -m training evaluate --pred $(TESTSET)-pred --ref $(TESTSET)/labels --out results/evaluation/phantoms
 
 # The held-out test set regenerated from phantoms v2 (issue 17), scored in docs/results.md. It is
 # made with the generator of commit 237d99e, taken from git history (v2's output changed after it,
@@ -59,7 +59,7 @@ testset-v2: setup
 	cd $(TESTSET_V2_CODE) && $(CURDIR)/$(PY) -m training phantoms --out $(CURDIR)/$(TESTSET_V2)-clinical --n 8 --seed 100 --pathology none,copd,covid,effusion --cycle-pathology --version 2 --no-progress
 	rm -rf $(TESTSET_V2_CODE)
 
-# Inference speed and memory (docs/performance.md) and stage-II tiling (docs/tiling.md); installs the lungmask peer first.
+# Inference speed and memory (results/performance.*, quoted in docs/performance.md) and stage-II tiling (docs/tiling.md, results/tiling.json); installs the lungmask peer first.
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.inference --device cpu --threads 2 --sizes 100,200,400 --reference-sizes 100 --peer-sizes 100

@@ -13,6 +13,10 @@ from algorithm.version import __version__
 from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES, MAX_TILE_IN_VOXELS, PRECISIONS
 from algorithm.container.contract import GC_DESCRIPTION
 from algorithm.errors import InputError, OutputError, ResourceError, SettingsError
+from algorithm.fissure_points.export import write_fissure_markups
+from algorithm.fissure_points.fit import POINT_MODES
+from algorithm.fissure_points.reading import FissurePoints, read_points
+from algorithm.fissure_points.refine import add_refine_parser, run_refine
 from algorithm.frontend import print_summary, segment_file, write_case_outputs
 from algorithm.io.dicom_seg import require_highdicom, write_dicom_seg
 from algorithm.io.quiet import silence_itk_warnings
@@ -67,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="network arithmetic; auto: float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32")
     predict.add_argument("--fissures", choices=FISSURE_MODES, default=DEFAULT_FISSURES,
                          help="fit: refit each fissure to the scan's vessel-sparse band where the evidence is clear; "
-                              "network: keep the network's borders, the paper's path (default %(default)s)")
+                              "network: keep the network's borders, the paper's path; global: search each fissure over its "
+                              "anatomical range, an anatomical prior choosing (default %(default)s)")
+    predict.add_argument("--fissure-points", type=Path, default=None,
+                         help="points on fissures to correct (3D Slicer .mrk.json, grand-challenge points JSON or CSV "
+                              "x,y,z,fissure in LPS mm): each marked fissure passes through its points; one case only")
     predict.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--no-preview", action="store_true", help="do not write NAME_lobes_preview.png")
     predict.add_argument("--dicom-seg", action="store_true",
                          help="also write NAME_lobes_seg.dcm, a DICOM Segmentation (DICOM folder input; needs highdicom)")
+    add_refine_parser(commands, HelpFormatter)
     commands.add_parser(
         "gc", help="grand-challenge.org container mode (reads /input, writes /output)", formatter_class=HelpFormatter,
         description=GC_DESCRIPTION,
@@ -90,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from algorithm.container.grand_challenge import main as gc_main
 
         return gc_main()
+    if args.command == "refine":
+        return run_refine(args)
     return run_predict(args)
 
 
@@ -98,11 +109,14 @@ def run_predict(args: argparse.Namespace) -> int:
     created = not os.path.lexists(args.output)
     try:
         cases = _collect_cases(args.input)
+        points = _fissure_points(args, cases)
         # a bad device, precision or checkpoint is refused before the output folder exists
         segmenter = LobeSegmenter(
             args.weights, args.device, precision=args.precision, tile_out=args.tile_out,
             max_tile_in_voxels=args.max_tile_voxels, batch_size=args.batch_size, fissures=args.fissures,
         )
+        if points is not None:
+            segmenter = segmenter.with_options(fissure_points=points)
         ensure_output_dir(args.output)
         with locked_output_dir(args.output):
             remove_stale_temp_files(args.output)  # left by a run killed while writing
@@ -116,6 +130,17 @@ def run_predict(args: argparse.Namespace) -> int:
     finally:
         if created:
             _remove_if_empty(args.output)  # a refused input leaves no empty output folder behind
+
+
+def _fissure_points(args: argparse.Namespace, cases: list[Path]) -> FissurePoints | None:
+    """The user's fissure points (read before any work), for a single case only."""
+    if args.fissure_points is None:
+        return None
+    if len(cases) > 1:
+        raise InputError(f"--fissure-points belongs to one scan, but {args.input} holds {len(cases)} cases")
+    if args.fissures not in POINT_MODES:
+        raise InputError(f"--fissure-points works with --fissures {' or '.join(POINT_MODES)}, not {args.fissures}")
+    return read_points(args.fissure_points)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -195,6 +220,9 @@ def _predict_one(path: Path, name: str, args: argparse.Namespace, segmenter: Lob
     if not args.no_preview:
         extras.append((output_path(args.output, f"{name}_lobes_preview.png"),
                        lambda target: write_png(render_preview(run.loaded.image, run.mask, run.document), target)))
+    if run.result.fissure_surfaces_lps:
+        extras.append((output_path(args.output, f"{name}_fissures.mrk.json"),
+                       lambda target: write_fissure_markups(run.result.fissure_surfaces_lps, target)))
     if args.dicom_seg:
         extras.append((output_path(args.output, f"{name}_lobes_seg.dcm"),
                        lambda target: write_dicom_seg(run.mask, path, target)))

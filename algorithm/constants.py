@@ -11,5 +11,5 @@ MAX_TILE_IN_VOXELS = 144**3  # default budget of one planned stage-II tile's inp
 # used to find air outside the body, the body itself and lung-like voxels.
 AIR_LUNG_CUT_HU = -400.0
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # network arithmetic (algorithm.inference.compute_dtype)
-FISSURE_MODES = ("fit", "network")  # lobe borders: refitted to the scan (algorithm.fissure_fit) or the network's
+FISSURE_MODES = ("fit", "network", "global")  # lobe borders: refitted to the scan (algorithm.fissure_fit), the network's, or searched globally (algorithm.fissure_search)
 DEFAULT_FISSURES = "fit"  # chosen by the phantom and real-scan measurements (docs/results.md, Fissure fit)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from algorithm.inference import (
 )
 from algorithm.network.checkpoint import InferenceSettings, load_checkpoint
 from algorithm.pipeline.clean_up import clean_up
+from algorithm.fissure_points.reading import FissurePoints
 from algorithm.pipeline.fissures import refine_lobes
 from algorithm.pipeline.input_grid import to_input_grid
 from algorithm.pipeline.lung import lung_from_scan
@@ -59,6 +60,7 @@ class SegmenterOptions:
     batch_size: int = 1  # stage-II tiles per forward pass
     crop_to_lungs: bool = True  # False: stage II tiles the whole scan (the paper-faithful reference)
     fissures: str = DEFAULT_FISSURES  # "fit": refit each fissure to the scan (fissure_fit/); "network": the paper's
+    fissure_points: FissurePoints | None = None  # user points the marked fissures pass through (fissure_points/)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class SegmentationResult:
     timings_s: dict[str, float]
     network_labels: np.ndarray  # cleaned lobes on the network grid (benchmarks compare there)
     scan: PreprocessedScan  # the network grid
+    fissure_surfaces_lps: dict[str, np.ndarray] = field(default_factory=dict)  # with user points: grids on the fissures
 
     @property
     def warnings(self) -> list[str]:
@@ -180,13 +183,13 @@ class LobeSegmenter:
             look = second_look(scan, LungsLook(prediction, cleaned, lobes), self.predict_grid, progress)
             prediction, cleaned, lobes = look.prediction, look.cleaned, look.lobes
         with clock.timed("fissures"):
-            fitted = refine_lobes(scan.canonical, lobes.labels, self.options.fissures)
+            fitted = refine_lobes(scan.canonical, lobes.labels, self.options.fissures, self.options.fissure_points)
         with clock.timed("measures"):
             placed = to_input_grid(fitted.labels, scan, image)
             scan = scan.without_canonical()  # the reoriented scan is not needed any more
             warnings = input_warnings + tuple(prediction.warnings) + placed.warnings
             report = measure(image, placed.mask, scan, prediction, cleaned, lobes, fitted, self.run_info(), warnings)
-        return SegmentationResult(placed.mask, report, clock.timings_s, cleaned.labels, scan)
+        return SegmentationResult(placed.mask, report, clock.timings_s, cleaned.labels, scan, fitted.surfaces_lps)
 
     # -- the network on its grid -------------------------------------------------------------
     def tiling_for(self, spacing_mm_zyx: tuple[float, float, float]) -> TilingSettings:

@@ -26,7 +26,7 @@ from algorithm.fissure_fit import FISSURES
 from algorithm.labels import LOBES
 from algorithm.pipeline.fissures import FittedLobes, refine_lobes
 from algorithm.preprocessing import to_canonical
-from training.metrics import lobe_scores
+from training.evaluation.metrics import lobe_scores
 from benchmarks.harness import phantom_benchmark_parser, phantoms_with_predictions, write_report
 
 INCOMPLETE = 0.95  # a fissure with less of its surface visible counts as incomplete

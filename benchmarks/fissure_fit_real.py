@@ -15,6 +15,7 @@ is the number that judges a border against the scan itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def _interlobar(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _sagittal(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing_zyx, x: int) -> np.ndarray:
+def sagittal_panel(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing_zyx, x: int) -> np.ndarray:
     """One sagittal panel (superior up, anterior left) of LPS arrays at column ``x``."""
     dz, dy, _ = spacing_zyx
     planes = [hu[::-1, :, x].astype(np.float32), network[::-1, :, x], fit[::-1, :, x]]
@@ -69,15 +70,28 @@ def _sagittal(hu: np.ndarray, network: np.ndarray, fit: np.ndarray, spacing_zyx,
     return panel
 
 
+def link_to(folder: Path, out: str | None) -> str:
+    """``folder`` as a link from the Markdown's folder (without ``out``: docs/, where
+    docs/results.md quotes the table)."""
+    text_dir = Path(out).resolve().parent if out else REPO_ROOT / "docs"
+    return os.path.relpath(folder.resolve(), text_dir)
+
+
 def picture(image: sitk.Image, network: sitk.Image, fit: sitk.Image) -> np.ndarray:
     """Sagittal panels through the middle of the right and of the left lung, side by side."""
-    arrays = [sitk.GetArrayFromImage(sitk.DICOMOrient(i, "LPS")) for i in (image, network, fit)]
+    return lung_panels(image, network, [fit])
+
+
+def lung_panels(image: sitk.Image, network: sitk.Image, others: list[sitk.Image]) -> np.ndarray:
+    """Per lung (right, then left), one sagittal panel through its median column for each mask of
+    ``others`` against the network's, side by side."""
+    hu, net, *rest = (sitk.GetArrayFromImage(sitk.DICOMOrient(i, "LPS")) for i in (image, network, *others))
     spacing = sitk.DICOMOrient(image, "LPS").GetSpacing()[::-1]
     panels = []
     for lobes in ((Lobe.RUL, Lobe.RLL, Lobe.RML), (Lobe.LUL, Lobe.LLL)):
-        cols = np.flatnonzero(np.isin(arrays[1], [int(v) for v in lobes]).any(axis=(0, 1)))
-        x = int(np.median(cols)) if len(cols) else arrays[0].shape[2] // 2
-        panels.append(_sagittal(*arrays, spacing, x))
+        cols = np.flatnonzero(np.isin(net, [int(v) for v in lobes]).any(axis=(0, 1)))
+        x = int(np.median(cols)) if len(cols) else hu.shape[2] // 2
+        panels += [sagittal_panel(hu, net, other, spacing, x) for other in rest]
     return np.concatenate(panels, axis=1)
 
 
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    parser.add_argument("--img", default=str(REPO_ROOT / "docs" / "img" / "fissure-fit"), help="folder for the pictures")
+    parser.add_argument("--img", default=str(REPO_ROOT / "results" / "fissure-fit"), help="folder for the pictures")
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
@@ -151,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_scan(name, segmenter, img_dir))
         print(f"{name}: done", file=sys.stderr)
     command = "python -m benchmarks.fissure_fit_real " + " ".join(argv if argv is not None else sys.argv[1:])
-    rel = Path(args.img).resolve()
-    img_rel = str(rel.relative_to((REPO_ROOT / "docs").resolve())) if rel.is_relative_to((REPO_ROOT / "docs").resolve()) else str(rel)
-    text = to_markdown(rows, command.strip(), img_rel)
+    text = to_markdown(rows, command.strip(), link_to(Path(args.img), args.out))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -8,7 +8,8 @@ GPU memory, for: this project's default path; the paper-faithful reference path 
 valid tiles without overlap over the whole scan, float32) with the same weights, and the mean IoU
 agreement of the two; and lungmask's LTRCLobes pipeline (2D U-Net with random weights, its real
 weights being a download; post-processing off). Each measurement runs in its own process so peak
-RSS is its own. Results go to docs/performance.json and docs/performance.md.
+RSS is its own. Results go to results/performance.json and results/performance.md (docs/performance.md quotes
+the table).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="skip lungmask")
     parser.add_argument("--peer-sizes", default="", help="sizes that run lungmask (default: all)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ctsunet-bench"))
-    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "performance"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "results" / "performance"))
     parser.add_argument("--worker", choices=["ours", "reference", "lungmask"], help=argparse.SUPPRESS)
     parser.add_argument("--ct", help=argparse.SUPPRESS)
     parser.add_argument("--keep-mask", help=argparse.SUPPRESS)

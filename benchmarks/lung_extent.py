@@ -1,8 +1,8 @@
 """The lung's extent from the scan (algorithm/lung_extent.py): before and after, on phantoms with a
 reference and on the real scans without one.
 
-    python -m benchmarks.lung_extent phantoms DATA_DIR [--out docs/lung-extent-phantoms.json]
-    python -m benchmarks.lung_extent real [--out docs/lung-extent-real.json] [--images docs/img/lung-extent]
+    python -m benchmarks.lung_extent phantoms DATA_DIR [--out results/lung-extent/phantoms.json]
+    python -m benchmarks.lung_extent real [--out results/lung-extent/real.json] [--images results/lung-extent]
 
 Both run the shipped steps once per case up to the lung step (``benchmarks.harness.before_fissures``)
 and derive two masks from the same cleaned network output: *before* (nearest-neighbour argmax on the
@@ -96,7 +96,7 @@ def phantom_scores(
     """Lung and lobe agreement with the reference; dense lung kept in the reference's rim and
     interior; with ``network`` (the nearest-neighbour argmax), the share of the dense lung it gave a
     lobe that ``mask`` keeps with that lobe."""
-    from training.metrics import lobe_scores  # benchmarks may use training/; algorithm/ never does
+    from training.evaluation.metrics import lobe_scores  # benchmarks may use training/; algorithm/ never does
 
     scores = lobe_scores(mask, ref, spacing_zyx)
     dense = ~below(hu, DENSE_HU)
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=("phantoms", "real"))
     parser.add_argument("data", nargs="?", type=Path, help="phantom folder (images/, labels/, cases.csv)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--images", type=Path, default=REPO_ROOT / "docs" / "img" / "lung-extent")
+    parser.add_argument("--images", type=Path, default=REPO_ROOT / "results" / "lung-extent")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dense-thick-blocks", type=int, default=LungExtentSettings.dense_thick_blocks,
                         help="phantoms: LungExtentSettings.dense_thick_blocks (99: the rim rule before it existed)")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {REAL_DIR} not found", file=sys.stderr)
             return 1
         rows = run_real(segmenter, args.images)
-    out = args.out or REPO_ROOT / "docs" / f"lung-extent-{args.what}.json"
+    out = args.out or REPO_ROOT / "results" / "lung-extent" / f"{args.what}.json"
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 

@@ -1,10 +1,10 @@
 """The shipped weights on the real scans of ../shared/data/real (no lobe references there).
 
-    python -m benchmarks.real_scans [--weights PATH [PATH ...]] [--out docs/real-scans.md]  (docs/results.md quotes it)
+    python -m benchmarks.real_scans [--weights PATH [PATH ...]] [--out results/real-scans.md]  (docs/results.md quotes it)
 
 Per scan: the five lobes present, each one connected piece, left lobes on the patient's left
 (physical LPS x of the centroids), volumes, quality flags, run time, and the preview picture
-(docs/img/real/NAME.png). Plausibility only: these scans have no lobe reference. The border
+(results/real/NAME.png). Plausibility only: these scans have no lobe reference. The border
 vessel index (algorithm/report/border_index.py) of each interlobar border is the one number per border
 that judges the lobes against the scan itself; with several ``--weights`` (``shipped`` names the
 shipped ones) the border table holds every model on every scan, so two models can be compared on
@@ -34,9 +34,9 @@ from algorithm.report.preview import render_preview
 from algorithm.io.formats import strip_image_suffix
 from algorithm.io.reading import read_image
 from algorithm.io.writing import write_png
+from training.realism.real_scans import REAL_DIR  # one definition of where the real scans live
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
 SCANS = (
     "lung-pet-ct-dx-A0001-dicom",
     "lung-pet-ct-dx-A0002-apex-cut-8mm.mha",
@@ -168,7 +168,7 @@ def picture_table(results: dict[str, list[dict]], labels: list[str]) -> list[str
     for i, name in enumerate(SCANS):
         cells = []
         for k, (label, rows) in enumerate(zip(labels, results.values())):
-            cells.append("refused" if "error" in rows[i] else f"![{name} {label}](img/real/{picture_name(name, k, label)})")
+            cells.append("refused" if "error" in rows[i] else f"![{name} {label}](real/{picture_name(name, k, label)})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -216,7 +216,7 @@ def to_markdown(rows: list[dict], command: str, results: dict[str, list[dict]] |
     else:
         for r in rows:
             if "error" not in r:
-                lines.append(f"![{r['name']}](img/real/{picture_name(r['name'], 0, '')})")
+                lines.append(f"![{r['name']}](real/{picture_name(r['name'], 0, '')})")
                 lines.append("")
     return "\n".join(lines)
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", nargs="+", default=["shipped"],
                         help="checkpoints to run ('shipped': the shipped weights); the first makes the pictures")
     parser.add_argument("--labels", nargs="+", help="short names of the --weights for tables and pictures (e.g. v1 v2)")
-    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "real-scans.md"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "results" / "real-scans.md"))
     args = parser.parse_args(argv)
     labels = args.labels or [Path(w).stem if w != "shipped" else w for w in args.weights]
     if len(labels) != len(args.weights) or len(set(labels)) != len(labels):
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {REAL_DIR} not found", file=sys.stderr)
         return 1
     device = torch.device("cpu")
-    image_dir = Path(args.out).parent / "img" / "real"
+    image_dir = Path(args.out).parent / "real"  # linked as real/NAME.png from the Markdown
     image_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     for k, (weights, label) in enumerate(zip(args.weights, labels)):

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from algorithm.labels import LOBES  # noqa: E402
-from training import layout_writers  # noqa: E402
+from training.data import layout_writers  # noqa: E402
 from training.phantoms import PhantomOptions, generate_case  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def _cpu_seconds() -> float:
 
 
 def time_import(source: Path, out: Path, workers: int) -> dict:
-    from training import import_dataset
+    from training.data import import_dataset
 
     shutil.rmtree(out, ignore_errors=True)  # time a fresh import, not a resumed one
     start, cpu = time.perf_counter(), _cpu_seconds()
@@ -75,7 +75,7 @@ def time_import(source: Path, out: Path, workers: int) -> dict:
 
 
 def time_steps(config: str, imported: Path, work: Path, steps: int) -> dict:
-    from training import train as train_mod
+    from training.loop import train as train_mod
 
     run = work / f"run-{config}"
     shutil.rmtree(run, ignore_errors=True)
@@ -103,14 +103,14 @@ def step_cost(config_name: str, work: Path) -> tuple[float, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from training import data as data_mod
-    from training.borders import lobe_borders
+    from training.data.samples import PreprocessedCache
+    from training.data.borders import lobe_borders
     from training.config import load_config
-    from training.steps import CascadeStep, StepInputs
-    from training.train import build_model
+    from training.loop.steps import CascadeStep, StepInputs
+    from training.loop.train import build_model
 
     config = load_config(REPO / "training" / "configs" / f"{config_name}.yaml")
-    cache = data_mod.PreprocessedCache(work / "cache", config.inplane_size, "paper")
+    cache = PreprocessedCache(work / "cache", config.inplane_size, "paper")
     key = sorted(p.stem for p in (work / "cache").glob("*.json"))
     scan = next(cache.open(k) for k in key if cache.open(k).image.shape[1] == config.inplane_size)
     image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None]
@@ -136,14 +136,14 @@ def cpu_side_seconds(config_name: str, work: Path) -> dict:
 
     from algorithm.constants import STAGE1_DOWNSAMPLE
     from algorithm.network.cunet import valid_output_size
-    from training import data as data_mod
-    from training import ohem
+    from training.data.samples import PreprocessedCache, TrainSamples
+    from training.loop import ohem
     from training.config import load_config
 
     config = load_config(REPO / "training" / "configs" / f"{config_name}.yaml")
-    cache = data_mod.PreprocessedCache(work / "cache", config.inplane_size, "paper")
+    cache = PreprocessedCache(work / "cache", config.inplane_size, "paper")
     keys = [k for k in sorted(p.stem for p in (work / "cache").glob("*.json")) if cache.open(k).image.shape[1] == config.inplane_size]
-    samples = data_mod.TrainSamples(cache, keys, config.augment, 0, 0, 1, 0, 3)
+    samples = TrainSamples(cache, keys, config.augment, 0, 0, 1, 0, 3)
     sample_s = []
     for i in range(3):
         start = time.perf_counter()

@@ -8,8 +8,8 @@ per voxel but see more context. For each tiling this reports stage-II time, the 
 the paper-faithful path (116^3 -> 28^3 tiles over the whole scan), the mean lobe IoU between the
 two label maps (agreement) and each one's mean lobe IoU against the phantom truth, all on the
 network grid after clean-up, with a 95 % interval of the paired difference to the reference (is a
-tiling's accuracy change real or tile-phase noise?). Results go to docs/tiling.json and
-docs/tiling.md.
+tiling's accuracy change real or tile-phase noise?). The measured data go to results/tiling.json, the
+table to docs/tiling.md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from scipy import stats
 from algorithm.constants import STAGE2_TRAIN_PATCH_IN
 from algorithm.preprocessing import preprocess_labels
 from algorithm.segmenter import LobeSegmenter
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=8, help="first N cases (the test set cycles pathologies)")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="folder for tiling.json")
+    parser.add_argument("--markdown", type=Path, default=REPO_ROOT / "docs" / "tiling.md", help="the table as Markdown")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tiling.json").write_text(json.dumps({"meta": meta, "summary": summary, "per_case": per_case}, indent=1))
-    (args.out / "tiling.md").write_text(to_markdown(summary, meta))
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(to_markdown(summary, meta))
     print(to_markdown(summary, meta))
     return 0
 

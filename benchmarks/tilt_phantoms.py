@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm import LobeSegmenter
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 # LPS: about x (left-right) a gantry-like tilt, about y (front-back) a coronal tilt, about z a roll in the slice
 AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}

@@ -11,9 +11,10 @@ import torch
 
 from algorithm.network.checkpoint import InferenceSettings, save_checkpoint
 from algorithm.network import CTSUNet
+from training.realism.real_scans import REAL_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_REAL = REPO_ROOT.parent / "shared" / "data" / "real"
+SHARED_REAL = REAL_DIR  # the one definition of where the real scans live
 
 
 def make_simple_chest(size_zyx=(40, 64, 64), spacing_xyz=(5.5, 5.5, 6.0)) -> sitk.Image:

@@ -22,8 +22,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, Lobe
-from training import layout_writers as layouts
-from training.label_maps import LABEL_REMAPS, TOTALSEGMENTATOR_FILES
+from training.data import layout_writers as layouts
+from training.data.label_maps import LABEL_REMAPS, TOTALSEGMENTATOR_FILES
 from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
 

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from algorithm.network.checkpoint import DEFAULT_WEIGHTS
 from algorithm.segmenter import LobeSegmenter
-from training.metrics import mean_lobe_iou
+from training.evaluation.metrics import mean_lobe_iou
 
 EXPECTED_PATH = Path(__file__).resolve().parent / "data" / "shipped_weights_expected.json"
 # Cases of the held-out test set (make results): seed i has pathology PATHOLOGIES[i % 4].

@@ -96,7 +96,7 @@ def test_real_scan_share_table_marks_shares_far_from_the_population(monkeypatch)
     assert "| **1.0 (-5.2)** |" in v1 and "| 34.8 (+3.2) |" in v1 and v1.endswith("| yes |")
     assert "**" not in v2 and "| 23.1 (+0.0) |" in v2 and "cut by the field of view" in v2
     pictures = real_scans.picture_table({"v1": [{}], "v2": [{"error": "x"}]}, ["v1", "v2"])
-    assert pictures[2] == "| a.mha | ![a.mha v1](img/real/a.png) | refused |"
+    assert pictures[2] == "| a.mha | ![a.mha v1](real/a.png) | refused |"
     assert real_scans.picture_name("b.nii.gz", 1, "v2") == "b--v2.png"
 
 

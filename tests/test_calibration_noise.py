@@ -16,9 +16,9 @@ from algorithm.labels import LOBES
 from algorithm.report.hu_landmarks import hu_calibration
 from algorithm.report.quality_flags import assess_quality
 from conftest import SHARED_REAL
-from training import import_dataset
-from training import layout_writers as layouts
-from training.label_maps import LABEL_REMAPS
+from training.data import import_dataset
+from training.data import layout_writers as layouts
+from training.data.label_maps import LABEL_REMAPS
 from training.phantoms import PhantomOptions, generate_case
 
 NOISE_LEVELS_HU = (0.0, 25.0, 50.0, 75.0, 100.0)

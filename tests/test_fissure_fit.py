@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from algorithm.fissure_fit import HORIZONTAL, LEFT_OBLIQUE, RIGHT_OBLIQUE, FitSettings, fit_fissures, refine_fissures
 from algorithm.labels import Lobe
-from training.metrics import lobe_score
+from training.evaluation.metrics import lobe_score
 
 SPACING_MM = (2.0, 2.0, 2.0)  # z, y, x
 SHAPE = (80, 90, 130)
@@ -116,7 +116,7 @@ def surface_error_mm(surface, true_mm, chest: SyntheticChest, lobes: tuple[Lobe,
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """The project's one IoU (training.metrics.lobe_score)."""
+    """The project's one IoU (training.evaluation.metrics.lobe_score)."""
     return lobe_score(a, b, SPACING_MM, with_hd95=False).iou
 
 

@@ -20,9 +20,9 @@ import SimpleITK as sitk
 from dataset_fakes import SPLIT_OF, write_folder, write_nnunet, write_totalsegmentator
 
 from algorithm.labels import LOBES
-from training import import_case as import_case_mod
-from training import import_dataset
-from training.data import read_case_csv
+from training.data import import_case as import_case_mod
+from training.data import import_dataset
+from training.data.cases import read_case_csv
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT = {"good-a", "good-b", "good-c", "good-d"}
@@ -232,7 +232,7 @@ def test_parallel_workers_give_the_same_import(ts_source, ts_imported, tmp_path)
 @pytest.mark.parametrize("stage1_only_iters", [2, pytest.param(0, marks=pytest.mark.slow)], ids=["stage1", "end-to-end"])
 def test_training_runs_on_the_imported_folder(ts_imported, tmp_path, stage1_only_iters):
     """Two steps of the tiny config on DST/cases.csv (stage I only: 8 s; end to end: 30 s, slow)."""
-    from training import train as train_mod
+    from training.loop import train as train_mod
 
     out = ts_imported[0]
     overrides = {
@@ -250,8 +250,8 @@ def test_training_runs_on_the_imported_folder(ts_imported, tmp_path, stage1_only
     assert trained_on and trained_on <= {n for n in KEPT if SPLIT_OF[n] == "train"}
     assert (tmp_path / "run" / "last.pt").is_file()
     # the documented path on: masks of the test split, scored against the imported references
-    from training import evaluate as evaluate_mod
-    from training import predict as predict_mod
+    from training.evaluation import evaluate as evaluate_mod
+    from training.loop import predict as predict_mod
 
     masks = tmp_path / "pred"
     assert predict_mod.main([str(tmp_path / "run"), "--cases", str(out / "cases.csv"), "--out", str(masks)]) == 0
@@ -268,7 +268,7 @@ def _dataset_json(root: Path, labels: dict) -> Path:
 
 
 def test_nnunet_label_names_v1_v2_and_refusals(tmp_path):
-    from training.dataset_layouts import LayoutError, discover
+    from training.data.dataset_layouts import LayoutError, discover
 
     v1 = {"0": "background", "1": "Left upper lobe", "2": "Left lower lobe", "3": "Right upper lobe",
           "4": "Right middle lobe", "5": "Right lower lobe", "6": "trachea"}
@@ -291,7 +291,7 @@ def test_nnunet_label_names_v1_v2_and_refusals(tmp_path):
 
 def test_labels_off_the_image_grid_or_not_integers_fail_the_case(tmp_path):
     """A label file on another grid, or holding fractions, is a data error: failed, named, not resampled."""
-    from training import layout_writers
+    from training.data import layout_writers
 
     image = sitk.GetImageFromArray(np.full((12, 40, 40), -1000, np.int16))
     image.SetSpacing((8.0, 8.0, 10.0))  # a field of view the reader takes for a chest

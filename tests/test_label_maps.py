@@ -1,4 +1,4 @@
-"""Label conventions (training/label_maps.py) and the field-of-view rule of case selection."""
+"""Label conventions (training/data/label_maps.py) and the field-of-view rule of case selection."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from algorithm.labels import Lobe
-from training.case_selection import SelectionRules, edge_percent, select_case
-from training.label_maps import LabelMapError, lobe_of_name, map_from_yaml, remap_labels, resolve_label_map
+from training.data.case_selection import SelectionRules, edge_percent, select_case
+from training.data.label_maps import LabelMapError, lobe_of_name, map_from_yaml, remap_labels, resolve_label_map
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from scipy import ndimage
 from algorithm.labels import LOBES, Lobe
 from training.phantoms import PhantomOptions, generate_case
 from training.phantoms.body import Thorax, render_body
-from training.phantoms.config import fit_to_fov, sample_case, stream
+from training.phantoms.config import fit_to_fov, stream
+from training.phantoms.sampling import sample_case
 from training.phantoms.config_v2 import ARM_POSES, PAD_VALUES, sample_surroundings
 from training.phantoms.generate import _thorax, model_grid, output_grid, patient_frame
 from training.phantoms.lungs_v2 import LOBULAR_TEXTURE_HU, lobular_texture_hu
@@ -408,7 +409,7 @@ def test_hyperinflation_draws_follow_the_cited_ranges():
 def _lung_and_domes(seed: int, pathology: str):
     """Lung volume (ml) and (right, left) dome heights above the recesses (mm) of a case at 6 mm,
     a field of view tall enough for any chest."""
-    from training.realism import _dome_tops
+    from training.realism.report import _dome_tops
 
     case = generate_case(seed, PhantomOptions(size_xyz=(64, 64, 84), spacing_mm=(6.0, 6.0, 6.0), pathology=pathology, noise_sigma_hu=5.0))
     image, label = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(case.label)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 
-from training.realism import _dome_tops, load_real_scans
+from training.realism.real_scans import REAL_DIR, load_real_scans
+from training.realism.report import _dome_tops, link_from
 
 SPACING = (2.0, 2.0, 2.0)  # x, y, z mm
 
@@ -57,7 +60,7 @@ def test_real_scans_are_read_with_identity_directions(tmp_path):
 def test_pathology_table_cli_rejects_a_missing_scan_and_bad_seeds(tmp_path, capsys):
     import pytest
 
-    from training.realism import _seed_range, main
+    from training.realism.report import _seed_range, main
 
     assert _seed_range("300-302") == range(300, 303) and _seed_range("7") == range(7, 8)
     assert main(["--real", str(tmp_path), "--scan", "copdgene"]) == 2
@@ -65,3 +68,16 @@ def test_pathology_table_cli_rejects_a_missing_scan_and_bad_seeds(tmp_path, caps
     with pytest.raises(SystemExit):
         main(["--scan", "copdgene", "--seeds", "5-x"])
     assert "expected FIRST-LAST" in capsys.readouterr().err
+
+
+def test_real_dir_lies_beside_the_repository_whatever_the_working_directory(tmp_path, monkeypatch):
+    """The one REAL_DIR is ../shared/data/real of the repository root, not of the cwd."""
+    monkeypatch.chdir(tmp_path)
+    assert REAL_DIR == Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def test_picture_links_are_relative_to_the_document(tmp_path):
+    """docs/realism.md links the pictures that the study writes into results/realism/."""
+    doc, picture = tmp_path / "docs" / "realism.md", tmp_path / "results" / "realism" / "phantoms.png"
+    assert link_from(doc, picture) == "../results/realism/phantoms.png"
+    assert (doc.parent / link_from(doc, picture)).resolve() == picture.resolve()

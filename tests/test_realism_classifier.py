@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from training.realism_classifier import (
+from training.realism.classifier import (
     N_FEATURES,
     PATCH,
     Patches,
@@ -70,7 +70,7 @@ def test_patches_lie_near_the_body_and_inside_the_volume():
 
 
 def test_spread_over_draws_reports_mean_and_range():
-    from training.realism_classifier import RealismNumbers, markdown, spread_line
+    from training.realism.classifier import RealismNumbers, markdown, spread_line
 
     def numbers(floor: float, v1: float, v2: float) -> RealismNumbers:
         return RealismNumbers(
@@ -85,7 +85,7 @@ def test_spread_over_draws_reports_mean_and_range():
 
 
 def test_gradient_feature_follows_the_spacing():
-    from training.realism_classifier import fine_features
+    from training.realism.classifier import fine_features
 
     ramp = np.broadcast_to(np.arange(PATCH, dtype=np.float32)[None, None, :] * 40.0, (PATCH,) * 3)
     at_4, at_2 = fine_features(ramp, 4.0), fine_features(ramp, 2.0)
@@ -93,14 +93,14 @@ def test_gradient_feature_follows_the_spacing():
 
 
 def test_draws_must_be_positive(capsys):
-    from training.realism_classifier import main
+    from training.realism.classifier import main
 
     assert main(["--draws", "0", "--real", "/nonexistent"]) == 2
     assert "error: --draws must be at least 1" in capsys.readouterr().err
 
 
 def test_hu_shares_count_the_body_and_its_surroundings():
-    from training.realism_classifier import SHARE_EDGES_HU, hu_shares
+    from training.realism.classifier import SHARE_EDGES_HU, hu_shares
 
     vol = np.full((30, 30, 30), -1024.0, np.float32)
     vol[10:20, 10:20, 10:20] = 120.0  # a cube of cancellous bone

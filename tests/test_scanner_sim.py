@@ -1,10 +1,10 @@
-"""Scanner simulation for training (training/scanner_sim.py): thick slices, kernels, intensity curves."""
+"""Scanner simulation for training (training/data/scanner_sim.py): thick slices, kernels, intensity curves."""
 
 import numpy as np
 import torch
 
 from algorithm.constants import HU_MIN
-from training import data, scanner_sim
+from training.data import samples, scanner_sim
 from training.config import AugmentConfig
 
 
@@ -68,7 +68,7 @@ def test_scanner_effects_switched_off_draw_nothing_so_old_configs_keep_their_str
     rng = np.random.default_rng(11)
     before = rng.bit_generator.state
     image = torch.rand(10, 8, 8)
-    out = data.simulate_scanner(image, AugmentConfig(), rng, spacing_z_mm=2.0)
+    out = samples.simulate_scanner(image, AugmentConfig(), rng, spacing_z_mm=2.0)
     assert torch.equal(out, image)
     assert rng.bit_generator.state == before
 
@@ -80,7 +80,7 @@ def test_augment_with_scanner_effects_keeps_labels_and_the_intensity_range():
     )
     image = torch.rand(20, 16, 16)
     labels = torch.randint(0, 6, (20, 16, 16), dtype=torch.uint8)
-    out, out_labels = data.augment(image, labels, config, np.random.default_rng(5), spacing_z_mm=2.0)
+    out, out_labels = samples.augment(image, labels, config, np.random.default_rng(5), spacing_z_mm=2.0)
     assert torch.equal(out_labels, labels)
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert not torch.allclose(out, image, atol=0.05)

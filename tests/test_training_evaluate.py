@@ -12,8 +12,8 @@ from grand_challenge_metrics.stats import percentile_hausdorff_distance
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from training import evaluate
-from training.metrics import image_diagonal_mm, lobe_score, lobe_scores
+from training.evaluation import evaluate
+from training.evaluation.metrics import image_diagonal_mm, lobe_score, lobe_scores
 
 
 def _cube(shape, start, size):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.borders import lobe_borders
-from training.losses import (
+from training.data.borders import lobe_borders
+from training.loop.losses import (
     border_gdl,
     generalized_dice_loss,
     lobe_gdl,
@@ -121,7 +121,7 @@ def test_border_gdl_stays_in_range_when_a_patch_has_no_border():
     """Raw weights 1/N^2 are ~1e-10 for a large patch: the smoothing term must not dominate."""
     import torch
 
-    from training.losses import border_gdl, generalized_dice_loss
+    from training.loop.losses import border_gdl, generalized_dice_loss
 
     logits = torch.full((1, 1, 44, 44, 44), -3.0)
     no_border = torch.zeros(1, 1, 44, 44, 44)

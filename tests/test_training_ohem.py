@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training import ohem
-from training.steps import half_resolution_reference
+from training.loop import ohem
+from training.loop.steps import half_resolution_reference
 
 
 def _brute_sum(volume: np.ndarray, start, size) -> float:

@@ -17,11 +17,11 @@ from conftest import make_simple_chest
 
 from algorithm.network.checkpoint import load_checkpoint
 from algorithm.segmenter import LobeSegmenter
-from training import export as export_mod
-from training import predict as predict_mod
-from training import train as train_mod
+from training.loop import export as export_mod
+from training.loop import predict as predict_mod
+from training.loop import train as train_mod
 from training.config import load_config
-from training.toy import write_toy_dataset
+from training.data.toy import write_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "training" / "configs" / "tiny.yaml"

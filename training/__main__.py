@@ -7,11 +7,11 @@ import sys
 
 COMMANDS = {
     "phantoms": ("training.phantoms.cli", "generate synthetic chest CT phantoms with lobe labels"),
-    "import-dataset": ("training.import_dataset", "import a labelled lobe data set (TotalSegmentator, nnU-Net, folder)"),
-    "train": ("training.train", "train or fine-tune CTSU-Net from a config"),
-    "evaluate": ("training.evaluate", "IoU / HD95 of predicted lobe masks against references"),
-    "predict": ("training.predict", "lobe masks from a training checkpoint (any model kind), for comparisons"),
-    "export": ("training.export", "write a training checkpoint in the shipped format"),
+    "import-dataset": ("training.data.import_dataset", "import a labelled lobe data set (TotalSegmentator, nnU-Net, folder)"),
+    "train": ("training.loop.train", "train or fine-tune CTSU-Net from a config"),
+    "evaluate": ("training.evaluation.evaluate", "IoU / HD95 of predicted lobe masks against references"),
+    "predict": ("training.loop.predict", "lobe masks from a training checkpoint (any model kind), for comparisons"),
+    "export": ("training.loop.export", "write a training checkpoint in the shipped format"),
 }
 
 

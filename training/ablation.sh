@@ -67,7 +67,7 @@ evaluate() {  # CTSU-Net (geometric, first in VARIANTS) against each other varia
     names+=("$label")
   done
   $PY -m training evaluate --pred "$RUNS/$first-pred" --ref "$TESTSET/labels" --vs "${others[@]}" \
-    --names "${names[@]}" --out docs/results-ablation
+    --names "${names[@]}" --out results/evaluation/ablation
 }
 
 case "${1:-all}" in

@@ -24,7 +24,7 @@ class DataConfig:
 
     root: str | None = None  # folder with images/ and labels/ (pairs by name)
     csv: str | None = None  # or a CSV with columns image,label[,split][,name][,status] (import-dataset's cases.csv)
-    label_remap: str | dict[int, int] = "paper"  # a name of training.label_maps, a .yaml file, or {src: dst}
+    label_remap: str | dict[int, int] = "paper"  # a name of training.data.label_maps, a .yaml file, or {src: dst}
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
@@ -48,7 +48,7 @@ class AugmentConfig:
     intensity_shift: float = 0.05  # + in [-s, s] (normalised units, 1 = 1600 HU)
     noise_std_max: float = 0.02
     probability: float = 0.8  # chance of the spatial transform per sample
-    # What scanners do (training/scanner_sim.py, issue 33); 0 turns each off and draws nothing,
+    # What scanners do (training/data/scanner_sim.py, issue 33); 0 turns each off and draws nothing,
     # so configs without them keep their exact sample stream.
     slice_thickness_mm_max: float = 0.0  # slab thickness drawn in [grid spacing, this]
     kernel_sigma_vox_max: float = 0.0  # in-plane blur drawn in [0.3, this] (network voxels; below 0.3 a blur does nothing)

@@ -138,13 +138,14 @@ def read_inputs_json(input_root: Path) -> list[dict]:
     return data
 
 
-def _interface(entry: dict) -> dict:
+def socket_interface(entry: dict) -> dict:
+    """The entry's "interface" object ({} when absent or not an object)."""
     interface = entry.get("interface")
     return interface if isinstance(interface, dict) else {}
 
 
 def _is_image_socket(entry: dict) -> bool:
-    interface = _interface(entry)
+    interface = socket_interface(entry)
     kinds = {str(interface.get(key, "")).lower() for key in ("kind", "super_kind")}
     relative = interface.get("relative_path")
     return "image" in kinds or (isinstance(relative, str) and relative.startswith("images/"))
@@ -155,11 +156,11 @@ def choose_ct_entry(entries: list[dict]) -> dict:
     images = [entry for entry in entries if _is_image_socket(entry)]
     if not images:
         raise ContractError("inputs.json lists no image socket: expected a chest CT (e.g. images/ct)")
-    preferred = [e for e in images if _interface(e).get("relative_path") in PREFERRED_CT_SOCKETS]
+    preferred = [e for e in images if socket_interface(e).get("relative_path") in PREFERRED_CT_SOCKETS]
     if len(preferred) == 1:
         return preferred[0]
     if len(preferred) > 1 or len(images) > 1:
-        listed = ", ".join(str(_interface(e).get("relative_path")) for e in (preferred or images))
+        listed = ", ".join(str(socket_interface(e).get("relative_path")) for e in (preferred or images))
         raise ContractError(f"inputs.json lists several image sockets ({listed}): expected one chest CT")
     return images[0]
 
@@ -203,7 +204,7 @@ def single_image_in(folder: Path, input_root: Path) -> Path:
 def locate_ct(input_root: Path) -> CTSocket:
     """Read inputs.json and find the CT image file, safely."""
     entry = choose_ct_entry(read_inputs_json(input_root))
-    interface = _interface(entry)
+    interface = socket_interface(entry)
     relative = interface.get("relative_path")
     folder = safe_join(input_root, relative)
     image = entry.get("image") if isinstance(entry.get("image"), dict) else {}

@@ -3,7 +3,8 @@
 Current contract (``/input/inputs.json`` present): the CT of socket ``images/ct`` or
 ``images/chest-ct`` (or the only image socket) -> the lobe mask as the only file under
 ``/output/images/pulmonary-lobes/`` and the lobe statistics in
-``/output/pulmonary-lobe-volumes.json``.
+``/output/pulmonary-lobe-volumes.json``. An optional "Multiple points" socket holds user points on
+the fissures (``algorithm.container.points``): the marked fissures pass through them.
 
 Legacy contract (no inputs.json): each ``/input/*.mha|*.mhd|*.nii.gz`` -> ``/output/images/<name>.mha``
 plus ``/output/results.json`` in the evalutils form, with ``error_messages``.
@@ -42,6 +43,7 @@ from algorithm.container.contract import (
     locate_ct,
     output_stem,
 )
+from algorithm.container.points import locate_points
 from algorithm.container.resources import MemoryPlan, cgroup_memory_limit_mb, plan_memory, read_header
 from algorithm.io.writing import ensure_output_dir, write_json
 from algorithm.labels import LOBES
@@ -121,11 +123,14 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 def run_current(config: GCConfig) -> int:
     """inputs.json -> one mask in images/pulmonary-lobes/ and pulmonary-lobe-volumes.json."""
     socket = locate_ct(config.input_root)
+    points = locate_points(config.input_root)  # the optional fissure points socket, read before any work
     mask_dir = config.output_root / MASK_SOCKET
     check_output_socket_empty(mask_dir)
     ensure_output_dir(config.output_root)
     device = resolve_device(config.device)
     weights = load_weights(config, device)
+    if points is not None:
+        weights = replace(weights, segmenter=weights.segmenter.with_options(fissure_points=points))
     outputs, complete = OutputTracker(), False
     try:
         socket_fields = {"socket": socket.slug, "relative_path": socket.relative_path, "image": socket.image_meta}

@@ -34,14 +34,18 @@ The package, by what a change touches (docs/design.md, "Layout of algorithm/"):
 
 - ``model``: the fissures, ``FitSettings``, the B-spline height field ``Surface`` and the results;
 - ``evidence``: one lung's per-column cumulative counts and a surface's band, relabelling and
-  feasibility (``_Problem``);
+  feasibility (``Problem``);
 - ``optimiser``: the cost, the start through the network's border, the search, the decision;
 - ``relabel``: the labels by the accepted surfaces on any grid of the frame;
 - ``api``: ``fit_fissures``, ``refine_fissures`` (what the pipeline's fissure step runs) and
-  ``refine_mask``.
+  ``refine_mask``; ``fit_each_fissure`` and ``fit_on_lattice`` run another fitter of one fissure
+  (the global search, algorithm/fissure_search) in the same order, constraints and lattice.
+- ``anchored``: public hooks for user points (algorithm/fissure_points/): the network's smoothed
+  fissures alone (``network_surfaces``) and one height field refitted through anchor points.
 
-Every name is importable from ``algorithm.fissure_fit`` itself, the private ones included (the
-modules built on the fit import them from here).
+Every name is importable from ``algorithm.fissure_fit`` itself; modules built on the fit
+(algorithm/fissure_search) use only the public ones (``Problem``, ``Fitted``, ``network_start``,
+``local_search``, ``band_evidence``, ``fit_each_fissure``, ``fit_on_lattice``, ...).
 """
 
 from algorithm.fissure_fit.model import (  # noqa: F401
@@ -49,6 +53,7 @@ from algorithm.fissure_fit.model import (  # noqa: F401
     FissureFit,
     FissureResult,
     FitSettings,
+    ACCEPTED_DECISIONS,
     HORIZONTAL,
     LEFT_OBLIQUE,
     RIGHT_OBLIQUE,
@@ -58,29 +63,31 @@ from algorithm.fissure_fit.model import (  # noqa: F401
     _knots,
 )
 from algorithm.fissure_fit.evidence import (  # noqa: F401
-    _Evaluation,
+    Evaluation,
     _Lung,
-    _Problem,
+    Problem,
     _Stack,
     _block_sum,
     _lung,
 )
 from algorithm.fissure_fit.optimiser import (  # noqa: F401
     LEAST_SQUARES_SMOOTHING,
-    _Fitted,
+    Fitted,
     _active_points,
     _anchored_cost,
     _bending,
     _cost,
     _descend,
-    _excess,
-    _fit_one,
+    band_evidence,
+    band_excess,
+    fit_one,
+    network_start,
     _interp_rows,
     _least_squares,
     _network_targets,
     _plane_search,
-    _search,
-    _share_limits,
+    local_search,
+    share_limits,
 )
 from algorithm.fissure_fit.relabel import (  # noqa: F401
     apply_fit,
@@ -93,7 +100,12 @@ from algorithm.fissure_fit.relabel import (  # noqa: F401
 )
 from algorithm.fissure_fit.api import (  # noqa: F401
     NETWORK_SECTION,
+    Fitter,
+    LatticeFitter,
+    fit_each_fissure,
     fit_fissures,
+    fit_section,
+    fit_on_lattice,
     refine_fissures,
     refine_mask,
     _check_mode,
@@ -102,3 +114,11 @@ from algorithm.fissure_fit.api import (  # noqa: F401
 )
 # what the single module imported and callers may have taken from it
 from algorithm.image_ops import lattice_steps, vessel_mask  # noqa: F401,E402
+from algorithm.fissure_fit.anchored import (  # noqa: F401,E402
+    AnchorSettings,
+    network_surfaces,
+    plane_through_points,
+    point_residuals_mm,
+    polish_with_evidence,
+    refit_through_points,
+)

@@ -5,11 +5,13 @@ pipeline's step (algorithm/pipeline/fissures.py) runs ``refine_fissures``."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import SimpleITK as sitk
 
 from algorithm.constants import DEFAULT_FISSURES, FISSURE_MODES
-from algorithm.fissure_fit.evidence import _lung, _Problem
+from algorithm.fissure_fit.evidence import _lung, Problem
 from algorithm.fissure_fit.model import (
     FISSURES,
     HORIZONTAL,
@@ -19,11 +21,14 @@ from algorithm.fissure_fit.model import (
     FissureResult,
     FitSettings,
 )
-from algorithm.fissure_fit.optimiser import _Fitted, _fit_one, _share_limits
+from algorithm.fissure_fit.optimiser import Fitted, fit_one, share_limits
 from algorithm.fissure_fit.relabel import apply_fit
 from algorithm.image_ops import analysis_lattice, vessel_mask
 from algorithm.labels import Lobe
 from algorithm.preprocessing import CANONICAL_ORIENTATION, orientation_of, to_canonical
+
+
+Fitter = Callable[[str, Problem, float], Fitted]  # (fissure, its problem, voxel volume in mL) -> outcome
 
 
 def fit_fissures(
@@ -43,10 +48,28 @@ def fit_fissures(
     Returns new labels (a copy; lung extent unchanged), the decisions and the surfaces.
     """
     settings = settings or FitSettings()
+    out = FissureFit(labels=labels, settings=settings)
+    return fit_each_fissure(labels, vessel, spacing_mm_zyx, region, fit_one, out)
+
+
+def fit_each_fissure(
+    labels: np.ndarray,
+    vessel: np.ndarray,
+    spacing_mm_zyx: tuple[float, float, float],
+    region: np.ndarray | None,
+    fitter: Fitter,
+    out: FissureFit,
+) -> FissureFit:
+    """The three fissures' problems, each solved by ``fitter``, recorded in ``out`` (whose
+    ``settings`` they use), and the lobes relabelled: the left oblique fissure, the right oblique
+    one, then the horizontal one above the right oblique surface that ``fitter`` chose. The local
+    fit (``fit_one``) and the global search (algorithm/fissure_search) share this order and these
+    constraints. Arguments as ``fit_fissures``; returns ``out``.
+    """
+    settings = out.settings
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     region = labels > 0 if region is None else region
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    out = FissureFit(labels=labels, settings=settings)
     if max(spacing[1:]) > settings.max_inplane_mm:
         # vessels are resolved in plane; on a coarse in-plane grid the band is one voxel wide and
         # the index of a smooth surface no longer agrees with the border index of the labels
@@ -58,21 +81,24 @@ def fit_fissures(
         out.fissures[LEFT_OBLIQUE] = FissureResult(LEFT_OBLIQUE, "network", "a left lobe is missing")
     else:
         net_share = left.total(f"lobe{int(Lobe.LLL)}").sum() / left.total("lung").sum()
-        limits = _share_limits(net_share, settings.lower_lobe_share)
-        fitted = _fit_one(LEFT_OBLIQUE, _Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings, share_limits=limits), voxel_ml)
+        limits = share_limits(net_share, settings.lower_lobe_share)
+        fitted = fitter(LEFT_OBLIQUE, Problem(left, (Lobe.LLL,), (Lobe.LUL,), settings, share_limits=limits), voxel_ml)
         _record(out, LEFT_OBLIQUE, fitted)
-    _fit_right(labels, vessel, region, spacing, settings, voxel_ml, out)
+    _fit_right(labels, vessel, region, spacing, fitter, voxel_ml, out)
     out.labels = apply_fit(labels, spacing, out)
     return out
 
 
-def _record(out: FissureFit, name: str, fitted: _Fitted) -> None:
+def _record(out: FissureFit, name: str, fitted: Fitted) -> None:
     out.fissures[name] = fitted.result
     out.surfaces[name] = fitted.fit
     out.network_surfaces[name] = fitted.start
+    if fitted.details:
+        out.details[name] = fitted.details
 
 
-def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml: float, out: FissureFit) -> None:
+def _fit_right(labels, vessel, region, spacing, fitter: Fitter, voxel_ml: float, out: FissureFit) -> None:
+    settings = out.settings
     right = _lung(labels, (Lobe.RUL, Lobe.RLL, Lobe.RML), vessel, region, spacing, settings)
     counts = {} if right is None else {v: right.total(f"lobe{int(v)}").sum() for v in (Lobe.RUL, Lobe.RLL, Lobe.RML)}
     if right is None or counts[Lobe.RLL] == 0 or counts[Lobe.RUL] + counts[Lobe.RML] == 0:
@@ -80,17 +106,17 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
         out.fissures[HORIZONTAL] = FissureResult(HORIZONTAL, "network", "a right lobe is missing")
         return
     total = right.total("lung").sum()
-    limits = _share_limits(counts[Lobe.RLL] / total, settings.lower_lobe_share)
-    oblique = _fit_one(
+    limits = share_limits(counts[Lobe.RLL] / total, settings.lower_lobe_share)
+    oblique = fitter(
         RIGHT_OBLIQUE,
-        _Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits, keep=(Lobe.RML, settings.rml_keep)),
+        Problem(right, (Lobe.RLL,), (Lobe.RUL, Lobe.RML), settings, share_limits=limits, keep=(Lobe.RML, settings.rml_keep)),
         voxel_ml,
     )
     _record(out, RIGHT_OBLIQUE, oblique)
     if counts[Lobe.RML] == 0 or counts[Lobe.RUL] == 0:
         out.fissures[HORIZONTAL] = FissureResult(HORIZONTAL, "network", "the RML or the RUL is missing")
         return
-    obl = oblique.fit if oblique.accepted else oblique.start
+    obl = oblique.chosen
     obl_grid = obl.height_mm(right.axis_mm(1), right.axis_mm(2))
     obl_mm = obl_grid.ravel()[right.columns]
     floor_u = right.u(obl_mm)
@@ -98,9 +124,9 @@ def _fit_right(labels, vessel, region, spacing, settings: FitSettings, voxel_ml:
     # the horizontal fissure's band stays out of the oblique fissure's (along its normal)
     slope2 = obl.slope_squared(right.axis_mm(1), right.axis_mm(2))
     band_floor = right.u(obl_mm + settings.band_half_width_mm * np.sqrt(1.0 + slope2.ravel()[right.columns]))
-    limits = _share_limits(counts[Lobe.RML] / total, settings.rml_share)
-    problem = _Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u, band_floor, share_limits=limits, anterior_of=rll)
-    _record(out, HORIZONTAL, _fit_one(HORIZONTAL, problem, voxel_ml))
+    limits = share_limits(counts[Lobe.RML] / total, settings.rml_share)
+    problem = Problem(right, (Lobe.RML,), (Lobe.RUL,), settings, floor_u, band_floor, share_limits=limits, anterior_of=rll)
+    _record(out, HORIZONTAL, fitter(HORIZONTAL, problem, voxel_ml))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,22 +160,46 @@ def refine_fissures(
     """
     if _check_mode(mode) == "network":
         return labels, NETWORK_SECTION
+    if mode != "fit":
+        raise ValueError(f"refine_fissures runs the local fit only, not {mode!r} (algorithm/pipeline/fissures.py runs every mode)")
+    fit = fit_on_lattice(
+        hu, labels, spacing_mm_zyx, lung,
+        lambda labels_s, vessel, spacing_s, region: fit_fissures(labels_s, vessel, spacing_s, region=region, settings=settings),
+    )
+    return apply_fit(labels, tuple(float(s) for s in spacing_mm_zyx), fit), fit_section(fit)
+
+
+LatticeFitter = Callable[[np.ndarray, np.ndarray, tuple[float, float, float], np.ndarray], FissureFit]
+
+
+def fit_on_lattice(
+    hu: np.ndarray,
+    labels: np.ndarray,
+    spacing_mm_zyx: tuple[float, float, float],
+    lung: np.ndarray | None,
+    fitter: LatticeFitter,
+) -> FissureFit:
+    """``fitter(labels, vessel, spacing_mm_zyx, region)`` on the border index's sub-lattice of a
+    canonical scan (every k-th voxel, at most 2.5 mm): the vessels there are issue 20's
+    (``image_ops.vessel_mask``), the region their domain. ``apply_fit`` relabels the full grid."""
     spacing = tuple(float(s) for s in spacing_mm_zyx)
     lattice = analysis_lattice(spacing)
     labels_s = np.asarray(labels[lattice.sample])
     lung_s = labels_s > 0 if lung is None else np.asarray(lung[lattice.sample], dtype=bool)
     vessels = vessel_mask(np.asarray(hu[lattice.sample]), lung_s, lattice.spacing_mm)
-    fit = fit_fissures(labels_s, vessels.vessel, lattice.spacing_mm, region=vessels.domain, settings=settings)
-    section = {
-        "mode": "fit",
-        "definition": (
-            "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
-            "border; 'fit' where its band index is clearly lower than the network's, else the network's "
-            "border stands (docs/design.md, Fissure fit)"
-        ),
-        "fissures": fit.report(),
-    }
-    return apply_fit(labels, spacing, fit), section
+    return fitter(labels_s, vessels.vessel, lattice.spacing_mm, vessels.domain)
+
+
+FIT_DEFINITION = (
+    "each fissure is a smooth height field fitted to the vessel-sparse band from the network's "
+    "border; 'fit' where its band index is clearly lower than the network's, else the network's "
+    "border stands (docs/design.md, Fissure fit)"
+)
+
+
+def fit_section(fit: FissureFit) -> dict:
+    """The report's "fissures" section of a fit."""
+    return {"mode": "fit", "definition": FIT_DEFINITION, "fissures": fit.report()}
 
 
 def refine_mask(image: sitk.Image, mask: sitk.Image, mode: str = DEFAULT_FISSURES) -> tuple[sitk.Image, dict]:

@@ -119,7 +119,7 @@ class _Stack:
 
 
 @dataclass
-class _Evaluation:
+class Evaluation:
     """What one surface does: band counts, relabelled voxels, lower-class volume per column."""
 
     vessels: float
@@ -134,7 +134,7 @@ class _Evaluation:
     changed_beyond: float = 0.0  # relabelled voxels in the columns where the network has one lobe only
 
 
-class _Problem:
+class Problem:
     """One fissure on one lung: the network's classes below (``lower``) and above (``upper``) it.
 
     ``floor_u`` (per column, fractional working index) is where the surface's domain starts: 0 for
@@ -190,7 +190,7 @@ class _Problem:
     def heights(self, coef: np.ndarray) -> np.ndarray:
         return self.by @ coef @ self.bx.T
 
-    def evaluate(self, coef: np.ndarray) -> _Evaluation:
+    def evaluate(self, coef: np.ndarray) -> Evaluation:
         lung = self.lung
         f = self.heights(coef)
         slope2 = (self.dby @ coef @ self.bx.T) ** 2 + (self.by @ coef @ self.dbx.T) ** 2
@@ -203,7 +203,7 @@ class _Problem:
         top = self.class_stack.at(np.maximum(u, self.floor_u)) - self.at_floor
         # relabelled per column: network upper voxels now below the surface + lower voxels above it
         changed = top[1] + self.lower_cum[:, -1] - (self.at_floor[2] + top[2])
-        return _Evaluation(
+        return Evaluation(
             band[0], band[1], float(changed.sum()), top[0], u, f_c, slope2.ravel()[lung.columns], outer[0], outer[1],
             float(changed[~self.fissure_columns].sum()),
         )
@@ -215,12 +215,12 @@ class _Problem:
         band = (self.band_stack.at(hi) - self.band_stack.at(lo)).sum(axis=1)
         return float(band[0]), float(band[1])
 
-    def index(self, ev: _Evaluation) -> float:
+    def index(self, ev: Evaluation) -> float:
         if ev.region <= 0 or self.lung.vessel_share <= 0:
             return float("nan")
         return ev.vessels / ev.region / self.lung.vessel_share
 
-    def feasible(self, ev: _Evaluation) -> bool:
+    def feasible(self, ev: Evaluation) -> bool:
         lo, hi = self.share_limits
         total = ev.lower_volume.sum()
         if not lo <= total / self.lung_total <= hi:

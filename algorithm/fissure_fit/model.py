@@ -12,6 +12,8 @@ LEFT_OBLIQUE = "left_oblique"
 RIGHT_OBLIQUE = "right_oblique"
 HORIZONTAL = "right_horizontal"
 FISSURES: tuple[str, ...] = (LEFT_OBLIQUE, RIGHT_OBLIQUE, HORIZONTAL)
+# decisions whose surface relabels the lobes: the fit's, and a surface refitted through user points
+ACCEPTED_DECISIONS: tuple[str, ...] = ("fit", "points")
 
 @dataclass(frozen=True)
 class FitSettings:
@@ -101,12 +103,13 @@ class FissureFit:
     surfaces: dict[str, Surface] = field(default_factory=dict)  # fitted surfaces (accepted or not)
     network_surfaces: dict[str, Surface] = field(default_factory=dict)  # the network's, smoothed
     settings: FitSettings = field(default_factory=FitSettings)
+    details: dict[str, dict] = field(default_factory=dict)  # per fissure, what a fitter adds to the report
 
     def accepted(self, name: str) -> bool:
-        return name in self.fissures and self.fissures[name].decision == "fit"
+        return name in self.fissures and self.fissures[name].decision in ACCEPTED_DECISIONS
 
     def report(self) -> dict:
-        return {name: res.as_dict() for name, res in self.fissures.items()}
+        return {name: {**res.as_dict(), **self.details.get(name, {})} for name, res in self.fissures.items()}
 
 
 # ---------------------------------------------------------------------------------------------

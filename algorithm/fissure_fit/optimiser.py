@@ -4,17 +4,17 @@ the decision per fissure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from algorithm.fissure_fit.evidence import _Problem
+from algorithm.fissure_fit.evidence import Evaluation, Problem
 from algorithm.fissure_fit.model import FissureResult, Surface
 
 LEAST_SQUARES_SMOOTHING = 0.1  # weight of the second differences when the start follows the network
 
 
-def _bending(problem: _Problem, d_coef: np.ndarray) -> float:
+def _bending(problem: Problem, d_coef: np.ndarray) -> float:
     """Mean squared curvature of a displacement over the fissure's columns, in units of the
     control spacing ((mm/mm^2 * mm)^2): the surface's smoothness beyond what the B-spline gives."""
     curv = (problem.ddby @ d_coef @ problem.bx.T) ** 2 + (problem.by @ d_coef @ problem.ddbx.T) ** 2
@@ -22,7 +22,7 @@ def _bending(problem: _Problem, d_coef: np.ndarray) -> float:
     return float(np.mean(curv.ravel()[cols])) * problem.settings.control_spacing_mm**2
 
 
-def _excess(vessels: float, region: float, share: float, ref_region: float) -> float:
+def band_excess(vessels: float, region: float, share: float, ref_region: float) -> float:
     """The band index written as (vessels - share * region) / (share * max(region, ref_region)) + 1.
 
     With ``ref_region`` the network band's size this is the index itself for bands at least that
@@ -32,7 +32,17 @@ def _excess(vessels: float, region: float, share: float, ref_region: float) -> f
     return (vessels - share * region) / (share * max(region, ref_region)) + 1.0
 
 
-def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray,
+def band_evidence(problem: Problem, ev: Evaluation, ref: tuple[float, float]) -> float:
+    """The band term of the cost: the band's excess plus the twice-as-wide band's, weighted
+    (``ref``: the network band's sizes, see ``band_excess``)."""
+    share = problem.lung.vessel_share
+    band = band_excess(ev.vessels, ev.region, share, ref[0])
+    if problem.settings.outer_band_weight > 0:
+        band += problem.settings.outer_band_weight * band_excess(ev.outer_vessels, ev.outer_region, share, ref[1])
+    return band
+
+
+def _cost(problem: Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np.ndarray, cos2: np.ndarray,
           ref: tuple[float, float], base_beyond: float = 0.0) -> float:
     """Band excess (plus the twice-as-wide band's, which centres the surface where the vessel-free
     zone is wider than the band) + move + bending + lung relabelled where the network saw no
@@ -43,9 +53,7 @@ def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np
     if ev.region <= 0 or share <= 0 or min(ref) <= 0 or not problem.feasible(ev):
         return float("inf")
     s = problem.settings
-    band = _excess(ev.vessels, ev.region, share, ref[0])
-    if s.outer_band_weight > 0:
-        band += s.outer_band_weight * _excess(ev.outer_vessels, ev.outer_region, share, ref[1])
+    band = band_evidence(problem, ev, ref)
     moved = float(np.mean((ev.f_mm[problem.fissure_columns] - anchor_mm) ** 2 * cos2)) / s.move_scale_mm**2
     bend = _bending(problem, coef - anchor)
     beyond = max(0.0, ev.changed_beyond - base_beyond) / problem.lung_total
@@ -56,7 +64,7 @@ def _cost(problem: _Problem, coef: np.ndarray, anchor: np.ndarray, anchor_mm: np
 # Start: the smooth height field through the network's border
 
 
-def _network_targets(problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
+def _network_targets(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     """Per column: the height (mm) that best splits the network's classes, and its weight.
 
     Columns holding only one class get a target just outside their domain (below it for upper-only
@@ -99,7 +107,7 @@ def _interp_rows(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     return cum[rows, i] + (u - i) * (cum[rows, i + 1] - cum[rows, i])
 
 
-def _least_squares(problem: _Problem, targets_mm: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _least_squares(problem: Problem, targets_mm: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Control coefficients of the smooth height field through the targets (weighted, regularised)."""
     ny, nx = len(problem.knots_y), len(problem.knots_x)
     cols = problem.lung.columns
@@ -124,7 +132,7 @@ def _least_squares(problem: _Problem, targets_mm: np.ndarray, weight: np.ndarray
 # Search
 
 
-def _search(problem: _Problem, start: np.ndarray) -> np.ndarray:
+def local_search(problem: Problem, start: np.ndarray) -> np.ndarray:
     """Deterministic descent: planes added to the start, then control points one at a time, then a
     polish anchored at the result.
 
@@ -146,7 +154,7 @@ def _search(problem: _Problem, start: np.ndarray) -> np.ndarray:
     return _descend(cost, coef, active, polish, s.max_sweeps)
 
 
-def _plane_search(cost, problem: _Problem, start: np.ndarray, around: tuple[float, float, float], offsets_mm, slopes):
+def _plane_search(cost, problem: Problem, start: np.ndarray, around: tuple[float, float, float], offsets_mm, slopes):
     """The best of ``start`` plus a plane (level, front-back and sideways tilt) on the grid of
     candidates centred on the plane ``around``; returns (coefficients, plane)."""
     ky = problem.knots_y - problem.knots_y.mean()
@@ -165,7 +173,7 @@ def _plane_search(cost, problem: _Problem, start: np.ndarray, around: tuple[floa
     return best.copy(), best_plane
 
 
-def _anchored_cost(problem: _Problem, anchor: np.ndarray, ref_region: tuple[float, float]):
+def _anchored_cost(problem: Problem, anchor: np.ndarray, ref_region: tuple[float, float]):
     """The cost with its move and bending terms measured from ``anchor``."""
     ev = problem.evaluate(anchor)
     base_beyond = ev.changed_beyond
@@ -193,7 +201,7 @@ def _descend(cost, coef: np.ndarray, active: list[tuple[int, int]], steps_mm: tu
     return coef
 
 
-def _active_points(problem: _Problem) -> list[tuple[int, int]]:
+def _active_points(problem: Problem) -> list[tuple[int, int]]:
     """Control points whose support holds lung columns (the others cannot change the cost)."""
     nxw = problem.lung.shape_w[1]
     cols = problem.lung.columns
@@ -216,36 +224,69 @@ def _active_points(problem: _Problem) -> list[tuple[int, int]]:
 # Public entry
 
 
-def _share_limits(network_share: float, plausible: tuple[float, float]) -> tuple[float, float]:
+def share_limits(network_share: float, plausible: tuple[float, float]) -> tuple[float, float]:
     """A lobe's share may move within the anatomical range, widened to hold the network's own."""
     return min(plausible[0], network_share), max(plausible[1], network_share)
 
 
 @dataclass
-class _Fitted:
+class Fitted:
+    """One fissure's outcome: the decision, the network's smoothed border and the fitted surface;
+    ``details`` holds what a fitter reports beyond ``result`` (the global search's hypotheses)."""
+
     result: FissureResult
     start: Surface
     fit: Surface
+    details: dict = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
         return self.result.decision == "fit"
 
+    @property
+    def chosen(self) -> Surface:
+        """The surface the lobes follow: the fit where it was accepted, else the network's border."""
+        return self.fit if self.accepted else self.start
 
-def _fit_one(name: str, problem: _Problem, voxel_ml: float) -> _Fitted:
-    s = problem.settings
+
+@dataclass
+class NetworkStart:
+    """The smooth height field through the network's border and its band; ``refusal`` is set
+    (the network's border stands) when the band holds too little vessel signal to judge."""
+
+    coef: np.ndarray
+    surface: Surface
+    evaluation: Evaluation
+    index: float
+    refusal: Fitted | None
+
+
+def network_start(name: str, problem: Problem, voxel_ml: float) -> NetworkStart:
+    """Where every fitter of ``problem`` starts: the network's border, and whether to judge at all."""
     targets, weight = _network_targets(problem)
     start = _least_squares(problem, targets, weight)
     start_surface = Surface(problem.knots_y, problem.knots_x, start)
-    lung = problem.lung
     ev_net = problem.evaluate(start)
     index_net = problem.index(ev_net)
-    expected_ml = ev_net.region * lung.vessel_share * voxel_ml
-    if not np.isfinite(index_net) or expected_ml < s.min_band_vessel_ml:
+    expected_ml = ev_net.region * problem.lung.vessel_share * voxel_ml
+    refusal = None
+    if not np.isfinite(index_net) or expected_ml < problem.settings.min_band_vessel_ml:
         reason = f"too little vessel signal in the band ({expected_ml:.2f} mL of vessels expected)"
         result = FissureResult(name, "network", reason, None if not np.isfinite(index_net) else index_net)
-        return _Fitted(result, start_surface, start_surface)
-    coef = _search(problem, start)
+        refusal = Fitted(result, start_surface, start_surface)
+    return NetworkStart(start, start_surface, ev_net, index_net, refusal)
+
+
+def fit_one(name: str, problem: Problem, voxel_ml: float) -> Fitted:
+    """The local fit of one fissure: the search from the network's border, accepted when its band
+    index is clearly lower."""
+    s = problem.settings
+    net = network_start(name, problem, voxel_ml)
+    if net.refusal is not None:
+        return net.refusal
+    start, start_surface, ev_net, index_net = net.coef, net.surface, net.evaluation, net.index
+    lung = problem.lung
+    coef = local_search(problem, start)
     fit_surface = Surface(problem.knots_y, problem.knots_x, coef)
     ev_fit = problem.evaluate(coef)
     index_fit = problem.index(ev_fit)
@@ -258,4 +299,4 @@ def _fit_one(name: str, problem: _Problem, voxel_ml: float) -> _Fitted:
         reason = f"the fit's band index {index_fit:.2f} is not clearly below the network's {index_net:.2f}"
     relabel_ml = (ev_fit.changed - ev_net.changed) * voxel_ml if clearly else 0.0
     result = FissureResult(name, decision, reason, index_net, index_fit, float(shift.mean()), float(shift.max()), relabel_ml)
-    return _Fitted(result, start_surface, fit_surface)
+    return Fitted(result, start_surface, fit_surface)

@@ -27,7 +27,7 @@ from algorithm.network import CTSUNet, NetworkConfig, UNet3D
 
 FORMAT = "ctsunet-checkpoint"
 FORMAT_VERSION = 1
-TRAINING_FORMAT = "ctsunet-training"  # a run folder's last.pt / best.pt (training.train)
+TRAINING_FORMAT = "ctsunet-training"  # a run folder's last.pt / best.pt (training.loop.train)
 MODEL_KINDS = ("ctsunet", "unet3d")  # the cascade, or the one-stage 3D U-Net baseline
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "ctsunet.pt"
 

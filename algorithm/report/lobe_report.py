@@ -20,7 +20,7 @@ from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
 from algorithm.report.density import lobe_measures
 from algorithm.report.lobe_shares import share_report
-from algorithm.report.quality_flags import QualityLimits, assess_quality
+from algorithm.report.quality_flags import QualityLimits, assess_quality, fissure_flags
 from algorithm.report.volumes import volumes_ml
 
 SOFTWARE = {"name": "ctsunet-lobes", "version": __version__}
@@ -140,7 +140,7 @@ def build_report(
         low_confidence_lung_share=round(low_confidence, 4),
         outside_air_removed_ml=round(outside_air_ml, 1),
         measures=measures,
-        quality_flags=quality.flags + (sides.flags() if sides is not None else []) + border_flags(borders),
+        quality_flags=quality.flags + (sides.flags() if sides is not None else []) + border_flags(borders) + fissure_flags(fissures),
         quality_estimates=quality.estimates,
         border_vessel_index=borders,
         fissures=fissures,

@@ -227,5 +227,16 @@ def assess_quality(
     return QualityReport(flags=flags, estimates=estimates)
 
 
+def fissure_flags(fissures: dict | None) -> list[dict]:
+    """A warning per fissure that the global search (``--fissures global``) found uncertain: its
+    chosen hypothesis and the runner-up score close but lie far apart (docs/outputs.md, fissures)."""
+    entries = (fissures or {}).get("fissures") or {}
+    return [
+        {"code": "fissure_uncertain", "severity": "warning", "message": f"{entry['warning']}: check the lobes",
+         "fissure": name, "value": entry["runner_up_distance_mm"]}
+        for name, entry in entries.items() if entry.get("warning")
+    ]
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)

@@ -338,35 +338,3 @@ def fit_to_fov(body: BodyParams, fov_mm: float, fov_depth_mm: float | None = Non
         heart_scale=f * body.heart_scale,
         offset_mm=(f * body.offset_mm[0], f * body.offset_mm[1]),
     )
-
-
-def sample_case(seed: int, options: PhantomOptions) -> CaseParams:
-    """All parameters of case ``seed`` (version 2 adds its own draws, see ``config_v2``)."""
-    body = sample_body(seed)
-    lungs = sample_lungs(seed)
-    pathology = sample_pathology(seed, options)
-    v2 = None
-    if options.version == 2:
-        from . import config_v2
-
-        v2 = config_v2.sample_v2(seed, pathology)
-        body = config_v2.adjust_body(seed, body, v2.anatomy)
-        body = config_v2.hyperinflate(body, v2.hyperinflation)
-        lungs = config_v2.adjust_lungs(seed, lungs, v2.anatomy)
-    scan = sample_scan(seed, options, body)
-    if v2 is not None:
-        scan = config_v2.adjust_scan(seed, scan, body)
-    fov_x_mm, fov_y_mm = scan.size_xyz[0] * scan.spacing_mm[0], scan.size_xyz[1] * scan.spacing_mm[1]
-    if options.version == 1:
-        body = fit_to_fov(body, min(fov_x_mm, fov_y_mm))
-    else:  # v2 (changed in issue 17): width against the L-R side, depth against the A-P side
-        body = fit_to_fov(body, fov_x_mm, fov_y_mm)
-    return CaseParams(
-        seed=int(seed),
-        body=body,
-        lungs=lungs,
-        scan=scan,
-        pathology=pathology,
-        version=options.version,
-        v2=v2,
-    )

@@ -11,7 +11,9 @@ from algorithm.labels import LOBES, Lobe, label_map_header
 
 from .airways import render_central_airways
 from .body import Thorax, render_body
-from .config import CaseParams, PhantomOptions, sample_case, stream
+from .config import CaseParams, PhantomOptions, stream
+from .sampling import sample_case
+from .torso import ThoraxV2
 from .grid import (
     Grid,
     PatientFrame,
@@ -228,8 +230,6 @@ def _thorax(params: CaseParams) -> Thorax:
     """The geometry of the chosen generator version."""
     if params.version == 1:
         return Thorax(params.body)
-    from .torso import ThoraxV2
-
     return ThoraxV2(params.body, v2=params.v2, seed=params.seed)
 
 

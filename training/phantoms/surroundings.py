@@ -10,15 +10,32 @@ air wedges between the flanks and the mattress. The table and cushion lie in the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from .config import stream
+from .config import BodyParams, stream
+from .config_v2 import V2Params
 from .grid import Grid, PatientFrame
 
-if TYPE_CHECKING:
-    from .torso import ThoraxV2
+
+class TorsoOutline(Protocol):
+    """What the surroundings read of ``torso.ThoraxV2``: its outline and its parameters. A
+    protocol, so that this module does not import ``torso`` (which imports this one to dress the
+    body): the dependency runs one way, torso -> surroundings."""
+
+    p: BodyParams
+    v2: V2Params
+    seed: int
+    cy: float
+    cage_half_width: float
+    cage_half_depth: float
+
+    def torso(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, inset_mm: float | np.ndarray, widen_mm: float = 0.0
+              ) -> np.ndarray: ...
+
+    def torso_half_width_mm(self, z: np.ndarray) -> np.ndarray: ...
+
 
 COVER_HU = -100.0  # cushion cover (vinyl)
 TABLE_SHELL_HU = 250.0  # carbon-fibre skin of the table
@@ -36,14 +53,14 @@ def _folds(rng: np.random.Generator, x: np.ndarray, z: np.ndarray, mean_mm: floa
     return np.maximum(0.0, mean_mm + amp_mm * waves).astype(np.float32)
 
 
-def _sheet(th: ThoraxV2, x, y, z, gap: np.ndarray, thick_mm: float, widen_mm: float) -> np.ndarray:
+def _sheet(th: TorsoOutline, x, y, z, gap: np.ndarray, thick_mm: float, widen_mm: float) -> np.ndarray:
     """Points between the outline offset by ``gap`` and by ``gap + thick_mm``."""
     inner = th.torso(x, y, z, -gap, widen_mm)
     outer = th.torso(x, y, z, -(gap + thick_mm), widen_mm)
     return (inner >= 1.0) & (outer < 1.0)
 
 
-def _draw_blanket(th: ThoraxV2, hu: np.ndarray, x, y, z, body: np.ndarray) -> np.ndarray:
+def _draw_blanket(th: TorsoOutline, hu: np.ndarray, x, y, z, body: np.ndarray) -> np.ndarray:
     """Layers of blanket over the front and sides, hanging down to the table; returns its mask."""
     s = th.v2.surroundings
     rng = stream(th.seed, "blanket-v2")
@@ -68,7 +85,7 @@ def _draw_blanket(th: ThoraxV2, hu: np.ndarray, x, y, z, body: np.ndarray) -> np
     return out
 
 
-def _draw_clothing(th: ThoraxV2, hu: np.ndarray, x, y, z, body: np.ndarray, taken: np.ndarray) -> None:
+def _draw_clothing(th: TorsoOutline, hu: np.ndarray, x, y, z, body: np.ndarray, taken: np.ndarray) -> None:
     """A thin garment close to the skin with small folds (not under the back, where it is pressed flat)."""
     s = th.v2.surroundings
     rng = stream(th.seed, "clothing-v2")
@@ -80,7 +97,7 @@ def _draw_clothing(th: ThoraxV2, hu: np.ndarray, x, y, z, body: np.ndarray, take
     hu.flat[cand[keep]] = s.clothing_hu
 
 
-def _draw_cushion_and_table(th: ThoraxV2, hu: np.ndarray, grid: Grid, body: np.ndarray, taken: np.ndarray) -> None:
+def _draw_cushion_and_table(th: TorsoOutline, hu: np.ndarray, grid: Grid, body: np.ndarray, taken: np.ndarray) -> None:
     """Mattress compressed under the back, curved table below it (scanner frame, same on every slice)."""
     s = th.v2.surroundings
     xs = grid.axis_mm(0)[None, :]
@@ -111,7 +128,7 @@ def _draw_cushion_and_table(th: ThoraxV2, hu: np.ndarray, grid: Grid, body: np.n
         hu[k][m] = value[m]
 
 
-def draw_surroundings(th: ThoraxV2, hu: np.ndarray, grid: Grid, frame: PatientFrame, body: np.ndarray, x, y, z) -> None:
+def draw_surroundings(th: TorsoOutline, hu: np.ndarray, grid: Grid, frame: PatientFrame, body: np.ndarray, x, y, z) -> None:
     """Blanket, clothing, cushion and table, in that order (what is drawn first stays)."""
     s = th.v2.surroundings
     taken = np.zeros(body.shape, dtype=bool)

@@ -41,13 +41,12 @@ from algorithm.io.atomic import atomic_path, atomic_write_bytes
 from algorithm.network.checkpoint import TRAINING_FORMAT, CheckpointError, load_checkpoint, read_training_checkpoint
 from algorithm.network.checkpoint import build_model as build_network
 from algorithm.labels import LOBES
-from algorithm.segmenter import LobeSegmenter
-from training import data as data_mod
+from training.data.cases import cases_of, load_cases
+from training.data.samples import PreprocessedCache, TrainSamples, identity_collate, step_generator
 from training.config import TrainConfig, load_config
-from training.export import inference_settings
-from training.infer import predict_unet, upsample_stage1_labels
-from training.metrics import lobe_scores
-from training.steps import CascadeStep, StepInputs, UNetStep
+from training.loop.infer import segmenter_for, validation_labels
+from training.evaluation.metrics import lobe_scores
+from training.loop.steps import CascadeStep, StepInputs, UNetStep
 from training.cli_help import command_parser
 
 @dataclass(frozen=True)
@@ -263,16 +262,16 @@ class Trainer:
         return True
 
     # -- data --------------------------------------------------------------------------------
-    def prepare_data(self) -> tuple[data_mod.PreprocessedCache, list[str], list[str]]:
+    def prepare_data(self) -> tuple[PreprocessedCache, list[str], list[str]]:
         cfg = self.config.data
         splits = self.out_dir / "splits.csv"
         if self.info.is_main:
-            data_mod.load_cases(cfg, splits)
+            load_cases(cfg, splits)
         barrier(self.info)
-        cases = data_mod.load_cases(cfg, splits)
-        cache = data_mod.PreprocessedCache(cfg.cache_dir, self.config.inplane_size, cfg.label_remap)
-        train_cases = data_mod.cases_of(cases, "train", cfg.max_cases)
-        val_cases = data_mod.cases_of(cases, "val", self.config.run.val_cases)
+        cases = load_cases(cfg, splits)
+        cache = PreprocessedCache(cfg.cache_dir, self.config.inplane_size, cfg.label_remap)
+        train_cases = cases_of(cases, "train", cfg.max_cases)
+        val_cases = cases_of(cases, "val", self.config.run.val_cases)
         todo = train_cases + val_cases
         if self.info.is_main:
             for case in tqdm(todo, desc="preprocess", disable=len(todo) < 2, file=sys.stderr):
@@ -280,9 +279,9 @@ class Trainer:
         barrier(self.info)
         return cache, [cache.ensure(c) for c in train_cases], [cache.ensure(c) for c in val_cases]
 
-    def loader(self, cache: data_mod.PreprocessedCache, keys: list[str]) -> DataLoader:
+    def loader(self, cache: PreprocessedCache, keys: list[str]) -> DataLoader:
         cfg = self.config
-        samples = data_mod.TrainSamples(
+        samples = TrainSamples(
             cache, keys, cfg.augment, cfg.run.seed, self.info.rank, self.info.world_size,
             self.step, cfg.optim.max_iters, cfg.loss.border_include_background,
         )
@@ -292,39 +291,28 @@ class Trainer:
             batch_size=1,
             shuffle=False,
             num_workers=workers,
-            collate_fn=data_mod.identity_collate,
+            collate_fn=identity_collate,
             prefetch_factor=cfg.data.prefetch_factor if workers else None,
             persistent_workers=False,
         )
 
     # -- validation --------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, cache: data_mod.PreprocessedCache, keys: list[str]) -> dict:
+    def validate(self, cache: PreprocessedCache, keys: list[str]) -> dict:
         """Mean IoU per lobe on the network grid, stage I and the full cascade."""
         self.model.eval()
         per_lobe: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
         per_lobe_s1: dict[str, list[float]] = {lobe.name: [] for lobe in LOBES}
-        tile = self.config.run.val_tile_out
         # the shipped network step around the model in memory: same tiling rule and 10 mm lung-box margin
-        segmenter = LobeSegmenter.from_model(self.model, inference_settings(self.config), self.device, tile_out=tile)
+        segmenter = segmenter_for(self.model, self.config, self.device, tile_out=self.config.run.val_tile_out)
+        stage1_only = self.config.model.kind != "unet3d" and self.step <= self.config.run.stage1_only_iters
         for key in keys:
             scan = cache.open(key)
-            image = torch.from_numpy(np.asarray(scan.image, dtype=np.float32))[None, None].to(self.device)
             ref = np.asarray(scan.labels)
-            if self.config.model.kind == "unet3d":
-                pred = predict_unet(self.model, image, tile).cpu().numpy()
-            elif self.step <= self.config.run.stage1_only_iters:  # stage II not trained yet: skip its tiles
-                stage1 = self.model.forward_stage1(image)
-                s1_half = stage1.lobe_logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
-                pred = upsample_stage1_labels(s1_half, ref.shape)
-                for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
+            pred, stage1 = validation_labels(segmenter, scan.image, scan.spacing_mm_zyx, stage1_only)
+            if stage1 is not None:
+                for name, score in lobe_scores(stage1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                     per_lobe_s1[name].append(score.iou)
-            else:
-                prediction = segmenter.predict_grid(image[0, 0].cpu().numpy(), scan.spacing_mm_zyx)
-                s1 = upsample_stage1_labels(prediction.stage1_labels, ref.shape)
-                for name, score in lobe_scores(s1, ref, scan.spacing_mm_zyx, with_hd95=False).items():
-                    per_lobe_s1[name].append(score.iou)
-                pred = prediction.labels
             for name, score in lobe_scores(pred, ref, scan.spacing_mm_zyx, with_hd95=False).items():
                 per_lobe[name].append(score.iou)
         self.model.train()
@@ -352,7 +340,7 @@ class Trainer:
             step=step,
             progress=(step - cfg.run.stage1_only_iters) / decay_iters,
             stage1_only=step < cfg.run.stage1_only_iters,
-            rng=data_mod.step_generator(cfg.run.seed, step, self.info.rank, 2),
+            rng=step_generator(cfg.run.seed, step, self.info.rank, 2),
         )
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
@@ -439,7 +427,7 @@ class Trainer:
         return bool(stop.item())
 
     def _periodic(
-        self, cache: data_mod.PreprocessedCache, val_keys: list[str], log: MetricsLog | None, final: bool = False
+        self, cache: PreprocessedCache, val_keys: list[str], log: MetricsLog | None, final: bool = False
     ) -> None:
         """Validate and checkpoint when due; ``final``: the run stops after this step (time limit)."""
         cfg = self.config

@@ -22,9 +22,9 @@ from algorithm.errors import InputError, OutputError
 from algorithm.labels import Lobe
 from algorithm.io.reading import read_image
 from algorithm.io.writing import output_file, write_json, write_mask
-from training.case_selection import SelectionRules, select_case
-from training.dataset_layouts import SourceCase
-from training.label_maps import remap_labels
+from training.data.case_selection import SelectionRules, select_case
+from training.data.dataset_layouts import SourceCase
+from training.data.label_maps import remap_labels
 
 RECORD_VERSION = 1
 COPIED_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")  # single-file formats: the image is copied byte for byte

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES
-from training.label_maps import TOTALSEGMENTATOR_FILES
+from training.data.label_maps import TOTALSEGMENTATOR_FILES
 
 
 def write_on_grid(values: np.ndarray | sitk.Image, like: sitk.Image, path: Path) -> Path:

@@ -18,7 +18,8 @@ from algorithm.constants import STAGE1_DOWNSAMPLE
 from algorithm.labels import NUM_CLASSES
 from algorithm.network import CTSUNet, UNet3D
 from algorithm.network.cunet import valid_output_size
-from training import losses, ohem
+from training.loop import losses
+from training.loop import ohem
 from training.config import TrainConfig
 
 

@@ -1,7 +1,7 @@
 """``python -m training evaluate --pred DIR --ref DIR [--vs DIR2 ...] --out REPORT_DIR``
 
 Per case and per lobe IoU and HD95 (mm) on the reference's own grid (paper IV.E), via the
-``grand_challenge_metrics`` wrapper of ``training.metrics``. Writes to REPORT_DIR:
+``grand_challenge_metrics`` wrapper of ``training.evaluation.metrics``. Writes to REPORT_DIR:
 
 * ``cases.csv``: case, method, lobe, iou, hd95_mm (one row per case and lobe);
 * ``report.md``: mean +- standard deviation per lobe and overall (the per-case mean of the five
@@ -26,8 +26,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm.labels import LOBES
-from training.data import _image_files, atomic_write_bytes, read_case_csv, remap_labels
-from training.metrics import lobe_scores
+from algorithm.io.atomic import atomic_write_bytes
+from training.data.cases import image_files, read_case_csv
+from training.data.label_maps import remap_labels
+from training.evaluation.metrics import lobe_scores
 from training.cli_help import command_parser
 
 LOBE_NAMES = [lobe.name for lobe in LOBES]
@@ -46,7 +48,7 @@ def references(ref: Path, split: str) -> dict[str, Path]:
     CSV (import-dataset's cases.csv)."""
     if ref.is_file() and ref.suffix.lower() == ".csv":
         return {c.name: c.label for c in read_case_csv(ref) if c.split == split}
-    return _image_files(ref)
+    return image_files(ref)
 
 
 def evaluate_folder(pred_dir: Path, ref_dir: Path, remap: str = "paper", pred_remap: str = "paper",
@@ -56,7 +58,7 @@ def evaluate_folder(pred_dir: Path, ref_dir: Path, remap: str = "paper", pred_re
 
     A reference without a prediction is an error: dropping it would flatter the mean.
     """
-    refs, preds = references(ref_dir, split), _image_files(pred_dir)
+    refs, preds = references(ref_dir, split), image_files(pred_dir)
     # ``python -m algorithm predict`` writes NAME_lobes.mha: pair it with NAME
     for name, path in list(preds.items()):
         if name.endswith(PREDICTION_SUFFIX) and name[: -len(PREDICTION_SUFFIX)] not in preds:
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="with a cases CSV as --ref: the split to score (default test)")
     parser.add_argument("--vs", type=Path, nargs="+", default=[], help="other prediction folders: paired Wilcoxon tests of --pred against each")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
-    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (a name of training.label_maps: paper, lungmask, lola11, totalsegmentator_v1/_v2; or a .yaml file)")
+    parser.add_argument("--ref-remap", default="paper", help="label convention of the references (a name of training.data.label_maps: paper, lungmask, lola11, totalsegmentator_v1/_v2; or a .yaml file)")
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME", help="method names in the report: --pred's, then each --vs's")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     folders = [args.pred, *args.vs]

@@ -6,7 +6,7 @@
   (``;``-separated, columns ``image_id`` and ``split``) gives the data set's split.
 * ``nnunet``: ``dataset.json`` (label names, ``file_ending``), ``imagesTr/NAME_0000.EXT`` with
   ``labelsTr/NAME.EXT``; ``imagesTs``/``labelsTs`` pairs, where present, are the test split.
-* ``folder``: ``images/`` and ``labels/`` paired by name (``training.data.discover_folder``).
+* ``folder``: ``images/`` and ``labels/`` paired by name (``training.data.cases.discover_folder``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from algorithm.labels import Lobe
 from algorithm.io.reading import case_name, is_image_file
-from training.label_maps import (
+from training.data.cases import discover_folder
+from training.data.label_maps import (
     LabelMapError,
     TOTALSEGMENTATOR_FILES,
     check_covers_lobes,
@@ -173,8 +174,6 @@ def _checked_map(spec: str | dict[int, int], where: str) -> dict[int, int]:
 
 
 def _folder(src: Path, label_map: str | None) -> list[SourceCase]:
-    from training.data import discover_folder  # imports torch; only the folder layout needs it
-
     table = _checked_map(label_map or "paper", f"label map {label_map or 'paper'}")
     try:
         found = discover_folder(src)

@@ -5,7 +5,7 @@ Turns a public lobe data set, in its own layout, into what ``training train`` re
 paper labels on the image's grid) and ``DST/cases.csv`` (one row per source case: status
 ``ok``/``excluded``/``failed`` with the reason, split, lobe volumes, quality flags, source paths).
 Train with ``data.csv: DST/cases.csv``: the split is the data set's own and left-out rows are
-skipped (``training.data.read_case_csv``).
+skipped (``training.data.cases.read_case_csv``).
 
 * Streams: one case at a time per worker (``--workers N`` processes); nothing of the whole data
   set is held.
@@ -16,7 +16,7 @@ skipped (``training.data.read_case_csv``).
   a data set with some unreadable cases is still a data set to train on, a run that produced
   nothing is an error to look at.
 * Split: the data set's own (TotalSegmentator ``meta.csv``, nnU-Net ``imagesTs``); other kept
-  cases get a seeded split (``training.data.assign_splits`` over the kept cases' names; train/val
+  cases get a seeded split (``training.data.cases.assign_splits`` over the kept cases' names; train/val
   only where the data set has its own test cases).
 """
 
@@ -41,10 +41,11 @@ from algorithm.errors import OutputError
 from algorithm.labels import LOBES
 from algorithm.io.reading import case_name
 from algorithm.io.writing import ensure_output_dir, locked_output_dir, remove_stale_temp_files
-from training.case_selection import SelectionRules
-from training.data import Case, assign_splits, atomic_write_bytes
-from training.dataset_layouts import LAYOUTS, LayoutError, SourceCase, discover
-from training.import_case import (
+from training.data.case_selection import SelectionRules
+from algorithm.io.atomic import atomic_write_bytes
+from training.data.cases import Case, assign_splits
+from training.data.dataset_layouts import LAYOUTS, LayoutError, SourceCase, discover
+from training.data.import_case import (
     IMAGES,
     LABELS,
     RECORDS,
@@ -204,7 +205,7 @@ def _csv_row(record: dict) -> dict:
 
 
 def write_cases_csv(records: list[dict], path: Path) -> None:
-    """cases.csv, written atomically (the columns ``training.data.read_case_csv`` reads first)."""
+    """cases.csv, written atomically (the columns ``training.data.cases.read_case_csv`` reads first)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

@@ -1,6 +1,6 @@
 """A realism number for phantoms (issue 17): how well a small classifier tells real from phantom.
 
-``python -m training.realism_classifier`` prints a markdown section (it is also part of
+``python -m training.realism.classifier`` prints a markdown section (it is also part of
 ``python -m training.realism``). CPU-cheap on purpose: a few hundred 32^3 patches and logistic
 regression on 7 intensity features (tissue shares, mean, spread).
 
@@ -34,8 +34,9 @@ from sklearn.preprocessing import StandardScaler
 
 from training.phantoms.config import PhantomOptions
 from training.phantoms.generate import generate_case
+from training.realism.real_scans import REAL_DIR, load_real_scans
 
-COMMAND = "python -m training.realism_classifier"
+COMMAND = "python -m training.realism.classifier"
 # 2 mm and no gradient feature: the lowest real-against-real floor of the spacings and feature
 # sets tried (`--floor-study`: 0.68 against 0.75 for the earlier 4 mm set with a mean gradient;
 # gradients pick up each scanner's kernel and noise). 32^3 patches are 64 mm cubes.
@@ -188,7 +189,7 @@ def phantom_patches(scan_name: str, image: sitk.Image, version: int, first_seed:
 
 
 def measure_realism(scans: list, versions: tuple[int, ...] = (1, 2), seed: int = 0, log=print) -> RealismNumbers:
-    """All numbers of the section; ``scans`` are ``realism.Scan`` (name, image). ``seed`` draws the
+    """All numbers of the section; ``scans`` are ``real_scans.Scan`` (name, image). ``seed`` draws the
     patch positions and the phantoms (seed 0: phantom seeds 5000 + 10 i at real scan i)."""
     rng = np.random.default_rng(seed)
     real = [sample_patches(s.name, resample_common(s.image), PATCHES_PER_REAL, rng) for s in scans]
@@ -343,8 +344,6 @@ def floor_study(scans: list, spacings=FLOOR_STUDY_SPACINGS_MM, draws: int = DRAW
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.realism import REAL_DIR, load_real_scans
-
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--versions", default="1,2", help="phantom generator versions to compare")

@@ -15,21 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
-from algorithm.boxes import bounding_box
-from algorithm.inference import NetworkPrediction
 from algorithm.io.reading import case_name, is_image_file, read_image
 from algorithm.io.writing import write_mask
-from algorithm.network import CTSUNet
 from algorithm.network.checkpoint import build_model, read_training_checkpoint
 from algorithm.segmenter import LobeSegmenter
 from training.config import TrainConfig, config_from_dict
-from training.data import read_case_csv
-from training.export import inference_settings, resolve_checkpoint
-from training.infer import predict_unet
+from training.data.cases import read_case_csv
+from training.loop.export import resolve_checkpoint
+from training.loop.infer import segmenter_for
 from training.cli_help import command_parser
 
 
@@ -40,28 +36,6 @@ def load_training_model(checkpoint: Path) -> tuple[torch.nn.Module, TrainConfig,
     model = build_model(config.model.kind, config.model.nonlocal_mode)
     model.load_state_dict(payload["model"])
     return model.eval(), config, int(payload["step"])
-
-
-class UNetSegmenter(LobeSegmenter):
-    """The one-stage 3D U-Net through the same steps; its network step tiles its trained output
-    size over the whole scan (it has no stage I to find the lungs)."""
-
-    def predict_grid(self, scan_zyx: np.ndarray, spacing_mm_zyx, on_tile=None) -> NetworkPrediction:
-        started = time.perf_counter()
-        volume = torch.from_numpy(scan_zyx)[None, None].to(self.device)
-        labels = predict_unet(self.model, volume, self.options.tile_out).cpu().numpy()
-        return NetworkPrediction(
-            labels=labels, confidence=np.ones(labels.shape, np.float16), stage1_labels=labels[::2, ::2, ::2],
-            lung_box=bounding_box(labels > 0), timings_s={"stage2": round(time.perf_counter() - started, 3)},
-        )
-
-
-def segmenter_for(model: torch.nn.Module, config: TrainConfig) -> LobeSegmenter:
-    """The shipped pipeline around a model in memory (cascades tile stage II as ``algorithm predict`` does)."""
-    settings = inference_settings(config)
-    if isinstance(model, CTSUNet):
-        return LobeSegmenter.from_model(model, settings, "cpu")
-    return UNetSegmenter.from_model(model, settings, "cpu", precision="float32", tile_out=config.tile_out)
 
 
 @torch.no_grad()

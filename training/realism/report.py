@@ -1,16 +1,16 @@
 """Phantoms beside real scans: ``python -m training.realism`` writes docs/realism.md and
-docs/img/phantoms.png.
+results/realism/phantoms.png.
 
-Real scans are read from ``../shared/data/real`` (relative to the repository root; never copied
-into the repository). Each real scan gets phantoms at its own size and spacing, and both go through
+Real scans are read from ``training.realism.real_scans.REAL_DIR`` (``../shared/data/real`` beside the
+repository; never copied into it). Each real scan gets phantoms at its own size and spacing, and both go through
 the same threshold-based measurements, so the numbers compare like with like.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,9 @@ from algorithm.constants import AIR_LUNG_CUT_HU
 from training.phantoms.config import PATHOLOGIES, VERSIONS, PhantomOptions
 from training.phantoms.generate import generate_case
 from training.cli_help import command_parser
+from training.realism.real_scans import REAL_DIR, REPO_ROOT, Scan, load_real_scans
+from training.realism.classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
 
-REAL_DIR = Path("../shared/data/real")
 COMMAND = "python -m training.realism"
 PHANTOMS_PER_SCAN = 3
 PHANTOM_PATHOLOGIES = ("none", "none", "copd")
@@ -80,14 +81,14 @@ INTERPRETATION = """\
   at f3b20ff 0.63 (0.60-0.66) over three draws (0.68 and 0.65 at fc2aa59, one draw): both
   sat 0.1 below that set's floor, which therefore could not show a difference; the floor study
   above chose the new set, and the gradient (each scanner's kernel and noise) is what raised the
-  floor. What still separates v2 (`python -m training.realism_classifier --explain 2`, fine
+  floor. What still separates v2 (`python -m training.realism.classifier --explain 2`, fine
   features at 2 mm, standardised mean differences, real minus phantom, copdgene- and CTA-geometry
   phantoms): moderate gradients (10-80 HU/mm, +0.64 to +0.81) against flat voxels (below 5 HU/mm,
   -0.51): real soft tissue has more edges; lung at -900 to -850 HU (-0.58) against -950 to -900
   (+0.53); voxels above 400 HU (+0.49: the contrast blood of the two contrast scans, 440-560 HU,
   which non-contrast phantoms lack). Gone from the list since the dense-tissue commit f3b20ff:
   too few voxels at 100-200 HU (+1.56 before, at 4 mm). Voxels in and near the body at 4 mm (`python -m
-  training.realism_classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
+  training.realism.classifier --hu-shares 2`; before: the same with training/phantoms of 9737850):
   the non-contrast real scans hold 2.7-3.2 % at 100-200 HU and 0.4-0.5 % above 400 HU; the
   non-contrast phantoms at the whole-chest geometries held 0.6-1.8 % and 0.8-2.1 %, now 1.6-3.1 %
   and 0.0-0.4 % (v2 at c526f02).
@@ -129,42 +130,6 @@ INTERPRETATION = """\
 - Vessel share (> -500 HU), lung HU median and 15th percentile, body width and depth, and noise
   fall within or near (15 %) the phantoms' range for the whole-chest scans.
 """
-
-
-@dataclass
-class Scan:
-    name: str
-    image: sitk.Image
-
-
-def load_real_scans(folder: Path = REAL_DIR) -> list[Scan]:
-    """Every scan in the folder (files and DICOM series), dropping exact duplicates."""
-    if not folder.is_dir():
-        return []
-    scans, seen = [], set()
-    for path in sorted(folder.iterdir()):
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                continue
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        elif path.suffix in {".mha", ".mhd", ".nrrd", ".gz", ".nii"}:
-            image = sitk.ReadImage(str(path))
-        else:
-            continue
-        key = (image.GetSize(), tuple(round(s, 3) for s in image.GetSpacing()))
-        if key in seen:  # the same scan as DICOM and as a single file
-            continue
-        seen.add(key)
-        name = path.name
-        for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".gz"):
-            name = name.removesuffix(suffix)
-        # Identity directions (x to the patient's left, y posterior, z superior): the dome measures
-        # tell right from left and up from down by voxel index.
-        scans.append(Scan(name, sitk.DICOMOrient(sitk.Cast(image, sitk.sitkInt16), "LPS")))
-    return scans
 
 
 def _fill_2d(mask: np.ndarray) -> np.ndarray:
@@ -407,23 +372,31 @@ def side_by_side(path: Path, scans: list[Scan], version: int = 2, first_seed: in
     plt.close(fig)
 
 
+def link_from(document: Path, target: Path) -> str:
+    """``target`` as a Markdown link in ``document``: relative to the document's folder, so that
+    docs/realism.md finds the pictures in results/realism/ wherever the repository lies."""
+    return Path(os.path.relpath(target.resolve(), document.resolve().parent)).as_posix()
+
+
 def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int = 2, classifier: bool = True) -> str:
     """Measure, compare, draw; returns the markdown."""
     rng = np.random.default_rng(0)
     scans = load_real_scans(real_dir)
     pair_png = out_png.with_name(f"phantoms-v{version}-vs-real.png")
+    png_dir = link_from(out_md, out_png.parent)
+    real_shown = os.path.relpath(real_dir.resolve(), REPO_ROOT)
     lines = [
         "# Phantom realism: synthetic chest CTs beside real scans",
         "",
-        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_dir}`; about 10 minutes on one "
+        f"Regenerate with `{COMMAND}` from the repository root (reads `{real_shown}`; about 10 minutes on one "
         f"core). Phantoms are generator version {version} (`--version`; v1 is kept reproducible, see "
-        "`docs/img/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
+        f"`{Path(os.path.relpath(out_png.resolve().parent, REPO_ROOT)).as_posix()}/phantoms-v1.png` and the realism number below). **v2 output changed at commit c526f02** "
         "(paraspinal muscle; before it at f3b20ff: dense tissue, bone, cartilage, contrast; at 9737850: COPD hyperinflation, COPD cases only; at "
         "fc2aa59: tissue texture, lobular lung mottle, fat density, first landed in 3244403 with a stronger mottle, "
         "and a non-square field of view fitted side by side): phantoms v2 made before fc2aa59 are those of commit "
         "237d99e (the v2 test set), and published numbers should name the generator commit.",
         "",
-        f"![real scans beside v{version} phantoms at the same size and spacing](img/{pair_png.name})",
+        f"![real scans beside v{version} phantoms at the same size and spacing]({png_dir}/{pair_png.name})",
         "",
         "Each real scan is compared with phantoms generated at its own size and spacing "
         f"({PHANTOMS_PER_SCAN} per scan: {', '.join(PHANTOM_PATHOLOGIES)}). Both go through the same "
@@ -432,12 +405,10 @@ def report(out_md: Path, out_png: Path, real_dir: Path = REAL_DIR, version: int 
         "whichever is larger; holes filled so vessels count), not through the phantom "
         "labels. **differs** marks a real value more than 15 % outside the phantoms' range.",
         "",
-        f"![phantoms beside a real scan](img/{out_png.name})",
+        f"![phantoms beside a real scan]({png_dir}/{out_png.name})",
         "",
     ]
     if classifier and len(scans) >= 3:
-        from training.realism_classifier import COMMAND as CLASSIFIER, DRAWS, floor_study, markdown, measure_realism
-
         versions = tuple(sorted({1, version}))
         draws = [measure_realism(scans, versions, seed=d, log=lambda m: print(m, file=sys.stderr)) for d in range(DRAWS)]
         lines += markdown(draws[0], draws)
@@ -502,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     p = command_parser(COMMAND, __doc__)
     p.add_argument("--real", default=str(REAL_DIR), help="folder of real scans")
     p.add_argument("--out", default="docs/realism.md")
-    p.add_argument("--image", default="docs/img/phantoms.png")
+    p.add_argument("--image", default="results/realism/phantoms.png")
     p.add_argument("--version", type=int, choices=VERSIONS, default=2, help="phantom generator version")
     p.add_argument("--no-classifier", action="store_true", help="skip the realism classifier (saves ~10 minutes)")
     p.add_argument("--scan", help="only print the table of the real scan whose name starts with this (writes nothing)")
