@@ -43,6 +43,7 @@ from algorithm.pipeline.input_grid import to_input_grid
 from algorithm.pipeline.lung import lung_from_scan
 from algorithm.pipeline.measures import RunInfo, measure
 from algorithm.pipeline.network import Progress, run_network
+from algorithm.pipeline.one_lung import LungsLook, second_look
 from algorithm.pipeline.preprocess import PreprocessedScan, check_input, preprocess
 from algorithm.report.lobe_report import LobeReport, WeightsInfo
 
@@ -178,6 +179,9 @@ class LobeSegmenter:
         with clock.timed("postprocess"):
             cleaned = clean_up(prediction, scan)
             lobes = lung_from_scan(scan, prediction, cleaned)
+            # one lung airless: the network's second look (its time counts here; no new timing key)
+            look = second_look(scan, LungsLook(prediction, cleaned, lobes), self.predict_grid, progress)
+            prediction, cleaned, lobes = look.prediction, look.cleaned, look.lobes
         with clock.timed("fissures"):
             fitted = refine_lobes(scan.canonical, lobes.labels, self.options.fissures, self.options.fissure_points)
         with clock.timed("measures"):

@@ -24,6 +24,7 @@ from algorithm.pipeline.fissures import FittedLobes, refine_lobes
 from algorithm.pipeline.input_grid import to_input_grid
 from algorithm.pipeline.lung import ScanLobes, lung_from_scan
 from algorithm.pipeline.network import run_network
+from algorithm.pipeline.one_lung import LungsLook, second_look
 from algorithm.pipeline.preprocess import PreprocessedScan, check_input, preprocess
 from algorithm.segmenter import LobeSegmenter
 
@@ -52,6 +53,8 @@ def before_fissures(
     middle = time.perf_counter()
     cleaned = clean_up(prediction, scan)
     lobes = lung_from_scan(scan, prediction, cleaned, lung_settings)
+    look = second_look(scan, LungsLook(prediction, cleaned, lobes), segmenter.predict_grid, _quiet, lung_settings)
+    prediction, cleaned, lobes = look.prediction, look.cleaned, look.lobes
     return BeforeFissures(scan, prediction, cleaned, lobes, middle - started, time.perf_counter() - middle)
 
 

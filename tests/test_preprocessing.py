@@ -32,8 +32,8 @@ DIRECTIONS = {
     "flipped-y (NIfTI RAS-like)": (1, 0, 0, 0, -1, 0, 0, 0, 1),
     "flipped x and y": (-1, 0, 0, 0, -1, 0, 0, 0, 1),
     "permuted (sagittal acquisition)": (0, 0, 1, 1, 0, 0, 0, 1, 0),
-    "oblique 12 degrees": (
-        math.cos(0.21), -math.sin(0.21), 0, math.sin(0.21), math.cos(0.21), 0, 0, 0, 1,
+    "oblique 0.8 degrees (within MAX_TILT_DEG: permuted exactly)": (
+        math.cos(0.014), -math.sin(0.014), 0, math.sin(0.014), math.cos(0.014), 0, 0, 0, 1,
     ),
 }
 

@@ -1,5 +1,6 @@
 """Step 4: the lung's extent from the scan on the scan's own (reoriented) grid, each lung voxel's
-lobe from the network (algorithm/lung_extent.py), then the scan-grid clean-up."""
+lobe from the network (algorithm/lung_extent.py), then the scan-grid clean-up, then each lung's
+lobes from its own side of the body (algorithm/laterality.py, issue 29)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from algorithm.inference import NetworkPrediction
+from algorithm.laterality import Laterality, laterality
 from algorithm.lung_extent import LungExtent, LungExtentSettings, NetworkLobes, lung_extent
 from algorithm.pipeline.clean_up import CleanLobes, on_scan_grid
 from algorithm.preprocessing import PreprocessedScan
@@ -20,6 +22,7 @@ class ScanLobes:
 
     labels: np.ndarray  # uint8 (Z, Y, X), cleaned
     extent: LungExtent  # the step's findings (the report's "lung_extent" section)
+    sides: Laterality | None = None  # each lung's side from anatomy (the report's "lungs" section)
 
 
 def lung_from_scan(
@@ -33,4 +36,5 @@ def lung_from_scan(
     hu = sitk.GetArrayViewFromImage(scan.canonical)
     network = NetworkLobes(cleaned.labels, prediction.probabilities)
     extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, network, settings)
-    return ScanLobes(on_scan_grid(extent.labels, scan), extent)
+    sides = laterality(hu, on_scan_grid(extent.labels, scan), scan.canonical_spacing_mm_zyx, prediction.probabilities)
+    return ScanLobes(sides.labels, extent, sides)

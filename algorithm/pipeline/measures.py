@@ -54,4 +54,6 @@ def measure(
         warnings=list(warnings),
         fissures=fitted.section,
         extent=lobes.extent,
+        axis_alignment=scan.axis_aligned.section() if scan.axis_aligned is not None else None,
+        sides=lobes.sides,
     )

@@ -57,7 +57,7 @@ class HuCalibration:
 def hu_calibration(values: np.ndarray, min_landmarks: int = 2, max_spread_hu: float = 100.0) -> HuCalibration:
     """Landmark peaks of ``values`` (any shape, any dtype) and whether they say "HU"."""
     sample = values.reshape(-1)[:: max(1, values.size // MAX_SAMPLE)].astype(np.float32)
-    peaks = {mark.name: _peak(sample, mark) for mark in LANDMARKS}
+    peaks = {mark.name: peak_in_window(sample, mark) for mark in LANDMARKS}
     offsets = {mark.name: peaks[mark.name] - mark.nominal_hu for mark in LANDMARKS if peaks[mark.name] is not None}
     offset = float(np.median(list(offsets.values()))) if offsets else None
     spread = max(offsets.values()) - min(offsets.values()) if offsets else 0.0
@@ -68,13 +68,13 @@ def hu_calibration(values: np.ndarray, min_landmarks: int = 2, max_spread_hu: fl
         return HuCalibration(peaks, offset, False, reason)
     if spread > max_spread_hu:
         return HuCalibration(peaks, offset, False, f"the landmarks disagree by {spread:.0f} HU ({seen} HU)")
-    below = _peak(_without_padding(sample[sample < BELOW_AIR.window_hu[1] + REACH_HU]), BELOW_AIR, sample.size)
+    below = peak_in_window(without_padding(sample[sample < BELOW_AIR.window_hu[1] + REACH_HU]), BELOW_AIR, sample.size)
     if below is not None:
         return HuCalibration(peaks, offset, False, f"a peak at {below:.0f} HU below the air peak ({seen} HU): shifted?")
     return HuCalibration(peaks, offset, True, f"{seen} HU")
 
 
-def _without_padding(low: np.ndarray) -> np.ndarray:
+def without_padding(low: np.ndarray) -> np.ndarray:
     """``low`` without the constant padding value(s) outside the reconstruction circle."""
     if low.size == 0:
         return low
@@ -83,7 +83,7 @@ def _without_padding(low: np.ndarray) -> np.ndarray:
     return low[~np.isin(low, padding)] if padding.size else low
 
 
-def _peak(sample: np.ndarray, mark: Landmark, total: int | None = None) -> float | None:
+def peak_in_window(sample: np.ndarray, mark: Landmark, total: int | None = None) -> float | None:
     """Centre of the highest clear local maximum of the smoothed histogram inside the window;
     ``total``: the voxel count the peak's share is taken of (default: the sample's)."""
     if sample.size == 0:

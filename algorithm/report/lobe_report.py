@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from algorithm.version import __version__
 from algorithm.labels import label_map
+from algorithm.laterality import Laterality
 from algorithm.lung_extent import LungExtent
 from algorithm.report.border_index import border_flags, border_report
 from algorithm.report.density import lobe_measures
@@ -24,6 +25,9 @@ from algorithm.report.volumes import volumes_ml
 
 SOFTWARE = {"name": "ctsunet-lobes", "version": __version__}
 LOW_CONFIDENCE_BELOW = 0.5  # winning softmax probability under which a lung voxel counts as unsure
+# sections written only when their step did something, so that the JSON of an ordinary scan keeps
+# the keys it had (issue 29: a tilted scan's resampling)
+OMITTED_WHEN_NONE = frozenset({"axis_alignment"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class LobeReport:
     network_unlabelled_lung_share: float = 0.0  # of the air-filled lung, left background by the network
     lung_extent: dict | None = None  # what the lung's extent from the scan found (lung_extent.py)
     lobe_shares: dict | None = None  # each lobe's share beside the published population (lobe_shares.py)
+    lungs: dict | None = None  # each lung's side and status from anatomy (laterality.py)
+    axis_alignment: dict | None = None  # a tilted scan's axis-aligned grid (preprocessing.AxisAlignedGrid)
     warnings: list[str] = field(default_factory=list)
     software: dict = field(default_factory=lambda: dict(SOFTWARE))
 
@@ -76,9 +82,9 @@ class LobeReport:
         """A JSON-ready copy (the key order of the written JSON: software first)."""
         out = {"software": dict(self.software)}
         for f in fields(self):
-            if f.name == "software":
-                continue
             value = getattr(self, f.name)
+            if f.name == "software" or (value is None and f.name in OMITTED_WHEN_NONE):
+                continue
             if isinstance(value, (NetworkRun, WeightsInfo)):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(value).items()}
             out[f.name] = copy.deepcopy(value)
@@ -111,9 +117,13 @@ def build_report(
     warnings: list[str] | None = None,
     fissures: dict | None = None,
     extent: LungExtent | None = None,
+    axis_alignment: dict | None = None,
+    sides: Laterality | None = None,
 ) -> LobeReport:
     """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality; ``extent``:
-    what the lung-extent step found (its share of lung the network missed is flagged)."""
+    what the lung-extent step found (its share of lung the network missed is flagged);
+    ``axis_alignment``: the grid a tilted scan was resampled onto, if it was; ``sides``: each
+    lung's side and status from anatomy (its flags join the quality flags)."""
     unlabelled = extent.network_unlabelled_share if extent is not None else 0.0
     measures = lobe_measures(image, mask)
     limits = QualityLimits()
@@ -130,7 +140,7 @@ def build_report(
         low_confidence_lung_share=round(low_confidence, 4),
         outside_air_removed_ml=round(outside_air_ml, 1),
         measures=measures,
-        quality_flags=quality.flags + border_flags(borders) + fissure_flags(fissures),
+        quality_flags=quality.flags + (sides.flags() if sides is not None else []) + border_flags(borders) + fissure_flags(fissures),
         quality_estimates=quality.estimates,
         border_vessel_index=borders,
         fissures=fissures,
@@ -143,5 +153,7 @@ def build_report(
             "work_block_zyx": list(extent.work_block_zyx),
         },
         lobe_shares=share_report(measures, limits.lobe_share_range_percent),
+        lungs=None if sides is None else sides.section(),
+        axis_alignment=axis_alignment,
         warnings=list(warnings or []),
     )

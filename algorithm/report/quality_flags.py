@@ -24,7 +24,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from algorithm.labels import LOBES, LOBE_NAMES, Lobe
-from algorithm.report.hu_landmarks import HuCalibration, hu_calibration
+from algorithm.calibration import robust_hu_calibration  # issue 29 hook
+from algorithm.report.hu_landmarks import HuCalibration
 from algorithm.boxes import bounding_box
 from algorithm.report.lobe_shares import POPULATION_SHARES, default_flag_ranges_percent
 
@@ -210,8 +211,9 @@ def assess_quality(
     ``outside_air_ml``: what the clean-up removed as air around the body;
     ``network_unlabelled_share``: the share of the air-filled lung the network left background."""
     limits = limits or QualityLimits()
-    calibration = hu_calibration(sitk.GetArrayViewFromImage(image), limits.min_hu_landmarks,
-                                 limits.max_hu_landmark_spread_hu)
+    # issue 29 hook: the landmark test, again after averaging the noise (algorithm/calibration.py)
+    calibration = robust_hu_calibration(sitk.GetArrayViewFromImage(image), tuple(reversed(image.GetSpacing())),
+                                        limits.min_hu_landmarks, limits.max_hu_landmark_spread_hu)
     estimates = {
         "noise_hu": _rounded(noise_hu(image, mask, limits)),
         "air_peak_hu": _rounded(calibration.peaks_hu["air"]),
