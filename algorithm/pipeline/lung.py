@@ -1,6 +1,7 @@
 """Step 4: the lung's extent from the scan on the scan's own (reoriented) grid, each lung voxel's
 lobe from the network (algorithm/lung_extent.py), then the scan-grid clean-up, then each lung's
-lobes from its own side of the body (algorithm/laterality.py, issue 29)."""
+lobes from its own side of the body (algorithm/laterality.py, issue 29), then the dense lung
+between the aerated lung and the chest wall added to its lobe (algorithm/dense_lung.py, issue 31)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from algorithm.dense_lung import DenseLung, recover_dense_lung
 from algorithm.inference import NetworkPrediction
 from algorithm.laterality import Laterality, laterality
 from algorithm.lung_extent import LungExtent, LungExtentSettings, NetworkLobes, lung_extent
@@ -23,6 +25,7 @@ class ScanLobes:
     labels: np.ndarray  # uint8 (Z, Y, X), cleaned
     extent: LungExtent  # the step's findings (the report's "lung_extent" section)
     sides: Laterality | None = None  # each lung's side from anatomy (the report's "lungs" section)
+    dense: DenseLung | None = None  # dense lung added, effusion kept out (the report's "dense_lung" section)
 
 
 def lung_from_scan(
@@ -37,4 +40,5 @@ def lung_from_scan(
     network = NetworkLobes(cleaned.labels, prediction.probabilities)
     extent = lung_extent(hu, scan.canonical_spacing_mm_zyx, network, settings)
     sides = laterality(hu, on_scan_grid(extent.labels, scan), scan.canonical_spacing_mm_zyx, prediction.probabilities)
-    return ScanLobes(sides.labels, extent, sides)
+    dense = recover_dense_lung(hu, sides.labels, scan.canonical_spacing_mm_zyx)
+    return ScanLobes(dense.labels, extent, sides, dense)

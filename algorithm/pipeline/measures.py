@@ -56,4 +56,5 @@ def measure(
         extent=lobes.extent,
         axis_alignment=scan.axis_aligned.section() if scan.axis_aligned is not None else None,
         sides=lobes.sides,
+        dense=lobes.dense,
     )

@@ -52,4 +52,4 @@ def second_look(scan: PreprocessedScan, first: LungsLook, predict: Predict, prog
     # mirrored lung); the sides are judged again on what is kept, so the airless side stays so
     within = np.where(first.lobes.labels > 0, second.labels, 0).astype(np.uint8)
     sides_again = laterality(np.asarray(hu), within, scan.canonical_spacing_mm_zyx, prediction.probabilities)
-    return LungsLook(prediction, cleaned, ScanLobes(sides_again.labels, second.extent, sides_again))
+    return LungsLook(prediction, cleaned, ScanLobes(sides_again.labels, second.extent, sides_again, second.dense))

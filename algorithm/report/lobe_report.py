@@ -16,7 +16,9 @@ import SimpleITK as sitk
 from algorithm.version import __version__
 from algorithm.labels import label_map
 from algorithm.laterality import Laterality
+from algorithm.dense_lung import DenseLung
 from algorithm.lung_extent import LungExtent
+from algorithm.report.dense_share import dense_flags, dense_section
 from algorithm.report.border_index import border_flags, border_report
 from algorithm.report.density import lobe_measures
 from algorithm.report.lobe_shares import share_report
@@ -71,6 +73,7 @@ class LobeReport:
     lobe_shares: dict | None = None  # each lobe's share beside the published population (lobe_shares.py)
     lungs: dict | None = None  # each lung's side and status from anatomy (laterality.py)
     axis_alignment: dict | None = None  # a tilted scan's axis-aligned grid (preprocessing.AxisAlignedGrid)
+    dense_lung: dict | None = None  # dense lung in the lobes, effusion kept out (dense_lung.py, issue 31)
     warnings: list[str] = field(default_factory=list)
     software: dict = field(default_factory=lambda: dict(SOFTWARE))
 
@@ -119,6 +122,7 @@ def build_report(
     extent: LungExtent | None = None,
     axis_alignment: dict | None = None,
     sides: Laterality | None = None,
+    dense: DenseLung | None = None,
 ) -> LobeReport:
     """Measure ``mask`` on ``image`` (both on the input grid) and assess its quality; ``extent``:
     what the lung-extent step found (its share of lung the network missed is flagged);
@@ -140,7 +144,8 @@ def build_report(
         low_confidence_lung_share=round(low_confidence, 4),
         outside_air_removed_ml=round(outside_air_ml, 1),
         measures=measures,
-        quality_flags=quality.flags + (sides.flags() if sides is not None else []) + border_flags(borders) + fissure_flags(fissures),
+        quality_flags=quality.flags + (sides.flags() if sides is not None else []) + border_flags(borders)
+        + fissure_flags(fissures) + dense_flags(measures, dense),
         quality_estimates=quality.estimates,
         border_vessel_index=borders,
         fissures=fissures,
@@ -155,5 +160,6 @@ def build_report(
         lobe_shares=share_report(measures, limits.lobe_share_range_percent),
         lungs=None if sides is None else sides.section(),
         axis_alignment=axis_alignment,
+        dense_lung=None if dense is None else dense_section(measures, dense),
         warnings=list(warnings or []),
     )

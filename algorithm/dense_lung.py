@@ -1,0 +1,416 @@
+"""Dense lung between the aerated lung and the chest wall joins its lobe (issue 31).
+
+The lung step (lung_extent.py) keeps dense lung only where the network labelled it or where the
+aerated lung encloses it within a slice. A subpleural consolidation, the typical COVID-19 lesion,
+is neither: it lies between the aerated lung and the chest wall, and on real scans the network
+leaves it out (a probe of the issue kept 0.6 % of it). Its HU (-100...+50) is the chest wall's and
+the mediastinum's, so the scan's density cannot tell it apart; its *place* can:
+
+1. **Inside the lung's own envelope.** A lesion dents the lung's outer surface: per axial slice
+   and side, it lies in the convex hull of that side's lung. A pleural effusion does not: the
+   compressed lung keeps a convex surface and the fluid lies outside its hull (reported, kept out).
+2. **Inside the rib cage, on the costal side.** Along a ray from the side's centre in its slice,
+   the lesion lies beyond the lung's last voxel and before the inner surface of the ribs (the
+   first bone further out; across an intercostal gap or a costal cartilage the rib radius is
+   interpolated from the neighbouring rays). Rays that meet the other lung first, or whose first
+   bone is the spine or sternum (within ``midline_band_mm`` of the midline), cross the
+   mediastinum: hilum, heart, aorta and the anterior junction never join a lobe. A lesion against
+   the mediastinum is therefore not recovered; the report's dense share says what was.
+3. **Connected to the lung in 3D**, denser than aerated lung and below bone.
+
+Recovered voxels take the lobe the fissure surfaces give them, not the nearest aerated voxel: each
+fissure is a height field z(y, x) over the columns that hold both of its lobes, continued into
+the lesion's columns by normalised Gaussian smoothing (``fissure_heights``).
+
+All arrays are (Z, Y, X) on the canonical (LPS) grid, spacings in mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import convex_hull_image
+
+from algorithm.labels import LEFT_LOBES, RIGHT_LOBES, Lobe
+from algorithm.postprocessing import AIR_MAX_HU
+
+SIDE_LOBES = {"left": LEFT_LOBES, "right": RIGHT_LOBES}
+
+
+@dataclass(frozen=True)
+class DenseLungSettings:
+    """Where dense tissue next to the lung is lung; recorded in docs/design.md (Dense lung)."""
+
+    work_spacing_mm: float = 2.0  # in-plane work grid (z stays the scan's)
+    dense_min_hu: float = AIR_MAX_HU  # denser than aerated lung (air pieces are the lung step's)
+    dense_max_hu: float = 150.0  # consolidation and fluid reach +50; bone and contrast lie above
+    bone_min_hu: float = 250.0  # a work pixel whose densest voxel is above this is bone or contrast
+    rib_span_mm: float = 10.0  # bone this close above or below a slice counts in it (rib gaps)
+    vessel_radius_mm: float = 6.0  # bright regions holding a disc this wide are vessels or heart, not ribs
+    rays: int = 360  # angular bins per slice and side
+    rib_reach_mm: float = 40.0  # the deepest lesion recovered: a wall further than this is not the lung's
+    max_gap_deg: float = 45.0  # intercostal gaps and cartilage: rib radius interpolated across this
+    wall_margin_mm: float = 3.0  # stay this far inside the ribs' inner surface (intercostal muscle)
+    max_outward_deg: float = 125.0  # rays further than this from outward cross to the mediastinum
+    dent_min_mm: float = 3.0  # a ray's lung edge this far inside the lung's hull: a dent
+    midline_band_mm: float = 22.0  # bone this close to the midline is the spine or the sternum
+    min_slice_area_mm2: float = 150.0  # a side's lung smaller than this in a slice casts no rays
+    grow_steps: int = 1  # work pixels the recovered region grows within the hull's dense voxels
+    height_sigma_mm: float = 12.0  # smoothing that continues a fissure into the lesion's columns
+    effusion_hu: tuple[float, float] = (-20.0, 40.0)  # fluid outside the lung's hull
+    min_effusion_ml: float = 5.0  # smaller fluid pieces are not reported
+
+
+@dataclass(frozen=True)
+class DenseLung:
+    """The lobes with their dense lung and what the step found (the report's "dense_lung" section)."""
+
+    labels: np.ndarray  # uint8 (Z, Y, X) lobes, recovered dense lung included
+    recovered_ml: dict[str, float]  # per lobe: dense lung this step added
+    effusion_ml: dict[str, float]  # per side: fluid outside the lungs' envelope, kept out
+    work_block_yx: tuple[int, int]
+
+
+# ---------------------------------------------------------------- work grid
+
+
+def _block_reduce(hu: np.ndarray, block: tuple[int, int], how) -> np.ndarray:
+    """Per in-plane block of ``block`` voxels, ``how`` ("mean" or "max") over the block."""
+    by, bx = block
+    nz, ny, nx = hu.shape
+    pad = ((0, 0), (0, -ny % by), (0, -nx % bx))
+    padded = np.pad(hu.astype(np.float32), pad, mode="edge")
+    shaped = padded.reshape(nz, padded.shape[1] // by, by, padded.shape[2] // bx, bx)
+    return shaped.mean(axis=(2, 4)) if how == "mean" else shaped.max(axis=(2, 4))
+
+
+def _to_work(mask: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """A scan-grid mask on the work grid: a pixel is set where half its block or more is."""
+    return _block_reduce(mask.view(np.uint8), block, "mean") >= 0.5
+
+
+def _to_scan(mask: np.ndarray, block: tuple[int, int], shape) -> np.ndarray:
+    by, bx = block
+    return np.repeat(np.repeat(mask, by, axis=1), bx, axis=2)[:, : shape[1], : shape[2]]
+
+
+# ---------------------------------------------------------------- one slice, one side: rays
+
+
+@dataclass(frozen=True)
+class _Slice:
+    lung: np.ndarray  # bool (Y, X): this side's lung
+    other: np.ndarray  # bool: the other side's lung
+    dense: np.ndarray  # bool: dense, not bone
+    bone: np.ndarray  # bool
+    air: np.ndarray  # bool: air around the body (connected to the slice's edge)
+    bright: np.ndarray  # bool: thick bright regions (contrast-filled heart and vessels, vertebral bodies)
+    effusion_hu: np.ndarray  # bool: in the effusion's HU range
+    spacing_mm: tuple[float, float]
+    midline_x_mm: float
+    body_centre: tuple[float, float]  # (y, x) pixels: between the lungs (outward points away from it)
+
+
+def _polar(mask: np.ndarray, centre: tuple[float, float], spacing, rays: int):
+    """Angle bin and radius (mm) of every set pixel of ``mask`` around ``centre`` (pixel units)."""
+    y, x = np.nonzero(mask)
+    dy, dx = (y - centre[0]) * spacing[0], (x - centre[1]) * spacing[1]
+    angle = np.floor((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * rays).astype(np.int64) % rays
+    return y, x, angle, np.hypot(dy, dx)
+
+
+def _bin_extreme(angle: np.ndarray, radius: np.ndarray, rays: int, maximum: bool) -> np.ndarray:
+    out = np.full(rays, -np.inf if maximum else np.inf)
+    (np.maximum if maximum else np.minimum).at(out, angle, radius)
+    return out
+
+
+def _first_beyond(points, edge_mm: np.ndarray, rays: int) -> np.ndarray:
+    """Per ray, the smallest radius of ``points`` beyond the lung's edge on that ray."""
+    _, _, angle, radius = points
+    beyond = radius > edge_mm[angle]
+    return _bin_extreme(angle[beyond], radius[beyond], rays, maximum=False)
+
+
+def _fill_gaps(values: np.ndarray, known: np.ndarray, blocked: np.ndarray, max_gap: int) -> np.ndarray:
+    """``values`` on a circle with the unknown runs between two known bins (at most ``max_gap``
+    long, none blocked) filled linearly; elsewhere unknown is -inf (no wall, nothing recovered)."""
+    out = np.where(known, values, -np.inf)
+    n = len(values)
+    idx = np.flatnonzero(known)
+    if idx.size == 0:
+        return out
+    for a, b in zip(idx, np.roll(idx, -1)):
+        gap = (b - a) % n - 1
+        if gap <= 0 or gap > max_gap:
+            continue
+        run = (a + 1 + np.arange(gap)) % n
+        if blocked[run].any():
+            continue
+        t = (np.arange(1, gap + 1)) / (gap + 1)
+        out[run] = values[a] + t * (values[b] - values[a])
+    return out
+
+
+def _cavity_limits(s: _Slice, centre, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Per ray: the lung's edge (mm from the centre) and the cavity's outer limit (the ribs' inner
+    surface less the margin; -inf where the ray crosses the mediastinum or finds no wall)."""
+    rays = settings.rays
+    lung = _polar(s.lung, centre, s.spacing_mm, rays)
+    edge = _bin_extreme(lung[2], lung[3], rays, maximum=True)
+    bone = _polar(s.bone, centre, s.spacing_mm, rays)
+    # the spine is mediastinal; the sternum, anterior of the side's centre, is chest wall
+    spine = (np.abs(bone[1] * s.spacing_mm[1] - s.midline_x_mm) <= settings.midline_band_mm) & (bone[0] > centre[0])
+    rib = _first_beyond(tuple(a[~spine] for a in bone), edge, rays)
+    axial = _first_beyond(tuple(a[spine] for a in bone), edge, rays)
+    other = _first_beyond(_polar(s.other, centre, s.spacing_mm, rays), edge, rays)
+    bright = _first_beyond(_polar(s.bright, centre, s.spacing_mm, rays), edge, rays)
+    air = _first_beyond(_polar(s.air, centre, s.spacing_mm, rays), edge, rays)
+    # the mediastinum: the ray meets the spine, the other lung or contrast-filled vessels before a
+    # rib, or a rib only after more dense tissue than a lesion is deep (through the heart) without
+    # leaving the body; a ray that leaves the body first passed an intercostal gap: unknown
+    far = (rib - edge > settings.rib_reach_mm) & (rib < air)
+    mediastinal = (axial < rib) | (other < rib) | (bright < rib - settings.wall_margin_mm) | far
+    known = np.isfinite(edge) & ~mediastinal & (rib - edge <= settings.rib_reach_mm)
+    blocked = mediastinal | ~np.isfinite(edge)
+    max_gap = int(round(settings.max_gap_deg / 360.0 * rays))
+    wall = _fill_gaps(rib, known, blocked, max_gap) - settings.wall_margin_mm
+    wall[blocked] = -np.inf
+    return edge, wall
+
+
+def _outward(centre, s: _Slice, settings: DenseLungSettings) -> np.ndarray:
+    """Per ray: within ``max_outward_deg`` of the direction from the body's centre to the side's
+    centre. A costal lesion lies outward of its lung; the heart, the stomach under a lung's base
+    and the mediastinum lie inward."""
+    oy = (centre[0] - s.body_centre[0]) * s.spacing_mm[0]
+    ox = (centre[1] - s.body_centre[1]) * s.spacing_mm[1]
+    out_angle = np.arctan2(oy, ox)
+    ray_angle = (np.arange(settings.rays) + 0.5) / settings.rays * 2 * np.pi - np.pi
+    difference = np.abs(np.angle(np.exp(1j * (ray_angle - out_angle))))
+    return difference <= np.radians(settings.max_outward_deg)
+
+
+def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(dense lung to recover, effusion) in one slice of one side. A ray whose lung edge lies
+    inside the lung's convex hull by ``dent_min_mm`` or more crosses a dent: its dense voxels out
+    to the wall are lung. On the other rays, fluid between the lung and the wall is effusion."""
+    none = np.zeros_like(s.lung)
+    area_mm2 = np.count_nonzero(s.lung) * s.spacing_mm[0] * s.spacing_mm[1]
+    if area_mm2 < settings.min_slice_area_mm2:
+        return none, none
+    centre = ndimage.center_of_mass(s.lung)
+    edge, wall = _cavity_limits(s, centre, settings)
+    hull = _polar(convex_hull_image(s.lung), centre, s.spacing_mm, settings.rays)
+    hull_edge = _bin_extreme(hull[2], hull[3], settings.rays, maximum=True)
+    dent_min_mm = max(settings.dent_min_mm, 1.5 * max(s.spacing_mm))  # a pixel's step is no dent
+    dent = np.isfinite(edge) & (hull_edge - np.where(np.isfinite(edge), edge, 0.0) >= dent_min_mm)
+    y, x, angle, radius = _polar(~s.lung & ~s.other & (s.dense | s.effusion_hu), centre, s.spacing_mm, settings.rays)
+    within = (radius > edge[angle]) & (radius <= wall[angle])
+    recover, effusion = none.copy(), none.copy()
+    take = within & dent[angle] & s.dense[y, x] & _outward(centre, s, settings)[angle]
+    recover[y[take], x[take]] = True
+    fluid = within & ~dent[angle] & s.effusion_hu[y, x]
+    effusion[y[fluid], x[fluid]] = True
+    return recover, effusion
+
+
+# ---------------------------------------------------------------- 3D
+
+
+def _touching(candidates: np.ndarray, lung: np.ndarray) -> np.ndarray:
+    """The 3D pieces of ``candidates`` that touch ``lung`` (face neighbours)."""
+    pieces, count = ndimage.label(candidates)
+    if count == 0:
+        return candidates
+    touch = np.unique(pieces[ndimage.binary_dilation(lung) & candidates])
+    keep = np.zeros(count + 1, bool)
+    keep[touch] = True
+    keep[0] = False
+    return keep[pieces]
+
+
+def _thick_in_plane(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarray:
+    """What of ``mask`` a disc of ``radius_mm`` fits in, per slice, grown back by one pixel
+    (ribs are thinner; the heart's chambers, the aorta and the vertebral bodies are not)."""
+    ry, rx = (max(1, int(round(radius_mm / s))) for s in spacing_yx)
+    yy, xx = np.ogrid[-ry : ry + 1, -rx : rx + 1]
+    disc = ((yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0)[None]
+    opened = ndimage.binary_opening(mask, structure=disc)
+    return ndimage.binary_dilation(opened, structure=np.ones((1, 3, 3), bool)) & mask
+
+
+def _outside_air(air: np.ndarray) -> np.ndarray:
+    """Per slice, the air connected to the slice's edge (not bowel or stomach gas)."""
+    out = np.zeros_like(air)
+    for k in range(air.shape[0]):
+        pieces, count = ndimage.label(air[k])
+        if count == 0:
+            continue
+        edge = np.unique(np.concatenate([pieces[[0, -1], :].ravel(), pieces[:, [0, -1]].ravel()]))
+        keep = np.zeros(count + 1, bool)
+        keep[edge] = True
+        keep[0] = False
+        out[k] = keep[pieces]
+    return out
+
+
+def _between_lungs(sides: dict[str, np.ndarray], vertebra: np.ndarray) -> np.ndarray:
+    """The mediastinum in front of the spine: per slice and row, the pixels between the right
+    lung's medial edge and the left lung's (LPS: the left lung at larger x), anterior of the
+    vertebral body (``vertebra``: its pixels). The paravertebral gutters behind the body's front
+    stay open: a posterior lesion lies there."""
+    right, left = sides["right"], sides["left"]
+    nz, ny, nx = right.shape
+    x = np.arange(nx)
+    right_edge = np.where(right, x, -1).max(axis=2)  # (Z, Y)
+    left_edge = np.where(left, x, nx).min(axis=2)
+    out = (x[None, None] > right_edge[..., None]) & (x[None, None] < left_edge[..., None])
+    out &= ((right_edge >= 0) & (left_edge < nx))[..., None]
+    y = np.arange(ny)
+    lung_y = np.where(right | left, y[None, :, None], 0).sum(axis=(1, 2)) / np.maximum((right | left).sum(axis=(1, 2)), 1)
+    behind = vertebra & (y[None, :, None] > lung_y[:, None, None])
+    front = np.where(behind, y[None, :, None], ny).min(axis=(1, 2))  # (Z,): the body's anterior edge
+    return out & (y[None, :, None] < front[:, None, None])
+
+
+def _lungs_y(sides: dict[str, np.ndarray], k: int) -> float:
+    """The mean row of both lungs in slice ``k`` (pixels)."""
+    rows = np.nonzero(sides["left"][k] | sides["right"][k])[0]
+    return float(rows.mean()) if rows.size else 0.0
+
+
+def _side_masks(work_labels: np.ndarray) -> dict[str, np.ndarray]:
+    return {side: np.isin(work_labels, [int(v) for v in lobes]) for side, lobes in SIDE_LOBES.items()}
+
+
+def _midline_x_mm(sides: dict[str, np.ndarray], spacing_x_mm: float) -> float:
+    """Half-way between the right lung's medial edge and the left lung's (LPS: left is +x)."""
+    right_x = np.nonzero(sides["right"].any(axis=(0, 1)))[0]
+    left_x = np.nonzero(sides["left"].any(axis=(0, 1)))[0]
+    if right_x.size and left_x.size:
+        return 0.5 * (np.percentile(np.nonzero(sides["right"])[2], 99) + np.percentile(np.nonzero(sides["left"])[2], 1)) * spacing_x_mm
+    lung_x = right_x if right_x.size else left_x
+    return 0.5 * (lung_x[0] + lung_x[-1]) * spacing_x_mm if lung_x.size else 0.0
+
+
+# ---------------------------------------------------------------- lobes of the recovered voxels
+
+
+def fissure_heights(labels: np.ndarray, lower: tuple[int, ...], upper: tuple[int, ...], sigma_px: tuple[float, float]) -> np.ndarray:
+    """The border between ``lower`` and ``upper`` lobes as a height field (z index, float) over
+    every column (Y, X). Where a column holds both, half-way between the top of ``lower`` and the
+    bottom of ``upper``; elsewhere continued by normalised Gaussian smoothing of those heights;
+    held above a column's ``lower`` lung and below its ``upper`` lung, so that every voxel already
+    labelled keeps its side of the border."""
+    z = np.arange(labels.shape[0])[:, None, None]
+    is_lower, is_upper = np.isin(labels, lower), np.isin(labels, upper)
+    top_lower = np.where(is_lower, z, -1).max(axis=0).astype(np.float32)
+    bottom_upper = np.where(is_upper, z, labels.shape[0]).min(axis=0).astype(np.float32)
+    both = (top_lower >= 0) & (bottom_upper < labels.shape[0])
+    height = np.where(both, 0.5 * (top_lower + bottom_upper), 0.0).astype(np.float32)
+    if both.any():
+        weight = ndimage.gaussian_filter(both.astype(np.float32), sigma_px, mode="nearest")
+        smooth = ndimage.gaussian_filter(height, sigma_px, mode="nearest") / np.maximum(weight, 1e-6)
+        known = weight > 1e-3
+        if not known.all():  # columns far from every border: the nearest continued height
+            _, nearest = ndimage.distance_transform_edt(~known, return_indices=True)
+            smooth = smooth[tuple(nearest)]
+        height = np.where(both, height, smooth)
+    else:
+        height[:] = labels.shape[0] / 2.0
+    height = np.maximum(height, top_lower + 0.5)  # a column's lower-lobe lung stays below
+    return np.minimum(height, bottom_upper - 0.5)  # and its upper-lobe lung above
+
+
+def lobes_by_fissures(labels: np.ndarray, where: np.ndarray, spacing_mm_zyx, sigma_mm: float, side_of: np.ndarray) -> np.ndarray:
+    """The lobe of each voxel of ``where`` from the fissure height fields of ``labels``;
+    ``side_of`` (bool, same shape) is True on the left side."""
+    sigma_px = tuple(sigma_mm / s for s in spacing_mm_zyx[1:])
+    z = np.nonzero(where)[0]
+    yx = np.nonzero(where)[1:]
+    out = np.zeros(z.size, np.uint8)
+    left = side_of[where]
+    if left.any():
+        h = fissure_heights(labels, (int(Lobe.LLL),), (int(Lobe.LUL),), sigma_px)[yx]
+        out[left] = np.where(z[left] < h[left], int(Lobe.LLL), int(Lobe.LUL))
+    right = ~left
+    if right.any():
+        oblique = fissure_heights(labels, (int(Lobe.RLL),), (int(Lobe.RUL), int(Lobe.RML)), sigma_px)[yx]
+        upper = np.where(labels == int(Lobe.RLL), 0, labels)
+        horizontal = fissure_heights(upper, (int(Lobe.RML),), (int(Lobe.RUL),), sigma_px)[yx]
+        rml_present = np.any(labels == int(Lobe.RML))
+        below_h = (z < horizontal) if rml_present else np.zeros(z.size, bool)
+        lobe = np.where(z < oblique, int(Lobe.RLL), np.where(below_h, int(Lobe.RML), int(Lobe.RUL)))
+        out[right] = lobe[right]
+    return out
+
+
+# ---------------------------------------------------------------- the step
+
+
+def recover_dense_lung(
+    hu: np.ndarray, labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], settings: DenseLungSettings | None = None
+) -> DenseLung:
+    """``labels`` (uint8 lobes on the grid of ``hu``) with the dense lung between the aerated lung
+    and the chest wall added to the lobes; the pleural effusion measured and kept out."""
+    settings = settings or DenseLungSettings()
+    block = tuple(max(1, int(round(settings.work_spacing_mm / s))) for s in spacing_mm_zyx[1:])
+    spacing_yx = tuple(s * b for s, b in zip(spacing_mm_zyx[1:], block))
+    work_labels = _block_reduce(labels, block, "max").astype(np.uint8)  # a lobe wherever a voxel is
+    mean_hu = _block_reduce(hu, block, "mean")
+    max_hu = _block_reduce(hu, block, "max")
+    bone = max_hu > settings.bone_min_hu
+    dense = (mean_hu > settings.dense_min_hu) & (mean_hu <= settings.dense_max_hu) & ~bone
+    air = _outside_air((mean_hu <= settings.dense_min_hu) & (work_labels == 0))
+    bright = _thick_in_plane(bone, settings.vessel_radius_mm, spacing_yx)  # contrast-filled heart and vessels
+    # ribs run obliquely: a slice meets one in some directions only; the ribs of the slices close
+    # above and below close the gaps (the cage, not this slice's cut through it, is the wall)
+    reach_z = int(np.ceil(settings.rib_span_mm / spacing_mm_zyx[0]))
+    bone = ndimage.maximum_filter1d((bone & ~bright).view(np.uint8), 2 * reach_z + 1, axis=0).view(bool) & ~bright
+    fluid = (mean_hu >= settings.effusion_hu[0]) & (mean_hu <= settings.effusion_hu[1]) & ~bone
+    sides = _side_masks(work_labels)
+    midline = _midline_x_mm(sides, spacing_yx[1])
+    band = np.abs(np.arange(work_labels.shape[2]) * spacing_yx[1] - midline) <= settings.midline_band_mm
+    mediastinum = _between_lungs(sides, (bright | bone) & band[None, None, :])
+    voxel_ml = float(np.prod(spacing_mm_zyx)) / 1000.0
+    recovered_ml: dict[str, float] = {}
+    effusion_ml: dict[str, float] = {}
+    out = labels.copy()
+    new_all = np.zeros(labels.shape, bool)
+    new_left = np.zeros(labels.shape, bool)
+    for side, other in (("left", "right"), ("right", "left")):
+        recover = np.zeros(work_labels.shape, bool)
+        effusion = np.zeros(work_labels.shape, bool)
+        for k in range(work_labels.shape[0]):
+            centre = (_lungs_y(sides, k), midline / spacing_yx[1])
+            s = _Slice(sides[side][k], sides[other][k], dense[k], bone[k], air[k], bright[k], fluid[k], spacing_yx, midline, centre)
+            recover[k], effusion[k] = _slice_candidates(s, settings)
+        # a lesion is thick; the partial-volume rim of a pleura one pixel thin is not
+        recover = ndimage.binary_opening(recover & ~mediastinum, structure=np.ones((1, 3, 3), bool))
+        recover = _touching(recover, sides[side])
+        within = _hull_dense(sides[side], dense, sides[other]) & ~mediastinum
+        for _ in range(settings.grow_steps):
+            recover |= ndimage.binary_dilation(recover) & within
+        on_scan = _to_scan(recover, block, labels.shape) & (labels == 0) & (hu <= settings.dense_max_hu) & ~new_all
+        new_all |= on_scan
+        if side == "left":
+            new_left = on_scan
+        effusion = _touching(effusion & ~recover, ndimage.binary_dilation(sides[side] | recover, iterations=2))
+        fluid_ml = float(np.count_nonzero(_to_scan(effusion, block, labels.shape) & (labels == 0))) * voxel_ml
+        effusion_ml[side] = round(fluid_ml, 1) if fluid_ml >= settings.min_effusion_ml else 0.0
+    if new_all.any():
+        out[new_all] = lobes_by_fissures(labels, new_all, spacing_mm_zyx, settings.height_sigma_mm, new_left)
+    for lobe in (*LEFT_LOBES, *RIGHT_LOBES):
+        recovered_ml[Lobe(lobe).name] = round(float(np.count_nonzero(out[new_all] == int(lobe))) * voxel_ml, 1)
+    return DenseLung(out, recovered_ml, effusion_ml, block)
+
+
+def _hull_dense(lung: np.ndarray, dense: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Dense pixels inside each slice's hull of ``lung`` and outside the other lung (for growing)."""
+    out = np.zeros_like(lung)
+    for k in np.flatnonzero(lung.any(axis=(1, 2))):
+        out[k] = convex_hull_image(lung[k]) & dense[k] & ~lung[k] & ~other[k]
+    return out
