@@ -27,7 +27,7 @@ All arrays are (Z, Y, X) on the canonical (LPS) grid, spacings in mm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -54,12 +54,14 @@ class DenseLungSettings:
     max_gap_deg: float = 45.0  # intercostal gaps and cartilage: rib radius interpolated across this
     wall_margin_mm: float = 3.0  # stay this far inside the ribs' inner surface (intercostal muscle)
     max_outward_deg: float = 125.0  # rays further than this from outward cross to the mediastinum
+    hull_slack_mm: float = 6.0  # the pleura bulges this far past the chord across a dent's mouth
+    wall_gap_max_mm: float = 15.0  # ribs this close to the lung's envelope are its wall
     dent_min_mm: float = 3.0  # a ray's lung edge this far inside the lung's hull: a dent
     midline_band_mm: float = 22.0  # bone this close to the midline is the spine or the sternum
     min_slice_area_mm2: float = 150.0  # a side's lung smaller than this in a slice casts no rays
     grow_steps: int = 1  # work pixels the recovered region grows within the hull's dense voxels
     height_sigma_mm: float = 12.0  # smoothing that continues a fissure into the lesion's columns
-    effusion_hu: tuple[float, float] = (-20.0, 40.0)  # fluid outside the lung's hull
+    effusion_hu: tuple[float, float] = (-10.0, 25.0)  # fluid (0-20 HU) outside the lung's hull; muscle is denser
     min_effusion_ml: float = 5.0  # smaller fluid pieces are not reported
 
 
@@ -154,9 +156,10 @@ def _fill_gaps(values: np.ndarray, known: np.ndarray, blocked: np.ndarray, max_g
     return out
 
 
-def _cavity_limits(s: _Slice, centre, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
+def _cavity_limits(s: _Slice, centre, hull_edge: np.ndarray, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
     """Per ray: the lung's edge (mm from the centre) and the cavity's outer limit (the ribs' inner
-    surface less the margin; -inf where the ray crosses the mediastinum or finds no wall)."""
+    surface less the margin; -inf where the ray crosses the mediastinum or finds no wall).
+    ``hull_edge``: per ray, the edge of the lung's convex hull."""
     rays = settings.rays
     lung = _polar(s.lung, centre, s.spacing_mm, rays)
     edge = _bin_extreme(lung[2], lung[3], rays, maximum=True)
@@ -165,14 +168,16 @@ def _cavity_limits(s: _Slice, centre, settings: DenseLungSettings) -> tuple[np.n
     spine = (np.abs(bone[1] * s.spacing_mm[1] - s.midline_x_mm) <= settings.midline_band_mm) & (bone[0] > centre[0])
     rib = _first_beyond(tuple(a[~spine] for a in bone), edge, rays)
     axial = _first_beyond(tuple(a[spine] for a in bone), edge, rays)
+    # the spine where it lies against the lung's envelope walls the paravertebral gutter
+    gutter = axial - hull_edge <= settings.wall_gap_max_mm
+    rib = np.where(gutter, np.minimum(rib, axial), rib)
+    axial = np.where(gutter, np.inf, axial)
     other = _first_beyond(_polar(s.other, centre, s.spacing_mm, rays), edge, rays)
     bright = _first_beyond(_polar(s.bright, centre, s.spacing_mm, rays), edge, rays)
-    air = _first_beyond(_polar(s.air, centre, s.spacing_mm, rays), edge, rays)
     # the mediastinum: the ray meets the spine, the other lung or contrast-filled vessels before a
-    # rib, or a rib only after more dense tissue than a lesion is deep (through the heart) without
-    # leaving the body; a ray that leaves the body first passed an intercostal gap: unknown
-    far = (rib - edge > settings.rib_reach_mm) & (rib < air)
-    mediastinal = (axial < rib) | (other < rib) | (bright < rib - settings.wall_margin_mm) | far
+    # rib (the heart and the stomach lie inward: ``_outward``); a ray whose rib lies further than a
+    # lesion is deep passed an intercostal gap: its wall is interpolated from its neighbours
+    mediastinal = (axial < rib) | (other < rib) | (bright < rib - settings.wall_margin_mm)
     known = np.isfinite(edge) & ~mediastinal & (rib - edge <= settings.rib_reach_mm)
     blocked = mediastinal | ~np.isfinite(edge)
     max_gap = int(round(settings.max_gap_deg / 360.0 * rays))
@@ -198,19 +203,29 @@ def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarra
     inside the lung's convex hull by ``dent_min_mm`` or more crosses a dent: its dense voxels out
     to the wall are lung. On the other rays, fluid between the lung and the wall is effusion."""
     none = np.zeros_like(s.lung)
+    lung = s.lung
     area_mm2 = np.count_nonzero(s.lung) * s.spacing_mm[0] * s.spacing_mm[1]
     if area_mm2 < settings.min_slice_area_mm2:
         return none, none
+    # the lung's body: an air bronchogram inside a lesion, or a strand of lung air, is no edge
+    body = ndimage.binary_opening(s.lung, structure=np.ones((3, 3), bool))
+    if not body.any():
+        return none, none
+    s = replace(s, lung=body)
     centre = ndimage.center_of_mass(s.lung)
-    edge, wall = _cavity_limits(s, centre, settings)
     hull = _polar(convex_hull_image(s.lung), centre, s.spacing_mm, settings.rays)
     hull_edge = _bin_extreme(hull[2], hull[3], settings.rays, maximum=True)
+    edge, wall = _cavity_limits(s, centre, hull_edge, settings)
     dent_min_mm = max(settings.dent_min_mm, 1.5 * max(s.spacing_mm))  # a pixel's step is no dent
     dent = np.isfinite(edge) & (hull_edge - np.where(np.isfinite(edge), edge, 0.0) >= dent_min_mm)
-    y, x, angle, radius = _polar(~s.lung & ~s.other & (s.dense | s.effusion_hu), centre, s.spacing_mm, settings.rays)
+    y, x, angle, radius = _polar(~lung & ~s.other & (s.dense | s.effusion_hu), centre, s.spacing_mm, settings.rays)
     within = (radius > edge[angle]) & (radius <= wall[angle])
     recover, effusion = none.copy(), none.copy()
-    take = within & dent[angle] & s.dense[y, x] & _outward(centre, s, settings)[angle]
+    # a dent reaches the ribs where the lung's envelope lies against them; where the lung draws back
+    # from the ribs (its base above the liver and spleen) it reaches the envelope, not the ribs
+    wall_near = (wall - hull_edge)[angle] <= settings.wall_gap_max_mm
+    near_hull = wall_near | (radius <= hull_edge[angle] + settings.hull_slack_mm)
+    take = within & near_hull & dent[angle] & s.dense[y, x] & _outward(centre, s, settings)[angle]
     recover[y[take], x[take]] = True
     fluid = within & ~dent[angle] & s.effusion_hu[y, x]
     effusion[y[fluid], x[fluid]] = True
@@ -359,7 +374,8 @@ def recover_dense_lung(
     settings = settings or DenseLungSettings()
     block = tuple(max(1, int(round(settings.work_spacing_mm / s))) for s in spacing_mm_zyx[1:])
     spacing_yx = tuple(s * b for s, b in zip(spacing_mm_zyx[1:], block))
-    work_labels = _block_reduce(labels, block, "max").astype(np.uint8)  # a lobe wherever a voxel is
+    # a work pixel is lung where half its block is (scattered air voxels inside a lesion are not)
+    work_labels = np.where(_to_work(labels > 0, block), _block_reduce(labels, block, "max"), 0).astype(np.uint8)
     mean_hu = _block_reduce(hu, block, "mean")
     max_hu = _block_reduce(hu, block, "max")
     bone = max_hu > settings.bone_min_hu

@@ -37,13 +37,15 @@ from algorithm.segmenter import LobeSegmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AWAY_MM = 10.0  # the lobes farther than this from every lesion are compared with the lesion-free result
-AIR_BRONCHOGRAM_HU = -950.0  # below this the lung's own air is kept inside the lesion (airways)
+AIR_BRONCHOGRAM_HU = -950.0  # below this (after an in-plane median) the lung's own air is kept (airways)
 PLEURA_GROW_MM = 2.0  # the lesion takes in the pleura's partial-volume voxels next to the lung
 
 
 @dataclass(frozen=True)
 class LesionSpec:
-    """One lesion: in ``lobe``, at its most ``pleura`` ("posterior" or "anterior") pleural point."""
+    """One lesion: in ``lobe``, at its most ``pleura`` pleural point: "posterior", "anterior" (on
+    the costal surface: the lateral half of the lobe) or "junction" (the most anterior of all, where
+    the lungs meet behind the sternum)."""
 
     lobe: Lobe
     pleura: str = "posterior"
@@ -65,7 +67,9 @@ VARIANTS = {
     "dense": {"hu": 40.0, "noise_hu": 10.0},
     "small": {"radius_mm": 15.0},
     "no-air": {"air_bronchogram": False},
+    "junction": {"pleura": "junction"},  # the anterior lesion moved to the anterior junction line
 }
+ANTERIOR_ONLY = {"pleura"}  # keys that change the anterior lesion alone
 
 
 def pleural_point(lobes: np.ndarray, spec: LesionSpec, spacing_mm_zyx) -> tuple[int, int, int] | None:
@@ -82,6 +86,10 @@ def pleural_point(lobes: np.ndarray, spec: LesionSpec, spacing_mm_zyx) -> tuple[
     if not near.any():
         near = np.ones_like(z, bool)
     z, y, x = z[near], y[near], x[near]
+    if spec.pleura == "anterior":  # the costal surface: the lateral half of the lobe (LPS: left is +x)
+        centre_x = np.median(x)
+        lateral = x >= centre_x if spec.lobe in (Lobe.LUL, Lobe.LLL) else x <= centre_x
+        z, y, x = z[lateral], y[lateral], x[lateral]
     pick = int(np.argmax(y) if spec.pleura == "posterior" else np.argmin(y))
     return int(z[pick]), int(y[pick]), int(x[pick])
 
@@ -100,6 +108,15 @@ def lesion_mask(lobes: np.ndarray, centre: tuple[int, int, int], radius_mm: floa
     return mask
 
 
+def _airway_air(hu: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Voxels of ``region``'s box whose in-plane 3 x 3 median lies below ``AIR_BRONCHOGRAM_HU``."""
+    out = np.zeros(hu.shape, bool)
+    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(region)) if region.any() else None
+    if box is not None:
+        out[box] = ndimage.median_filter(hu[box], size=(1, 3, 3)) < AIR_BRONCHOGRAM_HU
+    return out
+
+
 def simulate_lesions(image: sitk.Image, lobes: np.ndarray, specs, seed: int = 0) -> tuple[sitk.Image, np.ndarray]:
     """``image`` (LPS, the grid of ``lobes``) with each lesion of ``specs`` drawn in; the lesion
     labels (uint8, k for the k-th lesion, 0 elsewhere; a lobe absent from ``lobes`` gets none)."""
@@ -112,8 +129,8 @@ def simulate_lesions(image: sitk.Image, lobes: np.ndarray, specs, seed: int = 0)
         if centre is None:
             continue
         region = lesion_mask(lobes, centre, spec.radius_mm, spacing) & (labels == 0)
-        if spec.air_bronchogram:
-            region &= ~(hu < AIR_BRONCHOGRAM_HU)
+        if spec.air_bronchogram:  # airways: air after an in-plane median (noise speckle below -950 is not)
+            region &= ~(_airway_air(hu, region))
         hu[region] = spec.hu + rng.normal(0.0, spec.noise_hu, int(np.count_nonzero(region)))
         labels[region] = k
     dtype = sitk.GetArrayViewFromImage(image).dtype
@@ -156,6 +173,14 @@ def lesion_scores(mask: np.ndarray, clean: np.ndarray, lesions: np.ndarray, spac
     }
 
 
+def variant_spec(spec: LesionSpec, variant: str) -> LesionSpec:
+    """``spec`` as the variant draws it (a pleura change moves the anterior lesion only)."""
+    changes = dict(VARIANTS[variant])
+    if spec.pleura != "anterior":
+        changes = {k: v for k, v in changes.items() if k not in ANTERIOR_ONLY}
+    return replace(spec, **changes)
+
+
 def run_scan(segmenter: LobeSegmenter, path: Path, variants: list[str]) -> list[dict]:
     """The lesion-free result, then each variant's lesions scored against it (on the LPS grid)."""
     from algorithm.preprocessing import to_canonical
@@ -168,7 +193,7 @@ def run_scan(segmenter: LobeSegmenter, path: Path, variants: list[str]) -> list[
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     rows = []
     for name in variants:
-        specs = [replace(spec, **VARIANTS[name]) for spec in DEFAULT_LESIONS]
+        specs = [variant_spec(spec, name) for spec in DEFAULT_LESIONS]
         lesioned, lesions = simulate_lesions(image, clean, specs)
         started = time.perf_counter()
         result = segmenter(lesioned)
