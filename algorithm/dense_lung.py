@@ -33,6 +33,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
+from algorithm.boxes import bounding_box
+from algorithm.image_ops import dilate_face_neighbours
 from algorithm.labels import LEFT_LOBES, RIGHT_LOBES, Lobe
 from algorithm.postprocessing import AIR_MAX_HU
 
@@ -59,7 +61,7 @@ class DenseLungSettings:
     dent_min_mm: float = 3.0  # a ray's lung edge this far inside the lung's hull: a dent
     midline_band_mm: float = 22.0  # bone this close to the midline is the spine or the sternum
     min_slice_area_mm2: float = 150.0  # a side's lung smaller than this in a slice casts no rays
-    grow_steps: int = 1  # work pixels the recovered region grows within the hull's dense voxels
+    grow_steps: int = 2  # work pixels the recovered region grows within the hull's dense voxels
     height_sigma_mm: float = 12.0  # smoothing that continues a fissure into the lesion's columns
     effusion_hu: tuple[float, float] = (-10.0, 25.0)  # fluid (0-20 HU) outside the lung's hull; muscle is denser
     min_effusion_ml: float = 5.0  # smaller fluid pieces are not reported
@@ -104,6 +106,7 @@ def _to_scan(mask: np.ndarray, block: tuple[int, int], shape) -> np.ndarray:
 @dataclass(frozen=True)
 class _Slice:
     lung: np.ndarray  # bool (Y, X): this side's lung
+    body: np.ndarray  # bool: the lung opened in plane (its body, without strands and specks)
     other: np.ndarray  # bool: the other side's lung
     dense: np.ndarray  # bool: dense, not bone
     bone: np.ndarray  # bool
@@ -198,22 +201,23 @@ def _outward(centre, s: _Slice, settings: DenseLungSettings) -> np.ndarray:
     return difference <= np.radians(settings.max_outward_deg)
 
 
-def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(dense lung to recover, effusion) in one slice of one side. A ray whose lung edge lies
+def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dense lung to recover, effusion, the lung's hull) in one slice of one side. A ray whose lung edge lies
     inside the lung's convex hull by ``dent_min_mm`` or more crosses a dent: its dense voxels out
     to the wall are lung. On the other rays, fluid between the lung and the wall is effusion."""
     none = np.zeros_like(s.lung)
     lung = s.lung
     area_mm2 = np.count_nonzero(s.lung) * s.spacing_mm[0] * s.spacing_mm[1]
     if area_mm2 < settings.min_slice_area_mm2:
-        return none, none
-    # the lung's body: an air bronchogram inside a lesion, or a strand of lung air, is no edge
-    body = ndimage.binary_opening(s.lung, structure=np.ones((3, 3), bool))
-    if not body.any():
-        return none, none
-    s = replace(s, lung=body)
+        return none, none, none
+    # the lung's body (opened before the loop): an air bronchogram inside a lesion, or a strand of
+    # lung air, is no edge
+    if not s.body.any():
+        return none, none, none
+    s = replace(s, lung=s.body)
     centre = ndimage.center_of_mass(s.lung)
-    hull = _polar(convex_hull_image(s.lung), centre, s.spacing_mm, settings.rays)
+    hull_mask = _hull(s.lung)
+    hull = _polar(hull_mask, centre, s.spacing_mm, settings.rays)
     hull_edge = _bin_extreme(hull[2], hull[3], settings.rays, maximum=True)
     edge, wall = _cavity_limits(s, centre, hull_edge, settings)
     dent_min_mm = max(settings.dent_min_mm, 1.5 * max(s.spacing_mm))  # a pixel's step is no dent
@@ -223,13 +227,14 @@ def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarra
     recover, effusion = none.copy(), none.copy()
     # a dent reaches the ribs where the lung's envelope lies against them; where the lung draws back
     # from the ribs (its base above the liver and spleen) it reaches the envelope, not the ribs
-    wall_near = (wall - hull_edge)[angle] <= settings.wall_gap_max_mm
+    with np.errstate(invalid="ignore"):  # rays without a wall or a hull: -inf - -inf
+        wall_near = (wall - hull_edge)[angle] <= settings.wall_gap_max_mm
     near_hull = wall_near | (radius <= hull_edge[angle] + settings.hull_slack_mm)
     take = within & near_hull & dent[angle] & s.dense[y, x] & _outward(centre, s, settings)[angle]
     recover[y[take], x[take]] = True
     fluid = within & ~dent[angle] & s.effusion_hu[y, x]
     effusion[y[fluid], x[fluid]] = True
-    return recover, effusion
+    return recover, effusion, hull_mask
 
 
 # ---------------------------------------------------------------- 3D
@@ -240,7 +245,7 @@ def _touching(candidates: np.ndarray, lung: np.ndarray) -> np.ndarray:
     pieces, count = ndimage.label(candidates)
     if count == 0:
         return candidates
-    touch = np.unique(pieces[ndimage.binary_dilation(lung) & candidates])
+    touch = np.unique(pieces[dilate_face_neighbours(lung) & candidates])
     keep = np.zeros(count + 1, bool)
     keep[touch] = True
     keep[0] = False
@@ -255,6 +260,21 @@ def _thick_in_plane(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarra
     disc = ((yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0)[None]
     opened = ndimage.binary_opening(mask, structure=disc)
     return ndimage.binary_dilation(opened, structure=np.ones((1, 3, 3), bool)) & mask
+
+
+def _opened_in_plane(mask: np.ndarray) -> np.ndarray:
+    """``mask`` opened by a 3 x 3 square in each slice (separable: two passes of min and max)."""
+    eroded = ndimage.minimum_filter(mask.view(np.uint8), size=(1, 3, 3), mode="constant", cval=0)
+    return ndimage.maximum_filter(eroded, size=(1, 3, 3), mode="constant", cval=0).view(bool) & mask
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """The convex hull of a slice's mask, computed in its bounding box (the full slice costs more)."""
+    box = bounding_box(mask)
+    out = np.zeros_like(mask)
+    if box is not None:
+        out[box] = convex_hull_image(mask[box])
+    return out
 
 
 def _outside_air(air: np.ndarray) -> np.ndarray:
@@ -370,63 +390,98 @@ def recover_dense_lung(
     hu: np.ndarray, labels: np.ndarray, spacing_mm_zyx: tuple[float, float, float], settings: DenseLungSettings | None = None
 ) -> DenseLung:
     """``labels`` (uint8 lobes on the grid of ``hu``) with the dense lung between the aerated lung
-    and the chest wall added to the lobes; the pleural effusion measured and kept out."""
+    and the chest wall added to the lobes; the pleural effusion measured and kept out. Works in the
+    lungs' box grown by the ribs' reach (the rest of the scan cannot change)."""
     settings = settings or DenseLungSettings()
     block = tuple(max(1, int(round(settings.work_spacing_mm / s))) for s in spacing_mm_zyx[1:])
-    spacing_yx = tuple(s * b for s, b in zip(spacing_mm_zyx[1:], block))
-    # a work pixel is lung where half its block is (scattered air voxels inside a lesion are not)
-    work_labels = np.where(_to_work(labels > 0, block), _block_reduce(labels, block, "max"), 0).astype(np.uint8)
-    mean_hu = _block_reduce(hu, block, "mean")
-    max_hu = _block_reduce(hu, block, "max")
-    bone = max_hu > settings.bone_min_hu
-    dense = (mean_hu > settings.dense_min_hu) & (mean_hu <= settings.dense_max_hu) & ~bone
-    air = _outside_air((mean_hu <= settings.dense_min_hu) & (work_labels == 0))
-    bright = _thick_in_plane(bone, settings.vessel_radius_mm, spacing_yx)  # contrast-filled heart and vessels
-    # ribs run obliquely: a slice meets one in some directions only; the ribs of the slices close
-    # above and below close the gaps (the cage, not this slice's cut through it, is the wall)
-    reach_z = int(np.ceil(settings.rib_span_mm / spacing_mm_zyx[0]))
-    bone = ndimage.maximum_filter1d((bone & ~bright).view(np.uint8), 2 * reach_z + 1, axis=0).view(bool) & ~bright
-    fluid = (mean_hu >= settings.effusion_hu[0]) & (mean_hu <= settings.effusion_hu[1]) & ~bone
-    sides = _side_masks(work_labels)
-    midline = _midline_x_mm(sides, spacing_yx[1])
-    band = np.abs(np.arange(work_labels.shape[2]) * spacing_yx[1] - midline) <= settings.midline_band_mm
-    mediastinum = _between_lungs(sides, (bright | bone) & band[None, None, :])
-    voxel_ml = float(np.prod(spacing_mm_zyx)) / 1000.0
-    recovered_ml: dict[str, float] = {}
-    effusion_ml: dict[str, float] = {}
+    empty = DenseLung(labels, {Lobe(v).name: 0.0 for v in (*LEFT_LOBES, *RIGHT_LOBES)}, {"left": 0.0, "right": 0.0}, block)
+    margin_mm = (settings.rib_span_mm, settings.rib_reach_mm + 20.0, settings.rib_reach_mm + 20.0)
+    box = bounding_box(labels > 0)
+    if box is None:
+        return empty
+    grow = [int(np.ceil(m / s)) for m, s in zip(margin_mm, spacing_mm_zyx)]
+    box = tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, labels.shape))
+    # whole work blocks from the box's start, so that the work grid is the same wherever it lies
+    box = (box[0],) + tuple(slice(b.start - b.start % k, b.stop) for b, k in zip(box[1:], block))
+    work = _WorkSlices.of(np.asarray(hu[box]), np.asarray(labels[box]), spacing_mm_zyx, block, settings)
+    found = {side: _side_pass(work, side, settings) for side in ("left", "right")}
+    sub = np.asarray(labels[box])
+    new_left = found["left"][0] & (sub == 0) & (np.asarray(hu[box]) <= settings.dense_max_hu)
+    new_right = found["right"][0] & (sub == 0) & (np.asarray(hu[box]) <= settings.dense_max_hu) & ~new_left
+    new = new_left | new_right
     out = labels.copy()
-    new_all = np.zeros(labels.shape, bool)
-    new_left = np.zeros(labels.shape, bool)
-    for side, other in (("left", "right"), ("right", "left")):
-        recover = np.zeros(work_labels.shape, bool)
-        effusion = np.zeros(work_labels.shape, bool)
-        for k in range(work_labels.shape[0]):
-            centre = (_lungs_y(sides, k), midline / spacing_yx[1])
-            s = _Slice(sides[side][k], sides[other][k], dense[k], bone[k], air[k], bright[k], fluid[k], spacing_yx, midline, centre)
-            recover[k], effusion[k] = _slice_candidates(s, settings)
-        # a lesion is thick; the partial-volume rim of a pleura one pixel thin is not
-        recover = ndimage.binary_opening(recover & ~mediastinum, structure=np.ones((1, 3, 3), bool))
-        recover = _touching(recover, sides[side])
-        within = _hull_dense(sides[side], dense, sides[other]) & ~mediastinum
-        for _ in range(settings.grow_steps):
-            recover |= ndimage.binary_dilation(recover) & within
-        on_scan = _to_scan(recover, block, labels.shape) & (labels == 0) & (hu <= settings.dense_max_hu) & ~new_all
-        new_all |= on_scan
-        if side == "left":
-            new_left = on_scan
-        effusion = _touching(effusion & ~recover, ndimage.binary_dilation(sides[side] | recover, iterations=2))
-        fluid_ml = float(np.count_nonzero(_to_scan(effusion, block, labels.shape) & (labels == 0))) * voxel_ml
+    voxel_ml = float(np.prod(spacing_mm_zyx)) / 1000.0
+    if new.any():
+        sub_out = sub.copy()
+        sub_out[new] = lobes_by_fissures(sub, new, spacing_mm_zyx, settings.height_sigma_mm, new_left)
+        out[box] = sub_out
+    recovered = out[box][new]
+    recovered_ml = {Lobe(v).name: round(float(np.count_nonzero(recovered == int(v))) * voxel_ml, 1)
+                    for v in (*LEFT_LOBES, *RIGHT_LOBES)}
+    effusion_ml = {}
+    for side in ("left", "right"):
+        fluid_ml = float(np.count_nonzero(found[side][1] & (sub == 0))) * voxel_ml
         effusion_ml[side] = round(fluid_ml, 1) if fluid_ml >= settings.min_effusion_ml else 0.0
-    if new_all.any():
-        out[new_all] = lobes_by_fissures(labels, new_all, spacing_mm_zyx, settings.height_sigma_mm, new_left)
-    for lobe in (*LEFT_LOBES, *RIGHT_LOBES):
-        recovered_ml[Lobe(lobe).name] = round(float(np.count_nonzero(out[new_all] == int(lobe))) * voxel_ml, 1)
     return DenseLung(out, recovered_ml, effusion_ml, block)
 
 
-def _hull_dense(lung: np.ndarray, dense: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Dense pixels inside each slice's hull of ``lung`` and outside the other lung (for growing)."""
-    out = np.zeros_like(lung)
+@dataclass(frozen=True)
+class _WorkSlices:
+    """The work grid of the lungs' box: what every slice's rays read."""
+
+    sides: dict[str, np.ndarray]  # bool (Z, Y, X) per side: the lung (half a block or more)
+    bodies: dict[str, np.ndarray]  # the same opened in plane by a 3 x 3 square
+    dense: np.ndarray
+    bone: np.ndarray  # ribs, sternum and spine, with the ribs of the slices just above and below
+    air: np.ndarray
+    bright: np.ndarray
+    fluid: np.ndarray
+    mediastinum: np.ndarray
+    spacing_yx: tuple[float, float]
+    midline_x_mm: float
+    block: tuple[int, int]
+    scan_shape: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, hu: np.ndarray, labels: np.ndarray, spacing_mm_zyx, block, settings: DenseLungSettings) -> _WorkSlices:
+        spacing_yx = tuple(s * b for s, b in zip(spacing_mm_zyx[1:], block))
+        # a work pixel is lung where half its block is (scattered air voxels inside a lesion are not)
+        work_labels = np.where(_to_work(labels > 0, block), _block_reduce(labels, block, "max"), 0).astype(np.uint8)
+        mean_hu = _block_reduce(hu, block, "mean")
+        bone = _block_reduce(hu, block, "max") > settings.bone_min_hu
+        bright = _thick_in_plane(bone, settings.vessel_radius_mm, spacing_yx)  # contrast-filled heart and vessels
+        # ribs run obliquely: a slice meets one in some directions only; the ribs of the slices close
+        # above and below close the gaps (the cage, not this slice's cut through it, is the wall)
+        reach_z = int(np.ceil(settings.rib_span_mm / spacing_mm_zyx[0]))
+        bone = ndimage.maximum_filter1d((bone & ~bright).view(np.uint8), 2 * reach_z + 1, axis=0).view(bool) & ~bright
+        dense = (mean_hu > settings.dense_min_hu) & (mean_hu <= settings.dense_max_hu) & ~bone
+        fluid = (mean_hu >= settings.effusion_hu[0]) & (mean_hu <= settings.effusion_hu[1]) & ~bone
+        air = _outside_air((mean_hu <= settings.dense_min_hu) & (work_labels == 0))
+        sides = _side_masks(work_labels)
+        midline = _midline_x_mm(sides, spacing_yx[1])
+        band = np.abs(np.arange(work_labels.shape[2]) * spacing_yx[1] - midline) <= settings.midline_band_mm
+        mediastinum = _between_lungs(sides, (bright | bone) & band[None, None, :])
+        bodies = {side: _opened_in_plane(lung) for side, lung in sides.items()}
+        return cls(sides, bodies, dense, bone, air, bright, fluid, mediastinum, spacing_yx, midline, block, hu.shape)
+
+    def slice(self, side: str, k: int) -> _Slice:
+        other = "right" if side == "left" else "left"
+        centre = (_lungs_y(self.sides, k), self.midline_x_mm / self.spacing_yx[1])
+        return _Slice(self.sides[side][k], self.bodies[side][k], self.sides[other][k], self.dense[k], self.bone[k], self.air[k],
+                      self.bright[k], self.fluid[k], self.spacing_yx, self.midline_x_mm, centre)
+
+
+def _side_pass(work: _WorkSlices, side: str, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(dense lung to add, effusion) of one side, on the scan grid of the box."""
+    lung = work.sides[side]
+    other = work.sides["right" if side == "left" else "left"]
+    recover, effusion, hull = (np.zeros(lung.shape, bool) for _ in range(3))
     for k in np.flatnonzero(lung.any(axis=(1, 2))):
-        out[k] = convex_hull_image(lung[k]) & dense[k] & ~lung[k] & ~other[k]
-    return out
+        recover[k], effusion[k], hull[k] = _slice_candidates(work.slice(side, k), settings)
+    # a lesion is thick; the partial-volume rim of a pleura one pixel thin is not
+    recover = _touching(_opened_in_plane(recover & ~work.mediastinum), lung)
+    within = hull & work.dense & ~lung & ~other & ~work.mediastinum  # dent edges: grown within the hull
+    for _ in range(settings.grow_steps):
+        recover |= dilate_face_neighbours(recover) & within
+    effusion = _touching(effusion & ~recover, dilate_face_neighbours(dilate_face_neighbours(lung | recover)))
+    return _to_scan(recover, work.block, work.scan_shape), _to_scan(effusion, work.block, work.scan_shape)
