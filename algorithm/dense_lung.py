@@ -159,9 +159,10 @@ def _fill_gaps(values: np.ndarray, known: np.ndarray, blocked: np.ndarray, max_g
     return out
 
 
-def _cavity_limits(s: _Slice, centre, hull_edge: np.ndarray, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray]:
+def _cavity_limits(s: _Slice, centre, hull_edge: np.ndarray, settings: DenseLungSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per ray: the lung's edge (mm from the centre) and the cavity's outer limit (the ribs' inner
-    surface less the margin; -inf where the ray crosses the mediastinum or finds no wall).
+    surface less the margin; -inf where the ray crosses the mediastinum or finds no wall), and the
+    fluid's limit (the first rib however far, for an effusion deeper than a lesion).
     ``hull_edge``: per ray, the edge of the lung's convex hull."""
     rays = settings.rays
     lung = _polar(s.lung, centre, s.spacing_mm, rays)
@@ -186,7 +187,8 @@ def _cavity_limits(s: _Slice, centre, hull_edge: np.ndarray, settings: DenseLung
     max_gap = int(round(settings.max_gap_deg / 360.0 * rays))
     wall = _fill_gaps(rib, known, blocked, max_gap) - settings.wall_margin_mm
     wall[blocked] = -np.inf
-    return edge, wall
+    fluid_wall = np.where(blocked | ~np.isfinite(rib), -np.inf, rib - settings.wall_margin_mm)
+    return edge, wall, fluid_wall
 
 
 def _outward(centre, s: _Slice, settings: DenseLungSettings) -> np.ndarray:
@@ -219,7 +221,7 @@ def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarra
     hull_mask = _hull(s.lung)
     hull = _polar(hull_mask, centre, s.spacing_mm, settings.rays)
     hull_edge = _bin_extreme(hull[2], hull[3], settings.rays, maximum=True)
-    edge, wall = _cavity_limits(s, centre, hull_edge, settings)
+    edge, wall, fluid_wall = _cavity_limits(s, centre, hull_edge, settings)
     dent_min_mm = max(settings.dent_min_mm, 1.5 * max(s.spacing_mm))  # a pixel's step is no dent
     dent = np.isfinite(edge) & (hull_edge - np.where(np.isfinite(edge), edge, 0.0) >= dent_min_mm)
     y, x, angle, radius = _polar(~lung & ~s.other & (s.dense | s.effusion_hu), centre, s.spacing_mm, settings.rays)
@@ -232,7 +234,8 @@ def _slice_candidates(s: _Slice, settings: DenseLungSettings) -> tuple[np.ndarra
     near_hull = wall_near | (radius <= hull_edge[angle] + settings.hull_slack_mm)
     take = within & near_hull & dent[angle] & s.dense[y, x] & _outward(centre, s, settings)[angle]
     recover[y[take], x[take]] = True
-    fluid = within & ~dent[angle] & s.effusion_hu[y, x]
+    outward = _outward(centre, s, settings)[angle]
+    fluid = (radius > edge[angle]) & (radius <= fluid_wall[angle]) & ~dent[angle] & outward & s.effusion_hu[y, x]
     effusion[y[fluid], x[fluid]] = True
     return recover, effusion, hull_mask
 
@@ -455,7 +458,8 @@ class _WorkSlices:
         reach_z = int(np.ceil(settings.rib_span_mm / spacing_mm_zyx[0]))
         bone = ndimage.maximum_filter1d((bone & ~bright).view(np.uint8), 2 * reach_z + 1, axis=0).view(bool) & ~bright
         dense = (mean_hu > settings.dense_min_hu) & (mean_hu <= settings.dense_max_hu) & ~bone
-        fluid = (mean_hu >= settings.effusion_hu[0]) & (mean_hu <= settings.effusion_hu[1]) & ~bone
+        smooth_hu = ndimage.uniform_filter(mean_hu, size=(1, 3, 3))  # fluid is uniform; noise is not
+        fluid = (smooth_hu >= settings.effusion_hu[0]) & (smooth_hu <= settings.effusion_hu[1]) & ~bone
         air = _outside_air((mean_hu <= settings.dense_min_hu) & (work_labels == 0))
         sides = _side_masks(work_labels)
         midline = _midline_x_mm(sides, spacing_yx[1])

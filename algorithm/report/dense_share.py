@@ -39,7 +39,7 @@ def dense_section(measures: dict, dense: DenseLung) -> dict:
         "definition": (
             "dense: the lobe's consolidation (above -250 HU, thicker than vessels); inferred: dense lung "
             "between the aerated lung and the chest wall that the dense-lung step added, its lobe from the "
-            "fissures' continuation; effusion: fluid between a convex lung and the ribs, not counted as lung"
+            "fissures' continuation; effusion: fluid between a convex lung and the ribs in the slices that hold the lung (a lower bound: fluid pooled below the lung's base is missed), not counted as lung"
         ),
     }
 
