@@ -1,7 +1,7 @@
 """Subpleural lesions simulated on the real scans: is the dense lung kept in its own lobe (issue 31)?
 
-    python -m benchmarks.consolidation_real [SCAN ...] [--variants default,ggo,dense,small,no-air] \
-        [--out results/consolidation/real.json] [--images results/consolidation]
+    python -m benchmarks.consolidation_real [SCAN ...] [--variants default,junction,ggo,dense,small,no-air] \
+        [--out results/consolidation/real.json] [--images docs/img/consolidation]
 
 Each scan of ../shared/data/real is segmented as it is (the *lesion-free* result). Then, in the
 way the issue's probe did it, the lung within ``radius_mm`` of one pleural point of a lobe (its
@@ -169,7 +169,7 @@ def lesion_scores(mask: np.ndarray, clean: np.ndarray, lesions: np.ndarray, spac
         "kept": round(float(np.count_nonzero(mask[lung] > 0)) / n, 4),
         "own_lobe": round(float(np.count_nonzero(mask[lung] == clean[lung])) / n, 4),
         "iou_away": iou,
-        "iou_away_min": min(v for v in iou.values() if v is not None),
+        "iou_away_min": min((v for v in iou.values() if v is not None), default=None),
     }
 
 
@@ -181,7 +181,31 @@ def variant_spec(spec: LesionSpec, variant: str) -> LesionSpec:
     return replace(spec, **changes)
 
 
-def run_scan(segmenter: LobeSegmenter, path: Path, variants: list[str]) -> list[dict]:
+LOBE_COLOURS = {1: (0.2, 0.8, 0.2), 2: (0.9, 0.8, 0.1), 3: (0.2, 0.5, 1.0), 4: (0.9, 0.3, 0.9), 5: (0.1, 0.9, 0.9)}
+
+
+def lesion_figure(hu: np.ndarray, mask: np.ndarray, lesions: np.ndarray, size_px: int = 360) -> np.ndarray:
+    """An RGB picture, one axial panel per lesion through its middle: the scan (lung window), each
+    lobe's outline in its colour, the lesion's outline in red (what was simulated)."""
+    from skimage.transform import resize
+
+    panels = []
+    for k in range(1, int(lesions.max()) + 1):
+        if not (lesions == k).any():
+            continue
+        z = int(np.median(np.nonzero(lesions == k)[0]))
+        grey = np.clip((hu[z].astype(np.float32) + 1000.0) / 1400.0, 0.0, 1.0)
+        rgb = np.stack([grey] * 3, axis=-1)
+        for lobe, colour in LOBE_COLOURS.items():
+            inside = mask[z] == lobe
+            rgb[inside & ~ndimage.binary_erosion(inside)] = colour
+        region = lesions[z] == k
+        rgb[region & ~ndimage.binary_erosion(region, iterations=2)] = (1.0, 0.1, 0.1)
+        panels.append(resize(rgb, (size_px, int(size_px * rgb.shape[1] / rgb.shape[0])), order=0))
+    return (np.concatenate(panels, axis=1) * 255).astype(np.uint8)
+
+
+def run_scan(segmenter: LobeSegmenter, path: Path, variants: list[str], images: Path | None = None) -> list[dict]:
     """The lesion-free result, then each variant's lesions scored against it (on the LPS grid)."""
     from algorithm.preprocessing import to_canonical
 
@@ -203,8 +227,26 @@ def run_scan(segmenter: LobeSegmenter, path: Path, variants: list[str]) -> list[
         row["dense_ml"] = result.report.to_dict().get("dense_lung", {})
         row["flags"] = [f["code"] for f in result.report.quality_flags]
         rows.append(row)
+        if images is not None:
+            from algorithm.io.writing import write_png
+
+            picture = lesion_figure(sitk.GetArrayViewFromImage(lesioned), sitk.GetArrayFromImage(result.mask), lesions)
+            write_png(picture, images / f"{path.name.split('.')[0]}-{name}.png")
         print(json.dumps(row), flush=True)
     return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """One table row per scan and variant: kept, own-lobe, per lesion, IoU away, flags."""
+    lines = ["| scan | variant | lesions (lobe: lung mL, kept) | kept | own lobe | lobe IoU away from the lesions (min, lobe) | dense-lung flags |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lesions = "; ".join(f"{l['lobe']} {l['lung_ml']:.0f} mL {l['kept']:.2f}" for l in r["lesions"])
+        worst = min(((v, k) for k, v in r["iou_away"].items() if v is not None), default=(float("nan"), "-"))
+        flags = ", ".join(sorted({f for f in r["flags"] if f in ("dense_lobe", "pleural_effusion")})) or "none"
+        lines.append(f"| {r['scan']} | {r['variant']} | {lesions} | {r['kept']:.3f} | {r['own_lobe']:.3f} | "
+                     f"{worst[0]:.3f} ({worst[1]}) | {flags} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scans", nargs="*", help="names in ../shared/data/real (default: A0001 and the 1.5 mm chest)")
     parser.add_argument("--variants", default="default", help=f"comma-separated of {','.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, help="JSON rows")
+    parser.add_argument("--images", type=Path, help="folder for a picture through each lesion per scan and variant")
     args = parser.parse_args(argv)
     if not REAL_DIR.is_dir():
         print(f"error: {REAL_DIR} not found (the real scans of ../shared)", file=sys.stderr)
@@ -224,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; choose from {','.join(VARIANTS)}")
     scans = args.scans or ["lung-pet-ct-dx-A0001-dicom", "totalseg-chest-cta-1.5mm.nii.gz"]
     segmenter = LobeSegmenter(device="cpu")
-    rows = [row for name in scans for row in run_scan(segmenter, REAL_DIR / name, variants)]
+    if args.images:
+        args.images.mkdir(parents=True, exist_ok=True)
+    rows = [row for name in scans for row in run_scan(segmenter, REAL_DIR / name, variants, args.images)]
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(to_markdown(rows))
     return 0
 
 
