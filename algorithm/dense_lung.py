@@ -80,14 +80,19 @@ class DenseLung:
 # ---------------------------------------------------------------- work grid
 
 
-def _block_reduce(hu: np.ndarray, block: tuple[int, int], how) -> np.ndarray:
-    """Per in-plane block of ``block`` voxels, ``how`` ("mean" or "max") over the block."""
+def _block_reduce(values: np.ndarray, block: tuple[int, int], how: str) -> np.ndarray:
+    """Per in-plane block of ``block`` voxels, ``how`` ("mean": float32, or "max": the input's
+    type) over the block; a partial last block repeats its edge."""
     by, bx = block
-    nz, ny, nx = hu.shape
+    if by == bx == 1:
+        return values.astype(np.float32) if how == "mean" else values
+    nz, ny, nx = values.shape
     pad = ((0, 0), (0, -ny % by), (0, -nx % bx))
-    padded = np.pad(hu.astype(np.float32), pad, mode="edge")
+    padded = np.pad(values, pad, mode="edge") if any(p[1] for p in pad) else values
     shaped = padded.reshape(nz, padded.shape[1] // by, by, padded.shape[2] // bx, bx)
-    return shaped.mean(axis=(2, 4)) if how == "mean" else shaped.max(axis=(2, 4))
+    if how == "mean":
+        return shaped.sum(axis=(2, 4), dtype=np.float32) / np.float32(by * bx)
+    return shaped.max(axis=(2, 4))
 
 
 def _to_work(mask: np.ndarray, block: tuple[int, int]) -> np.ndarray:
@@ -363,24 +368,27 @@ def fissure_heights(labels: np.ndarray, lower: tuple[int, ...], upper: tuple[int
     return np.minimum(height, bottom_upper - 0.5)  # and its upper-lobe lung above
 
 
-def lobes_by_fissures(labels: np.ndarray, where: np.ndarray, spacing_mm_zyx, sigma_mm: float, side_of: np.ndarray) -> np.ndarray:
+def lobes_by_fissures(labels: np.ndarray, where: np.ndarray, spacing_mm_zyx, sigma_mm: float, side_of: np.ndarray,
+                      column_mm: float = 2.0) -> np.ndarray:
     """The lobe of each voxel of ``where`` from the fissure height fields of ``labels``;
-    ``side_of`` (bool, same shape) is True on the left side."""
-    sigma_px = tuple(sigma_mm / s for s in spacing_mm_zyx[1:])
-    z = np.nonzero(where)[0]
-    yx = np.nonzero(where)[1:]
+    ``side_of`` (bool, same shape) is True on the left side. The heights are found on every k-th
+    column (about ``column_mm`` apart: a fissure is smooth) and read at each voxel's nearest one."""
+    step = tuple(max(1, int(round(column_mm / s))) for s in spacing_mm_zyx[1:])
+    columns = labels[:, :: step[0], :: step[1]]
+    sigma_px = tuple(sigma_mm / (s * k) for s, k in zip(spacing_mm_zyx[1:], step))
+    z, y, x = np.nonzero(where)
+    yx = (np.minimum(y // step[0], columns.shape[1] - 1), np.minimum(x // step[1], columns.shape[2] - 1))
     out = np.zeros(z.size, np.uint8)
     left = side_of[where]
     if left.any():
-        h = fissure_heights(labels, (int(Lobe.LLL),), (int(Lobe.LUL),), sigma_px)[yx]
+        h = fissure_heights(columns, (int(Lobe.LLL),), (int(Lobe.LUL),), sigma_px)[yx]
         out[left] = np.where(z[left] < h[left], int(Lobe.LLL), int(Lobe.LUL))
     right = ~left
     if right.any():
-        oblique = fissure_heights(labels, (int(Lobe.RLL),), (int(Lobe.RUL), int(Lobe.RML)), sigma_px)[yx]
-        upper = np.where(labels == int(Lobe.RLL), 0, labels)
+        oblique = fissure_heights(columns, (int(Lobe.RLL),), (int(Lobe.RUL), int(Lobe.RML)), sigma_px)[yx]
+        upper = np.where(columns == int(Lobe.RLL), 0, columns)
         horizontal = fissure_heights(upper, (int(Lobe.RML),), (int(Lobe.RUL),), sigma_px)[yx]
-        rml_present = np.any(labels == int(Lobe.RML))
-        below_h = (z < horizontal) if rml_present else np.zeros(z.size, bool)
+        below_h = (z < horizontal) if np.any(columns == int(Lobe.RML)) else np.zeros(z.size, bool)
         lobe = np.where(z < oblique, int(Lobe.RLL), np.where(below_h, int(Lobe.RML), int(Lobe.RUL)))
         out[right] = lobe[right]
     return out
