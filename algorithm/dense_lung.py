@@ -115,7 +115,6 @@ class _Slice:
     other: np.ndarray  # bool: the other side's lung
     dense: np.ndarray  # bool: dense, not bone
     bone: np.ndarray  # bool
-    air: np.ndarray  # bool: air around the body (connected to the slice's edge)
     bright: np.ndarray  # bool: thick bright regions (contrast-filled heart and vessels, vertebral bodies)
     effusion_hu: np.ndarray  # bool: in the effusion's HU range
     spacing_mm: tuple[float, float]
@@ -285,21 +284,6 @@ def _hull(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _outside_air(air: np.ndarray) -> np.ndarray:
-    """Per slice, the air connected to the slice's edge (not bowel or stomach gas)."""
-    out = np.zeros_like(air)
-    for k in range(air.shape[0]):
-        pieces, count = ndimage.label(air[k])
-        if count == 0:
-            continue
-        edge = np.unique(np.concatenate([pieces[[0, -1], :].ravel(), pieces[:, [0, -1]].ravel()]))
-        keep = np.zeros(count + 1, bool)
-        keep[edge] = True
-        keep[0] = False
-        out[k] = keep[pieces]
-    return out
-
-
 def _between_lungs(sides: dict[str, np.ndarray], vertebra: np.ndarray) -> np.ndarray:
     """The mediastinum in front of the spine: per slice and row, the pixels between the right
     lung's medial edge and the left lung's (LPS: the left lung at larger x), anterior of the
@@ -444,7 +428,6 @@ class _WorkSlices:
     bodies: dict[str, np.ndarray]  # the same opened in plane by a 3 x 3 square
     dense: np.ndarray
     bone: np.ndarray  # ribs, sternum and spine, with the ribs of the slices just above and below
-    air: np.ndarray
     bright: np.ndarray
     fluid: np.ndarray
     mediastinum: np.ndarray
@@ -468,18 +451,17 @@ class _WorkSlices:
         dense = (mean_hu > settings.dense_min_hu) & (mean_hu <= settings.dense_max_hu) & ~bone
         smooth_hu = ndimage.uniform_filter(mean_hu, size=(1, 3, 3))  # fluid is uniform; noise is not
         fluid = (smooth_hu >= settings.effusion_hu[0]) & (smooth_hu <= settings.effusion_hu[1]) & ~bone
-        air = _outside_air((mean_hu <= settings.dense_min_hu) & (work_labels == 0))
         sides = _side_masks(work_labels)
         midline = _midline_x_mm(sides, spacing_yx[1])
         band = np.abs(np.arange(work_labels.shape[2]) * spacing_yx[1] - midline) <= settings.midline_band_mm
         mediastinum = _between_lungs(sides, (bright | bone) & band[None, None, :])
         bodies = {side: _opened_in_plane(lung) for side, lung in sides.items()}
-        return cls(sides, bodies, dense, bone, air, bright, fluid, mediastinum, spacing_yx, midline, block, hu.shape)
+        return cls(sides, bodies, dense, bone, bright, fluid, mediastinum, spacing_yx, midline, block, hu.shape)
 
     def slice(self, side: str, k: int) -> _Slice:
         other = "right" if side == "left" else "left"
         centre = (_lungs_y(self.sides, k), self.midline_x_mm / self.spacing_yx[1])
-        return _Slice(self.sides[side][k], self.bodies[side][k], self.sides[other][k], self.dense[k], self.bone[k], self.air[k],
+        return _Slice(self.sides[side][k], self.bodies[side][k], self.sides[other][k], self.dense[k], self.bone[k],
                       self.bright[k], self.fluid[k], self.spacing_yx, self.midline_x_mm, centre)
 
 
