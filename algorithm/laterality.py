@@ -41,6 +41,11 @@ IN_PLANE = np.zeros((3, 3, 3), bool)  # connectivity within one axial slice (8-n
 IN_PLANE[1] = True
 
 
+# relabelled lobes of the other side below this are the midline's partial-volume voxels, not a
+# network that confused the sides (A0001 and the 1.5 mm CTA relabel 1-2 mL on every run)
+WRONG_SIDE_FLAG_ML = 5.0
+
+
 @dataclass(frozen=True)
 class LateralitySettings:
     """Thresholds of the sides from anatomy."""
@@ -104,7 +109,7 @@ class Laterality:
                 out.append({"code": "lung_absent", "severity": "warning", "side": side, "message": (
                     f"no {side} lung was found ({lung.lung_ml:.0f} mL of lung on that side, its place outside "
                     f"the field of view or without tissue); no {side} lobes are given")})
-        if self.relabelled_ml > 0:
+        if self.relabelled_ml >= WRONG_SIDE_FLAG_ML:
             out.append({"code": "lobes_on_wrong_side", "severity": "warning", "message": (
                 f"the network put {self.relabelled_ml:.0f} mL of lobes of one side into the other lung; "
                 "they were relabelled to that lung's own lobes")})
