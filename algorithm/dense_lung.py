@@ -6,17 +6,19 @@ is neither: it lies between the aerated lung and the chest wall, and on real sca
 leaves it out (a probe of the issue kept 0.6 % of it). Its HU (-100...+50) is the chest wall's and
 the mediastinum's, so the scan's density cannot tell it apart; its *place* can:
 
-1. **Inside the lung's own envelope.** A lesion dents the lung's outer surface: per axial slice
-   and side, it lies in the convex hull of that side's lung. A pleural effusion does not: the
-   compressed lung keeps a convex surface and the fluid lies outside its hull (reported, kept out).
-2. **Inside the rib cage, on the costal side.** Along a ray from the side's centre in its slice,
-   the lesion lies beyond the lung's last voxel and before the inner surface of the ribs (the
-   first bone further out; across an intercostal gap or a costal cartilage the rib radius is
-   interpolated from the neighbouring rays). Rays that meet the other lung first, or whose first
-   bone is the spine or sternum (within ``midline_band_mm`` of the midline), cross the
-   mediastinum: hilum, heart, aorta and the anterior junction never join a lobe. A lesion against
-   the mediastinum is therefore not recovered; the report's dense share says what was.
-3. **Connected to the lung in 3D**, denser than aerated lung and below bone.
+1. **In a dent of the lung's own envelope.** A lesion dents the lung's convex outer surface: per
+   axial slice and side, a ray from the side's centre whose lung edge lies inside the lung's convex
+   hull crosses a dent. A pleural effusion does not dent: the compressed lung keeps a convex
+   surface and the fluid lies outside its hull (reported, kept out).
+2. **Inside the rib cage, on the costal side.** Along a dent ray, the lesion lies beyond the lung's
+   edge and before the inner surface of the ribs (the first bone further out, the ribs of the
+   slices just above and below included; across an intercostal gap or a costal cartilage the
+   wall is interpolated from the neighbouring rays; the spine walls the paravertebral gutter).
+   Rays that meet the spine, the other lung or contrast-filled vessels first, rays that point
+   inward, and the rows between the two lungs in front of the spine are the mediastinum: hilum,
+   heart, aorta and the anterior junction never join a lobe. A lesion against the mediastinum is
+   therefore not recovered; the report's dense share says what the lobes hold.
+3. **Thick and connected to the lung in 3D**, denser than aerated lung and below bone.
 
 Recovered voxels take the lobe the fissure surfaces give them, not the nearest aerated voxel: each
 fissure is a height field z(y, x) over the columns that hold both of its lobes, continued into
