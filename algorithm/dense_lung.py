@@ -3,7 +3,7 @@
 The lung step (lung_extent.py) keeps dense lung only where the network labelled it or where the
 aerated lung encloses it within a slice. A subpleural consolidation, the typical COVID-19 lesion,
 is neither: it lies between the aerated lung and the chest wall, and on real scans the network
-leaves it out (a probe of the issue kept 0.6 % of it). Its HU (-100...+50) is the chest wall's and
+leaves it out (the issue's probe kept 0.6 % of it; benchmarks/consolidation_real.py 0.2 % on A0001). Its HU (-100...+50) is the chest wall's and
 the mediastinum's, so the scan's density cannot tell it apart; its *place* can:
 
 1. **In a dent of the lung's own envelope.** A lesion dents the lung's convex outer surface: per
