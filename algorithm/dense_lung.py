@@ -76,7 +76,6 @@ class DenseLung:
     labels: np.ndarray  # uint8 (Z, Y, X) lobes, recovered dense lung included
     recovered_ml: dict[str, float]  # per lobe: dense lung this step added
     effusion_ml: dict[str, float]  # per side: fluid outside the lungs' envelope, kept out
-    work_block_yx: tuple[int, int]
 
 
 # ---------------------------------------------------------------- work grid
@@ -391,7 +390,7 @@ def recover_dense_lung(
     lungs' box grown by the ribs' reach (the rest of the scan cannot change)."""
     settings = settings or DenseLungSettings()
     block = tuple(max(1, int(round(settings.work_spacing_mm / s))) for s in spacing_mm_zyx[1:])
-    empty = DenseLung(labels, {Lobe(v).name: 0.0 for v in (*LEFT_LOBES, *RIGHT_LOBES)}, {"left": 0.0, "right": 0.0}, block)
+    empty = DenseLung(labels, {Lobe(v).name: 0.0 for v in (*LEFT_LOBES, *RIGHT_LOBES)}, {"left": 0.0, "right": 0.0})
     margin_mm = (settings.rib_span_mm, settings.rib_reach_mm + 20.0, settings.rib_reach_mm + 20.0)
     box = bounding_box(labels > 0)
     if box is None:
@@ -419,7 +418,7 @@ def recover_dense_lung(
     for side in ("left", "right"):
         fluid_ml = float(np.count_nonzero(found[side][1] & (sub == 0))) * voxel_ml
         effusion_ml[side] = round(fluid_ml, 1) if fluid_ml >= settings.min_effusion_ml else 0.0
-    return DenseLung(out, recovered_ml, effusion_ml, block)
+    return DenseLung(out, recovered_ml, effusion_ml)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def _measures(consolidation_percent: dict[str, float]) -> dict:
 
 
 def _dense(recovered: dict[str, float], effusion: dict[str, float]) -> DenseLung:
-    return DenseLung(np.zeros((1, 1, 1), np.uint8), recovered, effusion, (1, 1))
+    return DenseLung(np.zeros((1, 1, 1), np.uint8), recovered, effusion)
 
 
 def test_section_gives_dense_and_inferred_volumes_per_lobe():
